@@ -1,0 +1,1 @@
+"""The clipsearch command line and the local process supervisor behind `clipsearch up`."""

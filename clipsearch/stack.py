@@ -1,0 +1,181 @@
+"""The whole local stack in one object: Redis, Weaviate, a Celery worker and the API.
+
+`clipsearch up` and the integration-test fixture both use it, so the tests exercise exactly what users
+run. Parts whose URL is configured (REDIS_URL, WEAVIATE_URL) are used as they are, not started.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+
+import requests
+
+from clipsearch.processes import LOOPBACK, ManagedProcess, ensure_port_free
+from clipsearch.redis_server import RedisServer
+from clipsearch.weaviate_server import WeaviateServer
+from indexer.errors import StartupError
+from indexer.settings import Settings
+from workers.celery_factory import make_celery
+
+
+class LocalStack:
+    def __init__(self, settings: Settings, *, api: bool = True, worker: bool = True) -> None:
+        self.settings = settings
+        self.log_dir = settings.data_dir / "logs"
+        self.redis = None if settings.redis_url else RedisServer(settings.data_dir / "redis", self.log_dir)
+        self.weaviate = (
+            None
+            if settings.weaviate_url
+            else WeaviateServer(settings.weaviate_binary_path, settings.data_dir / "weaviate", self.log_dir)
+        )
+        self.want_api = api
+        self.want_worker = worker
+        self.api: ManagedProcess | None = None
+        self.workers: list[ManagedProcess] = []
+        self.api_port = settings.api_port
+
+    # -- addresses -------------------------------------------------------------------------------
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url if self.redis else str(self.settings.redis_url)
+
+    @property
+    def weaviate_url(self) -> str:
+        return self.weaviate.url if self.weaviate else str(self.settings.weaviate_url)
+
+    @property
+    def weaviate_grpc_port(self) -> int:
+        return self.weaviate.ports.grpc if self.weaviate else self.settings.weaviate_grpc_port
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.api_port}"
+
+    def child_env(self) -> dict[str, str]:
+        """The environment that makes a child process talk to this stack."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "REDIS_URL": self.redis_url,
+                "WEAVIATE_URL": self.weaviate_url,
+                "WEAVIATE_GRPC_PORT": str(self.weaviate_grpc_port),
+                "DATA_DIR": str(self.settings.data_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            if self.want_api:
+                ensure_port_free(self.api_port, "the API", self.settings.api_host)
+            if self.redis:
+                self.redis.start()
+            if self.weaviate:
+                self.weaviate.start()
+            if self.want_worker:
+                self.start_worker()
+            if self.want_api:
+                self.start_api()
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_worker(self, timeout_s: float = 60.0) -> ManagedProcess:
+        name = f"worker-{uuid.uuid4().hex[:8]}@{LOOPBACK}"
+        proc = ManagedProcess(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.app",
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={self.settings.worker_concurrency}",
+                "--hostname",
+                name,
+                "--queues",
+                "clipsearch",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            self.log_dir / f"{name.split('@')[0]}.log",
+            env=self.child_env(),
+        )
+        proc.start()
+        self.workers.append(proc)
+        celery = make_celery(self.settings.model_copy(update={"redis_url": self.redis_url}))
+        proc.wait_ready(lambda: bool(celery.control.ping(destination=[name], timeout=0.5)), timeout_s)
+        return proc
+
+    def start_api(self, timeout_s: float = 60.0) -> None:
+        env = self.child_env()
+        env["API_PORT"] = str(self.api_port)
+        self.api = ManagedProcess(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"{self.settings.api_host}:{self.api_port}",
+                "--workers",
+                "1",
+                "--threads",
+                "8",
+                "--timeout",
+                "300",
+                "--graceful-timeout",
+                "10",
+                "search_api.wsgi:app",
+            ],
+            self.log_dir / "api.log",
+            env=env,
+        )
+        self.api.start()
+
+        def answering() -> bool:
+            requests.get(self.api_url + "/health", timeout=5)
+            return True
+
+        self.api.wait_ready(answering, timeout_s)
+
+    def wait_healthy(self, timeout_s: float = 120.0) -> dict[str, object]:
+        """Poll /health until every part is ready; raise with the last report otherwise."""
+        deadline = time.monotonic() + timeout_s
+        report: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            response = requests.get(self.api_url + "/health", timeout=10)
+            report = response.json()
+            if response.status_code == 200:
+                return report
+            time.sleep(0.5)
+        raise StartupError(f"the stack did not become healthy in {timeout_s:.0f} s: {report}")
+
+    def processes(self) -> list[ManagedProcess]:
+        procs: list[ManagedProcess] = []
+        if self.redis:
+            procs.append(self.redis.process)
+        if self.weaviate:
+            procs.append(self.weaviate.process)
+        procs.extend(self.workers)
+        if self.api:
+            procs.append(self.api)
+        return procs
+
+    def stop(self) -> None:
+        if self.api:
+            self.api.stop()
+        for proc in self.workers:
+            proc.stop()
+        self.workers.clear()
+        if self.weaviate:
+            self.weaviate.stop()
+        if self.redis:
+            self.redis.stop()

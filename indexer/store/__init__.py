@@ -1,0 +1,1 @@
+"""The vector store: Weaviate connection, schema, writes and near-vector queries."""

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything clipsearch needs on a fresh Debian machine, idempotently:
+#   - redis-server (Debian's package) when missing
+#   - a virtual environment at .venv with the package and its dev tools
+#   - the Weaviate server binary, built from the Go module proxy and cached outside the repo
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server"
+  SUDO=""
+  [[ "$(id -u)" == 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  # Debian starts a system-wide instance on 6379; clipsearch runs its own on a free loopback port.
+fi
+
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null || PY=python3
+if [[ ! -x .venv/bin/python ]]; then
+  echo "creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+./scripts/build_weaviate.sh

@@ -1,0 +1,21 @@
+"""The app factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from indexer.settings import Settings
+from search_api.errors import register_error_handlers
+from search_api.routes import health
+from search_api.services import Services, install
+
+
+def create_app(settings: Settings | None = None, svc: Services | None = None) -> Flask:
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    install(app, svc or Services.from_settings(settings))
+    register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    return app

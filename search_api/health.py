@@ -1,0 +1,56 @@
+"""Readiness of each part the service needs, with versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from indexer import __version__
+from indexer.store.connection import weaviate_status
+from search_api.services import Services
+
+
+def _weaviate(svc: Services) -> dict[str, Any]:
+    try:
+        client = svc.weaviate
+    except Exception as exc:
+        return {"ready": False, "error": str(exc)}
+    return weaviate_status(client)
+
+
+def _redis(svc: Services) -> dict[str, Any]:
+    try:
+        info = svc.redis.info("server")
+    except redis.RedisError as exc:
+        return {"ready": False, "error": str(exc)}
+    return {"ready": True, "version": info.get("redis_version")}
+
+
+def _workers(svc: Services) -> dict[str, Any]:
+    try:
+        replies = svc.celery.control.ping(timeout=svc.settings.health_timeout_s) or []
+    except Exception as exc:
+        return {"ready": False, "count": 0, "error": str(exc)}
+    names = sorted(name for reply in replies for name in reply)
+    return {"ready": bool(names), "count": len(names), "names": names}
+
+
+def _model(svc: Services) -> dict[str, Any]:
+    try:
+        status = dict(svc.encoder_status())
+    except Exception as exc:
+        return {"ready": False, "error": str(exc)}
+    status.setdefault("ready", True)
+    return status
+
+
+def health_report(svc: Services) -> tuple[dict[str, Any], bool]:
+    parts = {
+        "weaviate": _weaviate(svc),
+        "redis": _redis(svc),
+        "workers": _workers(svc),
+        "model": _model(svc),
+    }
+    ok = all(part.get("ready") for part in parts.values())
+    return {"status": "ok" if ok else "unavailable", "version": __version__, "parts": parts}, ok

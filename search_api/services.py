@@ -1,0 +1,79 @@
+"""What the routes call: lazily built clients over indexer, one set per app."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import redis
+import weaviate
+from celery import Celery
+from flask import Flask, current_app
+
+from indexer.settings import Settings
+from indexer.store.connection import connect
+from workers.celery_factory import DEFAULT_REDIS_URL, make_celery
+
+if TYPE_CHECKING:
+    from indexer.model.encoder import ClipEncoder
+
+EXTENSION_KEY = "clipsearch"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    celery: Celery
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _weaviate: weaviate.WeaviateClient | None = None
+    _redis: redis.Redis | None = None
+    _encoder: ClipEncoder | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        return cls(settings=settings, celery=make_celery(settings))
+
+    @property
+    def weaviate(self) -> weaviate.WeaviateClient:
+        """The Weaviate client, connected on first use and re-connected after an outage."""
+        with self._lock:
+            if self._weaviate is None or not self._weaviate.is_connected():
+                self._weaviate = connect(self.settings)
+            return self._weaviate
+
+    @property
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(
+                self.settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=self.settings.health_timeout_s
+            )
+        return self._redis
+
+    @property
+    def encoder(self) -> ClipEncoder:
+        """The CLIP encoder; its ONNX sessions load on first use."""
+        with self._lock:
+            if self._encoder is None:
+                from indexer.model.encoder import load_encoder  # onnxruntime loads on first use only
+
+                self._encoder = load_encoder(self.settings)
+            return self._encoder
+
+    def encoder_status(self) -> dict[str, Any]:
+        return self.encoder.status()
+
+    def close(self) -> None:
+        if self._weaviate is not None:
+            self._weaviate.close()
+            self._weaviate = None
+
+
+def services() -> Services:
+    """The Services of the app that handles the current request."""
+    found: Services = current_app.extensions[EXTENSION_KEY]
+    return found
+
+
+def install(app: Flask, svc: Services) -> None:
+    app.extensions[EXTENSION_KEY] = svc
