@@ -30,3 +30,4 @@ if [[ ! -f "$stamp" ]]; then
 fi
 
 ./scripts/build_weaviate.sh
+./scripts/build_compose.sh
