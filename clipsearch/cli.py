@@ -8,11 +8,17 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
+from urllib.parse import quote
 
+from clipsearch.client import ApiClient, image_files
 from clipsearch.stack import LocalStack
-from indexer.errors import ClipsearchError
+from indexer.errors import ClipsearchError, ModelUnavailable
 from indexer.settings import Settings
+
+DEMO_DIR = Path(__file__).parent / "demo"
+DEMO_COLLECTION = "demo"
 
 MAX_WORKER_RESTARTS = 5
 
@@ -21,10 +27,48 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def ensure_model(settings: Settings, allow_download: bool) -> Settings:
+    """The configured model if cached (or pulled now), else the bundled tiny test model, said plainly."""
+    from indexer.model.files import TINY_MODEL_ID, resolve_model
+
+    try:
+        resolve_model(settings, allow_download=False)
+        return settings
+    except ModelUnavailable:
+        if not allow_download:
+            raise
+    print(f"model {settings.model_id} is not cached: downloading it from the hub ...", flush=True)
+    try:
+        resolve_model(settings, allow_download=True)
+        return settings
+    except ModelUnavailable as exc:
+        print(
+            f"cannot download {settings.model_id}: {exc.message}\n"
+            f"RUNNING ON THE BUNDLED TINY TEST MODEL ({TINY_MODEL_ID}): search results are NOT semantic.\n"
+            f"When online, run `clipsearch models pull {settings.model_id}` and restart.",
+            flush=True,
+        )
+        os.environ["MODEL_ID"] = TINY_MODEL_ID
+        return settings.model_copy(update={"model_id": TINY_MODEL_ID})
+
+
+def index_demo(api: ApiClient) -> str:
+    """Index the bundled demo photos into the `demo` collection; return a search URL."""
+    api.ensure_collection(DEMO_COLLECTION)
+    paths = list(image_files(DEMO_DIR))
+    jobs, _ = api.upload_paths(DEMO_COLLECTION, paths, tags="demo")
+    reports = api.follow(jobs, len(paths), show=False)
+    done = sum(r["done"] for r in reports) + sum(r["duplicates"] for r in reports)
+    print(f"demo collection {DEMO_COLLECTION!r}: {done} images indexed", flush=True)
+    return f"{api.base}/?collection={DEMO_COLLECTION}&q={quote('a photo of a cat')}"
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start everything in the foreground and stop it all on Ctrl-C or SIGTERM."""
     if args.port:
         settings = settings.model_copy(update={"api_port": args.port})
+    if not settings.model_dir:
+        settings = ensure_model(settings, allow_download=not args.offline)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     stack = LocalStack(settings)
     restarts = 0
@@ -33,6 +77,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         stack.start()
         stack.wait_healthy()
         print(f"clipsearch is up: {stack.api_url}  (health: {stack.api_url}/health)", flush=True)
+        if args.demo:
+            url = index_demo(ApiClient(stack.api_url, next(iter(settings.api_keys), None)))
+            print(f"search the demo: {url}", flush=True)
+            print(
+                f"  or: curl -s {stack.api_url}/search/text -H 'Content-Type: application/json' "
+                f'-d \'{{"collection": "{DEMO_COLLECTION}", "query": "a photo of a cat"}}\'',
+                flush=True,
+            )
         print(f"logs: {stack.log_dir}  -- press Ctrl-C to stop", flush=True)
         while True:
             time.sleep(1)
@@ -75,12 +127,52 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0  # pragma: no cover
 
 
+def _api(settings: Settings, url: str | None) -> ApiClient:
+    return ApiClient(
+        url or f"http://{settings.api_host}:{settings.api_port}", next(iter(settings.api_keys), None)
+    )
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    """Upload a directory to a running service and follow the job with a progress bar."""
+    root = Path(args.directory)
+    if not root.is_dir():
+        print(f"error: {root} is not a directory", file=sys.stderr)
+        return 2
+    api = _api(settings, args.url)
+    api.ensure_collection(args.collection)
+    paths = list(image_files(root))
+    jobs, refused = api.upload_paths(args.collection, paths, tags=args.tags or "")
+    reports = api.follow(jobs, len(paths) - len(refused))
+    errors = refused + [e for r in reports for e in r["errors"]]
+    indexed = sum(r["done"] for r in reports)
+    duplicates = sum(r["duplicates"] for r in reports)
+    print(f"indexed {indexed}, duplicates {duplicates}, failed {len(errors)}")
+    for error in errors:
+        print(f"  failed: {error['file']}: {error['reason']}")
+    return 0 if not errors else 1
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    api = _api(settings, args.url)
+    body = api.call(
+        "POST", "/search/text", json={"collection": args.collection, "query": args.text, "limit": args.limit}
+    )
+    for rank, hit in enumerate(body["results"], 1):
+        print(f"{rank:3d}. {hit['score']:.4f}  {hit['filename']}  {api.base}{hit['thumbnail_url']}")
+    if not body["results"]:
+        print("no results")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipsearch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start Weaviate, Redis, a worker and the API in the foreground")
     up.add_argument("--port", type=int, help="API port (default: API_PORT or 8000)")
+    up.add_argument("--demo", action="store_true", help="index the bundled demo photos into `demo`")
+    up.add_argument("--offline", action="store_true", help="never download a model")
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run the HTTP API alone")
@@ -92,6 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one Celery worker alone")
     worker.add_argument("--concurrency", type=int)
     worker.set_defaults(func=cmd_worker)
+    index = sub.add_parser("index", help="index a directory through the running service")
+    index.add_argument("directory")
+    index.add_argument("--collection", required=True)
+    index.add_argument("--tags", help="comma-separated tags for every image")
+    index.add_argument("--url", help="the service (default: http://API_HOST:API_PORT)")
+    index.set_defaults(func=cmd_index)
+
+    search = sub.add_parser("search", help="search a collection by text")
+    search.add_argument("text")
+    search.add_argument("--collection", required=True)
+    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--url", help="the service (default: http://API_HOST:API_PORT)")
+    search.set_defaults(func=cmd_search)
+
+    from clipsearch.models_cli import register
+
+    register(sub)
     return parser
 
 

@@ -63,6 +63,7 @@ class LocalStack:
                 "WEAVIATE_URL": self.weaviate_url,
                 "WEAVIATE_GRPC_PORT": str(self.weaviate_grpc_port),
                 "DATA_DIR": str(self.settings.data_dir),
+                "MODEL_ID": self.settings.model_id,
                 "PYTHONUNBUFFERED": "1",
             }
         )

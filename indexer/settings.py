@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     task_visibility_timeout_s: int = 300
     ingest_chunk_size: int = 32
 
+    # Ingest sources.
+    folder_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    url_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)  # "host" or "host:port"
+    url_max_bytes: int = 50 * 1024 * 1024
+    url_timeout_s: float = 20.0
+    url_max_redirects: int = 5
+    zip_max_entries: int = 10_000
+    zip_max_total_bytes: int = 4 * 1024 * 1024 * 1024
+    zip_max_ratio: float = 100.0
+    thumbnail_size: int = 256
+
     # Limits on input.
     max_image_pixels: int = 64_000_000
     max_upload_bytes: int = 512 * 1024 * 1024
@@ -66,7 +77,15 @@ class Settings(BaseSettings):
     max_search_limit: int = 1000
     health_timeout_s: float = 1.0
 
-    @field_validator("api_keys", mode="before")
+    # Observability: logs and metrics.
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # Each worker serves its Prometheus metrics on this loopback port; unset: only through the API's
+    # /metrics (which reads every worker's metric files when it shares DATA_DIR with them).
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "127.0.0.1"
+
+    @field_validator("api_keys", "folder_roots", "url_allow", mode="before")
     @classmethod
     def _keys(cls, value: object) -> object:
         return _split_csv(value)
@@ -80,3 +99,12 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def worker_metrics_root(self) -> Path:
+        """Prometheus multiprocess files of the workers on this host, one directory per worker."""
+        return self.data_dir / "metrics" / "workers"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_dir / "staging"

@@ -11,8 +11,13 @@ import weaviate
 from celery import Celery
 from flask import Flask, current_app
 
+from indexer.blobs import BlobStore
+from indexer.jobs import JobStore
+from indexer.search import TextEmbeddingCache
 from indexer.settings import Settings
 from indexer.store.connection import connect
+from indexer.store.images import ImageStore
+from indexer.user_collections import CollectionInfo, get_collection
 from workers.celery_factory import DEFAULT_REDIS_URL, make_celery
 
 if TYPE_CHECKING:
@@ -29,6 +34,7 @@ class Services:
     _weaviate: weaviate.WeaviateClient | None = None
     _redis: redis.Redis | None = None
     _encoder: ClipEncoder | None = None
+    text_cache: TextEmbeddingCache = field(default_factory=TextEmbeddingCache)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -46,7 +52,7 @@ class Services:
     def redis(self) -> redis.Redis:
         if self._redis is None:
             self._redis = redis.Redis.from_url(
-                self.settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=self.settings.health_timeout_s
+                self.settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=10, socket_connect_timeout=2
             )
         return self._redis
 
@@ -62,6 +68,20 @@ class Services:
 
     def encoder_status(self) -> dict[str, Any]:
         return self.encoder.status()
+
+    @property
+    def jobs(self) -> JobStore:
+        return JobStore(self.redis)
+
+    @property
+    def blobs(self) -> BlobStore:
+        return BlobStore(self.settings.blob_dir)
+
+    def collection(self, name: str) -> CollectionInfo:
+        return get_collection(self.weaviate, name, with_count=False)
+
+    def image_store(self, info: CollectionInfo) -> ImageStore:
+        return ImageStore(self.weaviate, info.model_id)
 
     def close(self) -> None:
         if self._weaviate is not None:

@@ -4,5 +4,9 @@ from __future__ import annotations
 
 from indexer.settings import Settings
 from workers.celery_factory import make_celery
+from workers.observability import install_worker_observability
 
-app = make_celery(Settings())
+settings = Settings()
+app = make_celery(settings)
+# JSON logs, request ids restored per task, multiprocess metrics and their exporter.
+install_worker_observability(app, settings)

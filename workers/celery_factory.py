@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from indexer.settings import Settings
+from workers.observability import connect_publish_signals
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -30,4 +31,6 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=False,
         task_default_queue="clipsearch",
     )
+    # The request id of the API request (or task) that sends a task travels in its headers.
+    connect_publish_signals()
     return app

@@ -1,0 +1,183 @@
+"""Ingest one chunk of a job: read, hash, de-duplicate, decode, embed in one batch, store, record.
+
+Safe to run twice for the same chunk (a worker died, Redis re-delivered the task): outcomes already
+recorded are skipped, objects already written by this job count as indexed, and object ids come from
+the content hash, so nothing is stored or counted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import weaviate
+
+from indexer import metrics
+from indexer.blobs import BlobStore
+from indexer.errors import ClipsearchError
+from indexer.images import DecodedImage, decode_image, make_thumbnail
+from indexer.jobs import FINAL_STATES, JobState, JobStore, Outcome
+from indexer.model.encoder import ClipEncoder
+from indexer.settings import Settings
+from indexer.sources import Item, ItemReader
+from indexer.store.images import ImageRecord, ImageStore
+from indexer.store.schema import image_uuid
+from indexer.user_collections import get_collection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestRuntime:
+    """What a worker process holds for the life of the process."""
+
+    settings: Settings
+    weaviate: weaviate.WeaviateClient
+    jobs: JobStore
+    blobs: BlobStore
+    encoder: ClipEncoder
+
+
+@dataclass
+class _Pending:
+    index: int
+    item: Item
+    data: bytes
+    sha256: str
+    uuid: str
+    image: DecodedImage | None = None
+
+
+_COUNTERS = {
+    Outcome.INDEXED: metrics.images_indexed,
+    Outcome.FAILED: metrics.images_failed,
+    Outcome.DUPLICATE: metrics.images_duplicate,
+}
+
+
+def _record(
+    jobs: JobStore, job_id: str, index: int, outcome: Outcome, file: str = "", reason: str = ""
+) -> None:
+    if jobs.record(job_id, index, outcome, file, reason):
+        _COUNTERS[outcome]()
+
+
+def _source(item: Item) -> str:
+    return str(item.get("url") or item.get("path") or item["name"])
+
+
+def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
+    jobs = rt.jobs
+    if jobs.state(job_id) in FINAL_STATES:
+        cleanup_staging(rt, job_id)
+        return
+    jobs.mark_running(job_id)
+    report = jobs.get(job_id, with_errors=False)
+    options = jobs.options(job_id)
+    info = get_collection(rt.weaviate, report.collection, with_count=False)
+    if info.model_id != rt.encoder.model_id:
+        jobs.fail(
+            job_id,
+            f"collection {info.name!r} uses model {info.model_id}; this worker runs {rt.encoder.model_id}",
+        )
+        return
+    store = ImageStore(rt.weaviate, info.model_id)
+    items = jobs.items(job_id, start, end)
+    indexes = list(range(start, start + len(items)))
+    already = jobs.recorded(job_id, indexes)
+
+    pending: list[_Pending] = []
+    reader = ItemReader(rt.settings)
+    try:
+        for index, item in zip(indexes, items, strict=True):
+            if index in already:
+                continue
+            try:
+                data = reader.read(item)
+            except ClipsearchError as exc:
+                _record(jobs, job_id, index, Outcome.FAILED, item["name"], exc.message)
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if jobs.claim_content(job_id, sha, index) != index:
+                _record(jobs, job_id, index, Outcome.DUPLICATE)
+                continue
+            pending.append(_Pending(index, item, data, sha, image_uuid(info.name, sha)))
+    finally:
+        reader.close()
+
+    existing = store.existing([p.uuid for p in pending])
+    fresh: list[_Pending] = []
+    for p in pending:
+        if p.uuid in existing:
+            # Written by this job before a crash: indexed. Written by an earlier upload: a duplicate.
+            outcome = Outcome.INDEXED if existing[p.uuid] == job_id else Outcome.DUPLICATE
+            _record(jobs, job_id, p.index, outcome)
+            continue
+        try:
+            p.image = decode_image(p.data, rt.settings.max_image_pixels, min_side=rt.encoder.image_size)
+        except ClipsearchError as exc:
+            _record(jobs, job_id, p.index, Outcome.FAILED, p.item["name"], exc.message)
+            continue
+        fresh.append(p)
+    if not fresh:
+        _finish(rt, job_id)
+        return
+
+    vectors = rt.encoder.encode_images([p.image.pixels for p in fresh if p.image is not None])
+    if jobs.state(job_id) is JobState.CANCELLED:
+        cleanup_staging(rt, job_id)
+        return
+    records = []
+    now = datetime.now(UTC)
+    for p in fresh:
+        assert p.image is not None
+        rt.blobs.put_original(p.sha256, p.data)
+        rt.blobs.put_thumbnail(p.sha256, make_thumbnail(p.image, rt.settings.thumbnail_size))
+        records.append(
+            ImageRecord(
+                id=p.uuid,
+                collection=info.name,
+                filename=p.item["name"],
+                source=_source(p.item),
+                sha256=p.sha256,
+                format=p.image.format,
+                width=p.image.width,
+                height=p.image.height,
+                bytes=len(p.data),
+                ingested_at=now,
+                job_id=job_id,
+                tags=list(options.get("tags") or []),
+                metadata=dict(options.get("metadata") or {}),
+            )
+        )
+    errors = store.insert(records, np.asarray(vectors))
+    for p in fresh:
+        if p.uuid in errors:
+            _record(jobs, job_id, p.index, Outcome.FAILED, p.item["name"], f"vector store: {errors[p.uuid]}")
+        else:
+            _record(jobs, job_id, p.index, Outcome.INDEXED)
+    _finish(rt, job_id)
+
+
+def _finish(rt: IngestRuntime, job_id: str) -> None:
+    if rt.jobs.state(job_id) in FINAL_STATES:
+        cleanup_staging(rt, job_id)
+
+
+def cleanup_staging(rt: IngestRuntime, job_id: str) -> None:
+    shutil.rmtree(rt.settings.staging_dir / job_id, ignore_errors=True)
+
+
+def fail_remaining(rt: IngestRuntime, job_id: str, start: int, end: int, reason: str) -> None:
+    """Record every item of the chunk that has no outcome yet as failed, so the job still finishes."""
+    items = rt.jobs.items(job_id, start, end)
+    indexes = list(range(start, start + len(items)))
+    already = rt.jobs.recorded(job_id, indexes)
+    for index, item in zip(indexes, items, strict=True):
+        if index not in already:
+            _record(rt.jobs, job_id, index, Outcome.FAILED, item["name"], reason)
+    _finish(rt, job_id)

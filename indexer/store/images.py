@@ -1,0 +1,179 @@
+"""Image objects in Weaviate: batch writes, lookups by id, near-vector queries and deletes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import weaviate
+from pydantic import BaseModel, Field
+from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.collections.classes.filters import _Filters
+
+from indexer.errors import NotFound
+from indexer.store.schema import REGISTRY, ensure_image_collection
+
+DELETE_BATCH = 10_000
+
+
+class ImageRecord(BaseModel):
+    id: str
+    collection: str
+    filename: str
+    source: str = ""
+    sha256: str
+    format: str
+    width: int
+    height: int
+    bytes: int = 0
+    ingested_at: datetime
+    job_id: str = ""
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)
+    label_scores: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def from_object(cls, uuid: object, props: dict[str, Any]) -> ImageRecord:
+        data = {key: value for key, value in props.items() if value is not None}
+        data["metadata"] = json.loads(data.get("metadata") or "{}")
+        data["label_scores"] = json.loads(data.get("label_scores") or "{}")
+        data.pop("meta_kv", None)
+        return cls(id=str(uuid), **data)
+
+
+def meta_kv(metadata: dict[str, Any]) -> list[str]:
+    """'key=value' for each scalar metadata field, so that equality filters can use the inverted index."""
+    return [
+        f"{key}={json.dumps(value)}" for key, value in metadata.items() if not isinstance(value, dict | list)
+    ]
+
+
+def to_properties(record: ImageRecord) -> dict[str, Any]:
+    props = record.model_dump(exclude={"id"})
+    props["metadata"] = json.dumps(record.metadata)
+    props["label_scores"] = json.dumps(record.label_scores)
+    props["meta_kv"] = meta_kv(record.metadata)
+    return props
+
+
+class ScoredImage(BaseModel):
+    image: ImageRecord
+    score: float
+
+
+class ImageStore:
+    """The images of one model's Weaviate collection."""
+
+    def __init__(self, client: weaviate.WeaviateClient, model_id: str) -> None:
+        self.client = client
+        self.model_id = model_id
+        self.name = ensure_image_collection(client, model_id)
+        self.collection = client.collections.use(self.name)
+
+    def existing(self, uuids: Sequence[str]) -> dict[str, str]:
+        """uuid -> job_id of the objects among `uuids` that are already stored."""
+        if not uuids:
+            return {}
+        found = self.collection.query.fetch_objects(
+            filters=Filter.by_id().contains_any(list(uuids)), limit=len(uuids), return_properties=["job_id"]
+        )
+        return {str(obj.uuid): str(obj.properties.get("job_id") or "") for obj in found.objects}
+
+    def insert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> dict[str, str]:
+        """Write records with their vectors in one batch; returns uuid -> error for the ones that failed."""
+        from weaviate.classes.data import DataObject
+
+        objects = [
+            DataObject(properties=to_properties(record), uuid=record.id, vector=vector.tolist())
+            for record, vector in zip(records, vectors, strict=True)
+        ]
+        result = self.collection.data.insert_many(objects)
+        return {records[index].id: error.message for index, error in result.errors.items()}
+
+    def get(self, uuid: str, *, include_vector: bool = False) -> tuple[ImageRecord, list[float] | None]:
+        obj = self.collection.query.fetch_object_by_id(uuid, include_vector=include_vector)
+        if obj is None:
+            raise NotFound(f"unknown image {uuid!r}")
+        vector = None
+        if include_vector:
+            raw = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
+            vector = list(raw) if raw is not None else None
+        return ImageRecord.from_object(obj.uuid, dict(obj.properties)), vector
+
+    def near_vector(
+        self,
+        vector: Sequence[float],
+        filters: _Filters | None,
+        limit: int,
+        offset: int = 0,
+        min_score: float | None = None,
+    ) -> list[ScoredImage]:
+        """Nearest images by cosine similarity (score = 1 - cosine distance)."""
+        result = self.collection.query.near_vector(
+            near_vector=list(vector),
+            limit=limit,
+            offset=offset or None,
+            distance=None if min_score is None else 1.0 - min_score,
+            filters=filters,
+            return_metadata=MetadataQuery(distance=True),
+        )
+        hits = []
+        for obj in result.objects:
+            distance = obj.metadata.distance if obj.metadata.distance is not None else 1.0
+            hits.append(
+                ScoredImage(
+                    image=ImageRecord.from_object(obj.uuid, dict(obj.properties)),
+                    score=round(1.0 - distance, 6),
+                )
+            )
+        return hits
+
+    def count(self, collection: str) -> int:
+        result = self.collection.aggregate.over_all(
+            filters=Filter.by_property("collection").equal(collection), total_count=True
+        )
+        return int(result.total_count or 0)
+
+    def update_labels(self, uuid: str, labels: list[str], scores: dict[str, float]) -> None:
+        self.collection.data.update(
+            uuid=uuid, properties={"labels": labels, "label_scores": json.dumps(scores)}
+        )
+
+    def delete(self, uuid: str) -> None:
+        if not self.collection.data.delete_by_id(uuid):
+            raise NotFound(f"unknown image {uuid!r}")
+
+    def delete_where(self, filters: _Filters) -> int:
+        deleted = 0
+        while True:
+            result = self.collection.data.delete_many(where=filters)
+            deleted += result.successful
+            if result.matches < DELETE_BATCH or result.successful == 0:
+                return deleted
+
+
+def model_ids_in_use(client: weaviate.WeaviateClient) -> list[str]:
+    """The model ids of all user collections (a handful), to find an image by id alone."""
+    if not client.collections.exists(REGISTRY):
+        return []
+    registry = client.collections.use(REGISTRY)
+    return sorted(
+        {str(obj.properties["model_id"]) for obj in registry.iterator(return_properties=["model_id"])}
+    )
+
+
+def find_image(
+    client: weaviate.WeaviateClient, uuid: str, *, include_vector: bool = False
+) -> tuple[ImageStore, ImageRecord, list[float] | None]:
+    for model_id in model_ids_in_use(client):
+        store = ImageStore(client, model_id)
+        try:
+            record, vector = store.get(uuid, include_vector=include_vector)
+        except NotFound:
+            continue
+        return store, record, vector
+    raise NotFound(f"unknown image {uuid!r}")

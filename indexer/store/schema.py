@@ -1,0 +1,102 @@
+"""Weaviate layout.
+
+- `ClipsearchCollection`: one object per user collection (name, model id, created time). No vectors.
+- `Images_<model>`: one Weaviate collection per CLIP model, holding the images of every user collection
+  bound to that model, told apart by the `collection` property. Vectors of different models therefore
+  never share an index or a query, and a model change is a re-embed into another Weaviate collection.
+  HNSW with cosine distance; filtered search (collection, tags, labels, metadata, dates) uses Weaviate's
+  inverted index with the ACORN strategy, so a small user collection inside a large index stays fast.
+- Object UUIDs are uuid5(collection + sha256 of the bytes): re-ingesting the same bytes into the same
+  collection is a no-op, and a retried task cannot create a second object.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import weaviate
+from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+
+REGISTRY = "ClipsearchCollection"
+IMAGE_ID_NAMESPACE = uuid.UUID("6f1c7f0e-4f0a-4c55-9d63-8e0d7f3b9a11")
+
+
+def image_collection_name(model_id: str) -> str:
+    return "Images_" + re.sub(r"[^0-9A-Za-z_]", "_", model_id)
+
+
+def image_uuid(collection: str, sha256: str) -> str:
+    return str(uuid.uuid5(IMAGE_ID_NAMESPACE, f"{collection}/{sha256}"))
+
+
+def _text(name: str, *, filterable: bool = True) -> Property:
+    return Property(
+        name=name,
+        data_type=DataType.TEXT,
+        tokenization=Tokenization.FIELD,
+        index_filterable=filterable,
+        index_searchable=False,
+    )
+
+
+def _texts(name: str) -> Property:
+    return Property(
+        name=name,
+        data_type=DataType.TEXT_ARRAY,
+        tokenization=Tokenization.FIELD,
+        index_filterable=True,
+        index_searchable=False,
+    )
+
+
+IMAGE_PROPERTIES = [
+    _text("collection"),
+    _text("filename"),
+    _text("source"),
+    _text("sha256"),
+    _text("format"),
+    Property(name="width", data_type=DataType.INT),
+    Property(name="height", data_type=DataType.INT),
+    Property(name="bytes", data_type=DataType.INT),
+    Property(name="ingested_at", data_type=DataType.DATE),
+    _text("job_id"),
+    _texts("tags"),
+    _text("metadata", filterable=False),  # the user's JSON, verbatim
+    _texts("meta_kv"),  # "key=value" for each scalar of metadata, for equality filters
+    _texts("labels"),
+    _text("label_scores", filterable=False),  # JSON {label: score}
+]
+
+
+def ensure_registry(client: weaviate.WeaviateClient) -> None:
+    if client.collections.exists(REGISTRY):
+        return
+    client.collections.create(
+        REGISTRY,
+        properties=[
+            _text("name"),
+            _text("model_id"),
+            _text("description", filterable=False),
+            Property(name="created_at", data_type=DataType.DATE),
+        ],
+        vector_config=Configure.Vectors.self_provided(),
+    )
+
+
+def ensure_image_collection(client: weaviate.WeaviateClient, model_id: str) -> str:
+    name = image_collection_name(model_id)
+    if not client.collections.exists(name):
+        try:
+            client.collections.create(
+                name,
+                properties=IMAGE_PROPERTIES,
+                vector_config=Configure.Vectors.self_provided(
+                    vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
+                ),
+                inverted_index_config=Configure.inverted_index(index_timestamps=True),
+            )
+        except weaviate.exceptions.UnexpectedStatusCodeError as exc:
+            if "already exists" not in str(exc):  # another process won the race
+                raise
+    return name

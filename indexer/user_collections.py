@@ -1,0 +1,90 @@
+"""User collections: named sets of images, each bound to one model id when it is created."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+
+import weaviate
+from pydantic import BaseModel
+from weaviate.classes.query import Filter
+
+from indexer.errors import Conflict, InvalidInput, NotFound
+from indexer.store.schema import IMAGE_ID_NAMESPACE, REGISTRY, ensure_image_collection, ensure_registry
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    model_id: str
+    description: str = ""
+    created_at: datetime
+    count: int | None = None
+
+
+def _registry_uuid(name: str) -> str:
+    return str(uuid.uuid5(IMAGE_ID_NAMESPACE, f"registry/{name}"))
+
+
+def validate_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise InvalidInput(
+            f"invalid collection name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _info(props: dict[str, object]) -> CollectionInfo:
+    return CollectionInfo.model_validate({**props, "description": props.get("description") or ""})
+
+
+def create_collection(
+    client: weaviate.WeaviateClient, name: str, model_id: str, description: str = ""
+) -> CollectionInfo:
+    validate_name(name)
+    ensure_registry(client)
+    registry = client.collections.use(REGISTRY)
+    if registry.data.exists(_registry_uuid(name)):
+        raise Conflict(f"collection {name!r} already exists")
+    ensure_image_collection(client, model_id)
+    info = CollectionInfo(name=name, model_id=model_id, description=description, created_at=datetime.now(UTC))
+    registry.data.insert(properties=info.model_dump(exclude={"count"}), uuid=_registry_uuid(name))
+    info.count = 0
+    return info
+
+
+def get_collection(client: weaviate.WeaviateClient, name: str, *, with_count: bool = True) -> CollectionInfo:
+    ensure_registry(client)
+    obj = client.collections.use(REGISTRY).query.fetch_object_by_id(_registry_uuid(name))
+    if obj is None:
+        raise NotFound(f"unknown collection {name!r}")
+    info = _info(dict(obj.properties))
+    if with_count:
+        info.count = count_images(client, info)
+    return info
+
+
+def list_collections(client: weaviate.WeaviateClient) -> list[CollectionInfo]:
+    ensure_registry(client)
+    infos = [_info(dict(obj.properties)) for obj in client.collections.use(REGISTRY).iterator()]
+    for info in infos:
+        info.count = count_images(client, info)
+    return sorted(infos, key=lambda info: info.name)
+
+
+def count_images(client: weaviate.WeaviateClient, info: CollectionInfo) -> int:
+    from indexer.store.images import ImageStore
+
+    return ImageStore(client, info.model_id).count(info.name)
+
+
+def delete_collection(client: weaviate.WeaviateClient, name: str) -> None:
+    """Delete the collection and every image object in it (blobs are shared by content and stay)."""
+    from indexer.store.images import ImageStore
+
+    info = get_collection(client, name, with_count=False)
+    ImageStore(client, info.model_id).delete_where(Filter.by_property("collection").equal(name))
+    client.collections.use(REGISTRY).data.delete_by_id(_registry_uuid(name))

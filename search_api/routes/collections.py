@@ -1,0 +1,67 @@
+"""Collections: create, list, get (with counts), delete."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from indexer.errors import InvalidInput
+from indexer.user_collections import CollectionInfo, create_collection, delete_collection, list_collections
+from search_api.services import services
+from search_api.validation import endpoint, json_body, parse, respond
+
+bp = Blueprint("collections", __name__)
+
+
+class CreateCollection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    model_id: str | None = Field(default=None, description="defaults to the service's model")
+    description: str = Field(default="", max_length=2000)
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo]
+
+
+@bp.post("/collections")
+@endpoint(
+    "Create a collection bound to a model",
+    body=CreateCollection,
+    response=CollectionInfo,
+    status=201,
+    tags=["collections"],
+)
+def create() -> tuple[Response, int]:
+    svc = services()
+    req = parse(CreateCollection, json_body())
+    model_id = req.model_id or svc.encoder.model_id
+    if model_id != svc.encoder.model_id:
+        raise InvalidInput(
+            f"this service runs model {svc.encoder.model_id}; a collection for {model_id} needs a service "
+            "started with MODEL_ID=" + model_id
+        )
+    return respond(create_collection(svc.weaviate, req.name, model_id, req.description), 201)
+
+
+@bp.get("/collections")
+@endpoint("List collections with their image counts", response=CollectionList, tags=["collections"])
+def list_all() -> tuple[Response, int]:
+    return respond(CollectionList(collections=list_collections(services().weaviate)))
+
+
+@bp.get("/collections/<name>")
+@endpoint("Get a collection with its image count", response=CollectionInfo, tags=["collections"])
+def get(name: str) -> tuple[Response, int]:
+    svc = services()
+    info = svc.collection(name)
+    info.count = svc.image_store(info).count(name)
+    return respond(info)
+
+
+@bp.delete("/collections/<name>")
+@endpoint("Delete a collection and its images", status=204, tags=["collections"])
+def delete(name: str) -> tuple[str, int]:
+    delete_collection(services().weaviate, name)
+    return "", 204

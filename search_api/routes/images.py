@@ -1,0 +1,92 @@
+"""Stored images: metadata, thumbnail, original file, delete one or many."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, send_file
+from pydantic import BaseModel, ConfigDict
+
+from indexer.errors import NotFound
+from indexer.search import SearchFilters, build_filters
+from indexer.store.images import ImageRecord, find_image
+from search_api.services import services
+from search_api.validation import endpoint, json_body, parse, respond
+
+bp = Blueprint("images", __name__)
+
+
+class ImageView(ImageRecord):
+    thumbnail_url: str
+    file_url: str
+
+    @classmethod
+    def of(cls, record: ImageRecord) -> ImageView:
+        return cls(
+            **record.model_dump(),
+            thumbnail_url=f"/images/{record.id}/thumbnail",
+            file_url=f"/images/{record.id}/file",
+        )
+
+
+class DeleteImages(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str
+    filters: SearchFilters
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+@bp.get("/images/<image_id>")
+@endpoint("An image's stored metadata", response=ImageView, tags=["images"])
+def get(image_id: str) -> tuple[Response, int]:
+    _, record, _ = find_image(services().weaviate, image_id)
+    return respond(ImageView.of(record))
+
+
+def _send(path_of: str, image_id: str, mimetype: str | None) -> Response:
+    svc = services()
+    _, record, _ = find_image(svc.weaviate, image_id)
+    blobs = svc.blobs
+    path = (
+        blobs.thumbnail_path(record.sha256) if path_of == "thumbnail" else blobs.original_path(record.sha256)
+    )
+    if not path.is_file():
+        raise NotFound(f"the {path_of} of image {image_id} is missing from the blob store")
+    return send_file(path, mimetype=mimetype or f"image/{record.format}", max_age=86400)
+
+
+@bp.get("/images/<image_id>/thumbnail")
+@endpoint("The image's JPEG thumbnail", binary_response="image/jpeg", tags=["images"])
+def thumbnail(image_id: str) -> Response:
+    return _send("thumbnail", image_id, "image/jpeg")
+
+
+@bp.get("/images/<image_id>/file")
+@endpoint("The original file as uploaded", binary_response="application/octet-stream", tags=["images"])
+def original(image_id: str) -> Response:
+    return _send("file", image_id, None)
+
+
+@bp.delete("/images/<image_id>")
+@endpoint("Delete one image", status=204, tags=["images"])
+def delete(image_id: str) -> tuple[str, int]:
+    store, record, _ = find_image(services().weaviate, image_id)
+    store.delete(record.id)
+    return "", 204
+
+
+@bp.post("/images/delete")
+@endpoint(
+    "Delete every image of a collection that matches a filter",
+    body=DeleteImages,
+    response=Deleted,
+    tags=["images"],
+)
+def delete_many() -> tuple[Response, int]:
+    svc = services()
+    req = parse(DeleteImages, json_body())
+    info = svc.collection(req.collection)
+    deleted = svc.image_store(info).delete_where(build_filters(info.name, req.filters))
+    return respond(Deleted(deleted=deleted))

@@ -1,0 +1,46 @@
+"""Jobs: progress, counts, per-file errors; cancel."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from indexer.jobs import JobReport
+from search_api.services import services
+from search_api.validation import endpoint, parse_query, respond
+
+bp = Blueprint("jobs", __name__)
+
+
+class JobListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class JobList(BaseModel):
+    jobs: list[JobReport]
+
+
+@bp.get("/jobs")
+@endpoint("List jobs, newest first", query=JobListQuery, response=JobList, tags=["jobs"])
+def list_jobs() -> tuple[Response, int]:
+    query = parse_query(JobListQuery)
+    return respond(JobList(jobs=services().jobs.list(query.limit, query.offset)))
+
+
+@bp.get("/jobs/<job_id>")
+@endpoint(
+    "A job's state, counts, rate, ETA and every failed file with its reason",
+    response=JobReport,
+    tags=["jobs"],
+)
+def get(job_id: str) -> tuple[Response, int]:
+    return respond(services().jobs.get(job_id))
+
+
+@bp.delete("/jobs/<job_id>")
+@endpoint("Cancel a job; images already indexed stay", response=JobReport, tags=["jobs"])
+def cancel(job_id: str) -> tuple[Response, int]:
+    return respond(services().jobs.cancel(job_id))

@@ -1,0 +1,106 @@
+"""The real stack, started once per test session: Weaviate, Redis, one Celery worker and the API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from clipsearch.processes import free_port
+from clipsearch.stack import LocalStack
+from indexer.model.files import tiny_model_dir
+from indexer.settings import Settings
+
+
+class Api:
+    """A small HTTP client bound to the stack's base URL."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = requests.Session()
+
+    def request(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        return self.session.request(method, self.base + path, **kwargs)  # type: ignore[arg-type]
+
+    def get(self, path: str, **kwargs: object) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: object) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: object) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def folder_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one server-side folder root the stack allows."""
+    return tmp_path_factory.mktemp("folders")
+
+
+@pytest.fixture(scope="session")
+def url_port() -> int:
+    """The loopback port of the test image server, the one URL target the stack admits."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def stack_env(
+    tmp_path_factory: pytest.TempPathFactory, folder_root: Path, url_port: int
+) -> Iterator[dict[str, str]]:
+    """Environment for the stack and everything it starts: tiny model, private data dir, free ports."""
+    data_dir = tmp_path_factory.mktemp("stack")
+    env = {
+        "FOLDER_ROOTS": str(folder_root),
+        "URL_ALLOW": f"127.0.0.1:{url_port}",
+        "INGEST_CHUNK_SIZE": "8",
+        "DATA_DIR": str(data_dir),
+        "MODEL_DIR": str(tiny_model_dir()),
+        "API_PORT": str(free_port()),
+        "ONNX_THREADS": "1",
+        "TASK_VISIBILITY_TIMEOUT_S": "10",
+        "HF_HUB_OFFLINE": "1",
+    }
+    for key in ("WEAVIATE_URL", "REDIS_URL", "API_KEYS"):
+        os.environ.pop(key, None)
+    mp = pytest.MonkeyPatch()
+    for key, value in env.items():
+        mp.setenv(key, value)
+    yield env
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_env: dict[str, str]) -> Iterator[LocalStack]:
+    local = LocalStack(Settings())
+    local.start()
+    try:
+        local.wait_healthy(timeout_s=120)
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def api(stack: LocalStack) -> Api:
+    return Api(stack.api_url)
+
+
+@pytest.fixture(scope="session")
+def settings(stack: LocalStack) -> Settings:
+    return stack.settings.model_copy(
+        update={
+            "redis_url": stack.redis_url,
+            "weaviate_url": stack.weaviate_url,
+            "weaviate_grpc_port": stack.weaviate_grpc_port,
+        }
+    )
+
+
+@pytest.fixture()
+def data_root(stack: LocalStack) -> Path:
+    return stack.settings.data_dir

@@ -1,0 +1,34 @@
+"""Shared steps for the integration tests: create a collection, upload, wait for a job."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from tests.integration.conftest import Api
+
+
+def new_collection(api: Api, prefix: str = "c") -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    response = api.post("/collections", json={"name": name})
+    assert response.status_code == 201, response.text
+    return name
+
+
+def upload(api: Api, collection: str, files: list[tuple[str, bytes]], **form: str) -> dict[str, Any]:
+    parts = [("files", (name, data, "image/jpeg")) for name, data in files]
+    response = api.post(f"/collections/{collection}/images", files=parts, data=form)
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def wait_job(api: Api, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report: dict[str, Any] = api.get(f"/jobs/{job_id}").json()
+        if report["state"] in {"completed", "failed", "cancelled"}:
+            return report
+        assert time.monotonic() < deadline, f"job did not finish: {report}"
+        time.sleep(0.2)

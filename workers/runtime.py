@@ -1,0 +1,39 @@
+"""What one worker process holds for its life: clients and the encoder, built on first use after fork."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+from indexer.model.encoder import load_encoder
+
+from indexer.blobs import BlobStore
+from indexer.ingest import IngestRuntime
+from indexer.jobs import JobStore
+from indexer.settings import Settings
+from indexer.store.connection import connect
+from workers.celery_factory import DEFAULT_REDIS_URL
+
+
+class WorkerRuntime:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runtime: IngestRuntime | None = None
+
+    def get(self) -> IngestRuntime:
+        with self._lock:
+            rt = self._runtime
+            if rt is None:
+                settings = Settings()
+                client = redis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+                rt = IngestRuntime(
+                    settings=settings,
+                    weaviate=connect(settings),
+                    jobs=JobStore(client),
+                    blobs=BlobStore(settings.blob_dir),
+                    encoder=load_encoder(settings),
+                )
+                self._runtime = rt
+            elif not rt.weaviate.is_connected():
+                rt.weaviate = connect(rt.settings)
+            return rt
