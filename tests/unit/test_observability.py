@@ -135,7 +135,8 @@ def test_metrics_endpoint_labels_by_rule_and_survives_redis_down(app_settings: S
     assert response.status_code == 200
     assert response.content_type.startswith("text/plain")
     text = response.get_data(as_text=True)
-    assert 'clipsearch_http_request_duration_seconds_count{method="GET",route="/openapi.json",status="200"} 1.0' in text
+    series = 'clipsearch_http_request_duration_seconds_count{method="GET",route="/openapi.json",status="200"}'
+    assert f"{series} 1.0" in text
     assert 'route="<unmatched>",status="404"' in text
     assert "clipsearch_redis_up 0.0" in text
     assert "clipsearch_images_indexed_total" in text
