@@ -15,6 +15,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
   # Debian starts a system-wide instance on 6379; clipsearch runs its own on a free loopback port.
 fi
 
+# Headless Chromium and its driver for the web page's end-to-end test (Debian's packages; nothing is
+# downloaded by the test itself).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver"
+  SUDO=""
+  [[ "$(id -u)" == 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
 if [[ ! -x .venv/bin/python ]]; then
