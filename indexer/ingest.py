@@ -118,7 +118,7 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
             _record(jobs, job_id, p.index, outcome)
             continue
         try:
-            p.image = decode_image(p.data, rt.settings.max_image_pixels, min_side=rt.encoder.image_size)
+            p.image = decode_image(p.data, rt.settings.max_image_pixels, min_side=rt.encoder.min_decode_side)
         except ClipsearchError as exc:
             _record(jobs, job_id, p.index, Outcome.FAILED, p.item["name"], exc.message)
             continue

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from weaviate.classes.query import Filter
 from weaviate.collections.classes.filters import _Filters
 
@@ -33,6 +33,14 @@ class SearchFilters(BaseModel):
     )
     created_after: datetime | None = Field(default=None, description="ingested at or after this time")
     created_before: datetime | None = Field(default=None, description="ingested before this time")
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        # Weaviate keeps dates as int64 nanoseconds: outside these years a filter would wrap around.
+        if value is not None and not 1678 <= value.year <= 2261:
+            raise ValueError("dates must lie between the years 1678 and 2261")
+        return value
 
 
 class SearchOptions(BaseModel):

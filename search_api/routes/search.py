@@ -122,7 +122,7 @@ def search_image() -> tuple[Response, int]:
     info = svc.collection(req.collection)
     store = svc.image_store(info)
     if data is not None:
-        image = decode_image(data, svc.settings.max_image_pixels, min_side=svc.encoder.image_size)
+        image = decode_image(data, svc.settings.max_image_pixels, min_side=svc.encoder.min_decode_side)
         vector = svc.encoder.encode_images([image.pixels])[0]
     elif req.image_id:
         _, stored = store.get(req.image_id, include_vector=True)

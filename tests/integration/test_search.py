@@ -91,10 +91,14 @@ def test_filters_on_tags_metadata_and_dates(api: Api, indexed: dict[str, Any]) -
         "results"
     ]
     assert len(by_meta) == 8 and all(r["metadata"]["year"] == 2023 for r in by_meta)
-    future = api.post("/search/text", json={**base, "filters": {"created_after": "2999-01-01T00:00:00Z"}})
+    future = api.post("/search/text", json={**base, "filters": {"created_after": "2200-01-01T00:00:00Z"}})
     assert future.json()["results"] == []
-    past = api.post("/search/text", json={**base, "filters": {"created_before": "2999-01-01T00:00:00Z"}})
+    past = api.post("/search/text", json={**base, "filters": {"created_before": "2200-01-01T00:00:00Z"}})
     assert len(past.json()["results"]) == 12
+    since_2000 = api.post("/search/text", json={**base, "filters": {"created_after": "2000-01-01T00:00:00Z"}})
+    assert len(since_2000.json()["results"]) == 12
+    wrapped = api.post("/search/text", json={**base, "filters": {"created_after": "2999-01-01T00:00:00Z"}})
+    assert wrapped.status_code == 400 and "1678 and 2261" in wrapped.text
 
 
 def test_min_score_then_sort_by_metadata(api: Api, indexed: dict[str, Any]) -> None:

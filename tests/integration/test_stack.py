@@ -139,10 +139,13 @@ def test_clipsearch_up_serves_health_and_stops_on_ctrl_c(tmp_path: Path, stack_e
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 120
+        seen = []
         for line in proc.stdout:
+            seen.append(line)
             if "clipsearch is up" in line:
                 break
             assert time.monotonic() < deadline
+        assert "clipsearch is up" in seen[-1], "".join(seen)
         health = requests.get(f"http://127.0.0.1:{port}/health", timeout=10)
         assert health.status_code == 200
         assert all(part["ready"] for part in health.json()["parts"].values())
