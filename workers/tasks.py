@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 import weaviate.exceptions as wvx
-from celery import Task, shared_task
+from celery import Task, shared_task, signals
 
 from indexer.errors import ServiceUnavailable
 from indexer.ingest import fail_remaining, process_chunk
@@ -23,6 +23,15 @@ TRANSIENT = (
     wvx.WeaviateTimeoutError,
     wvx.UnexpectedStatusCodeError,
 )
+
+
+@signals.worker_process_init.connect(weak=False)
+def _warm_up(**_: object) -> None:
+    """Load the ONNX sessions when a pool process starts, not inside the first chunk."""
+    try:
+        RUNTIME.get().encoder.load()
+    except Exception:  # the first task retries and reports what is wrong
+        log.exception("could not prepare the worker runtime at start-up")
 
 
 @shared_task(name="clipsearch.ping")
