@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import weaviate
+from numpy.typing import NDArray
 
 from indexer import metrics
 from indexer.blobs import BlobStore
@@ -29,6 +31,8 @@ from indexer.store.schema import image_uuid
 from indexer.user_collections import get_collection
 
 log = logging.getLogger(__name__)
+EMBED_BATCH = 8  # images per inference call inside a chunk: small enough that decoding overlaps it
+DECODE_THREADS = 2
 
 
 @dataclass
@@ -50,6 +54,7 @@ class _Pending:
     sha256: str
     uuid: str
     image: DecodedImage | None = None
+    thumbnail: bytes = b""
 
 
 _COUNTERS = {
@@ -110,24 +115,18 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
         reader.close()
 
     existing = store.existing([p.uuid for p in pending])
-    fresh: list[_Pending] = []
+    candidates: list[_Pending] = []
     for p in pending:
         if p.uuid in existing:
             # Written by this job before a crash: indexed. Written by an earlier upload: a duplicate.
             outcome = Outcome.INDEXED if existing[p.uuid] == job_id else Outcome.DUPLICATE
             _record(jobs, job_id, p.index, outcome)
-            continue
-        try:
-            p.image = decode_image(p.data, rt.settings.max_image_pixels, min_side=rt.encoder.min_decode_side)
-        except ClipsearchError as exc:
-            _record(jobs, job_id, p.index, Outcome.FAILED, p.item["name"], exc.message)
-            continue
-        fresh.append(p)
+        else:
+            candidates.append(p)
+    fresh, vectors = _decode_and_embed(rt, job_id, candidates)
     if not fresh:
         _finish(rt, job_id)
         return
-
-    vectors = rt.encoder.encode_images([p.image.pixels for p in fresh if p.image is not None])
     if jobs.state(job_id) is JobState.CANCELLED:
         cleanup_staging(rt, job_id)
         return
@@ -136,7 +135,7 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
     for p in fresh:
         assert p.image is not None
         rt.blobs.put_original(p.sha256, p.data)
-        rt.blobs.put_thumbnail(p.sha256, make_thumbnail(p.image, rt.settings.thumbnail_size))
+        rt.blobs.put_thumbnail(p.sha256, p.thumbnail)
         records.append(
             ImageRecord(
                 id=p.uuid,
@@ -170,6 +169,42 @@ def _finish(rt: IngestRuntime, job_id: str) -> None:
 
 def cleanup_staging(rt: IngestRuntime, job_id: str) -> None:
     shutil.rmtree(rt.settings.staging_dir / job_id, ignore_errors=True)
+
+
+def _decode_and_embed(
+    rt: IngestRuntime, job_id: str, candidates: list[_Pending]
+) -> tuple[list[_Pending], NDArray[np.float32]]:
+    """Decode (and thumbnail) in threads while the encoder runs on the images decoded so far.
+
+    OpenCV releases the GIL, so decoding the next sub-batch overlaps inference of the current one.
+    Undecodable items are recorded as failed; the rest come back with their vectors, in order.
+    """
+    settings, encoder = rt.settings, rt.encoder
+
+    def decode(p: _Pending) -> None:
+        p.image = decode_image(p.data, settings.max_image_pixels, min_side=encoder.min_decode_side)
+        p.thumbnail = make_thumbnail(p.image, settings.thumbnail_size)
+
+    fresh: list[_Pending] = []
+    parts: list[NDArray[np.float32]] = []
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode") as pool:
+        futures = [pool.submit(decode, p) for p in candidates]
+        for start in range(0, len(candidates), EMBED_BATCH):
+            ready = []
+            for p, future in zip(
+                candidates[start : start + EMBED_BATCH], futures[start : start + EMBED_BATCH], strict=True
+            ):
+                try:
+                    future.result()
+                except ClipsearchError as exc:
+                    _record(rt.jobs, job_id, p.index, Outcome.FAILED, p.item["name"], exc.message)
+                    continue
+                ready.append(p)
+            if ready:
+                parts.append(encoder.encode_images([p.image.pixels for p in ready if p.image is not None]))
+                fresh.extend(ready)
+    vectors = np.concatenate(parts) if parts else np.empty((0, encoder.dim), dtype=np.float32)
+    return fresh, vectors
 
 
 def fail_remaining(rt: IngestRuntime, job_id: str, start: int, end: int, reason: str) -> None:
