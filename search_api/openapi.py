@@ -43,7 +43,7 @@ _CONVERTER_SCHEMA: dict[str, dict[str, Any]] = {
 }
 # Form fields that carry files (multipart); the rest are text fields.
 FILE_FIELDS = {"files": "array", "file": "single", "image": "single", "images": "array"}
-ERROR_STATUSES = ("400", "404", "409", "413", "415", "503")
+ERROR_STATUSES = ("400", "403", "404", "409", "413", "415", "503")
 
 bp = Blueprint("openapi", __name__)
 
@@ -199,6 +199,8 @@ def _operation(
     if spec is None and rule.endpoint in SPECIAL_RESPONSES:
         ok_content = SPECIAL_RESPONSES[rule.endpoint]
     responses: dict[str, Any] = {status: {"description": "success", "content": ok_content}}
+    if status == "204":
+        responses[status] = {"description": "done; no body"}
     responses.update(_error_responses(public, keys_enabled))
     if rule.endpoint == "health.health":
         responses["503"] = {"description": "a part is down", "content": {"application/json": {"schema": {}}}}
