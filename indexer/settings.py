@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # Redis re-delivers a task whose worker vanished once this many seconds have passed.
     task_visibility_timeout_s: int = 300
     ingest_chunk_size: int = 32
+    # Bulk labelling: stored vectors scored per task (no ONNX, so far larger than an ingest chunk).
+    label_chunk_size: int = 1000
+    # Duplicates and edge lists compare every pair of a collection's vectors: at most this many images.
+    similarity_max_images: int = 20_000
 
     # Ingest sources.
     folder_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)

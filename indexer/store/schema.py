@@ -100,3 +100,66 @@ def ensure_image_collection(client: weaviate.WeaviateClient, model_id: str) -> s
             if "already exists" not in str(exc):  # another process won the race
                 raise
     return name
+
+
+# -- classification: class sets, classifiers and their reference vectors (indexer/classify) ---------
+CLASS_REGISTRY = "ClipsearchClassSet"
+
+
+def reference_collection_name(model_id: str) -> str:
+    return "ClassReference_" + re.sub(r"[^0-9A-Za-z_]", "_", model_id)
+
+
+def ensure_class_registry(client: weaviate.WeaviateClient) -> None:
+    """Class sets and classifiers, one object each, no vector: name, kind, binding and JSON config."""
+    if client.collections.exists(CLASS_REGISTRY):
+        return
+    try:
+        client.collections.create(
+            CLASS_REGISTRY,
+            properties=[
+                _text("name"),
+                _text("kind"),  # class_set | classifier
+                _text("collection"),
+                _text("model_id"),
+                Property(name="version", data_type=DataType.INT),
+                _text("config", filterable=False),  # JSON
+                Property(name="created_at", data_type=DataType.DATE),
+                Property(name="updated_at", data_type=DataType.DATE),
+            ],
+            vector_config=Configure.Vectors.self_provided(),
+        )
+    except weaviate.exceptions.UnexpectedStatusCodeError as exc:
+        if "already exists" not in str(exc):
+            raise
+
+
+def ensure_reference_collection(client: weaviate.WeaviateClient, model_id: str) -> str:
+    """`ClassReference_<model>`: one object per reference vector (prompt, example image or raw), owned
+    by a class set or classifier. A flat index: references are read whole and scored in numpy."""
+    name = reference_collection_name(model_id)
+    if client.collections.exists(name):
+        return name
+    try:
+        client.collections.create(
+            name,
+            properties=[
+                _text("owner"),  # the registry object's uuid
+                _text("ref_key"),  # unique within the owner; keyset pagination
+                _text("class_name"),
+                _text("kind"),  # prompt | image | raw
+                _text("text", filterable=False),
+                _text("prompt", filterable=False),
+                _text("image_id"),
+                _text("sha256"),
+                _text("filename", filterable=False),
+                Property(name="position", data_type=DataType.INT),
+            ],
+            vector_config=Configure.Vectors.self_provided(
+                vector_index_config=Configure.VectorIndex.flat(distance_metric=VectorDistances.COSINE)
+            ),
+        )
+    except weaviate.exceptions.UnexpectedStatusCodeError as exc:
+        if "already exists" not in str(exc):
+            raise
+    return name

@@ -1,0 +1,157 @@
+"""Bulk labelling: classify every image of a collection from its stored vector (no re-embedding) and
+write ``labels`` / ``label_scores`` into the image objects, so that search can filter by label.
+
+A job lists the collection's image ids once (JobStore items) and runs as chunks. Each chunk fetches its
+images with their vectors, scores them in numpy, and patches the objects whose labels change. The
+labels a class set owns (its classes, now and in earlier runs) are replaced; labels from other class
+sets and classifiers stay. Outcomes are recorded per image (``indexed`` = labelled), so a re-delivered
+chunk neither double-counts nor fails, and re-running the job after the class set changed simply
+relabels.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import weaviate
+from weaviate.classes.query import Filter
+
+from indexer.classify.scoring import assign
+from indexer.classify.service import Scorer, load_scorer
+from indexer.classify.store import ClassSetRecord, ClassStore, Kind
+from indexer.jobs import FINAL_STATES, JobStore, Outcome
+from indexer.store.images import ImageStore
+from indexer.store.scan import scan, vector_of
+
+JOB_KIND = "label"
+
+
+class ScorerCache:
+    """Scorers by (owner, version, model): a job's chunks load the references once per process."""
+
+    def __init__(self, maxsize: int = 8) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[tuple[str, int, str], Scorer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store: ClassStore, record: ClassSetRecord) -> Scorer:
+        key = (record.uuid, record.version, record.model_id)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        scorer = load_scorer(store, record)
+        with self._lock:
+            self._entries[key] = scorer
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return scorer
+
+
+CACHE = ScorerCache()
+
+
+def collection_ids(client: weaviate.WeaviateClient, model_id: str, collection: str) -> list[str]:
+    images = ImageStore(client, model_id)
+    where = Filter.by_property("collection").equal(collection)
+    return [str(obj.uuid) for page in scan(images.collection, where, "sha256", properties=[]) for obj in page]
+
+
+def plan_label_job(
+    client: weaviate.WeaviateClient,
+    jobs: JobStore,
+    record: ClassSetRecord,
+    collection: str,
+    *,
+    threshold: float | None,
+    multi_label: bool,
+    request_id: str | None = None,
+) -> tuple[str, int]:
+    """Check the set can score (non-empty), list the images, record the job; returns (job id, total)."""
+    store = ClassStore(client)
+    load_scorer(store, record)  # an empty class set is refused here, before any job exists
+    threshold = record.threshold if threshold is None else threshold
+    if multi_label and threshold is None:
+        from indexer.errors import InvalidInput
+
+        raise InvalidInput("multi_label needs a threshold: set one on the class set or in the request")
+    owned = sorted(set(record.labelled_names) | set(record.classes))
+    if owned != sorted(record.labelled_names):
+        record.labelled_names = owned
+        store.save(record)
+    ids = collection_ids(client, record.model_id, collection)
+    job_id = jobs.create(
+        JOB_KIND,
+        collection,
+        [{"id": image_id, "name": image_id} for image_id in ids],
+        options={
+            "kind": record.kind.value,
+            "name": record.name,
+            "version": record.version,
+            "threshold": threshold,
+            "multi_label": multi_label,
+            "owned": owned,
+        },
+        request_id=request_id,
+    )
+    return job_id, len(ids)
+
+
+def label_chunk(client: weaviate.WeaviateClient, jobs: JobStore, job_id: str, start: int, end: int) -> None:
+    if jobs.state(job_id) in FINAL_STATES:
+        return
+    jobs.mark_running(job_id)
+    options: dict[str, Any] = jobs.options(job_id)
+    store = ClassStore(client)
+    record = store.get(Kind(options["kind"]), options["name"])
+    scorer = CACHE.get(store, record)
+    images = ImageStore(client, record.model_id)
+    items = jobs.items(job_id, start, end)
+    indexes = list(range(start, start + len(items)))
+    already = jobs.recorded(job_id, indexes)
+    todo = {item["id"]: index for index, item in zip(indexes, items, strict=True) if index not in already}
+    if not todo:
+        return
+    result = images.collection.query.fetch_objects(
+        filters=Filter.by_id().contains_any(list(todo)),
+        limit=len(todo),
+        include_vector=True,
+        return_properties=["labels", "label_scores"],
+    )
+    found = [(obj, vector_of(obj)) for obj in result.objects]
+    found = [(obj, v) for obj, v in found if v is not None]
+    for image_id in set(todo) - {str(obj.uuid) for obj, _ in found}:
+        jobs.record(job_id, todo[image_id], Outcome.FAILED, image_id, "the image no longer exists")
+    if not found:
+        return
+    vectors = np.asarray([v for _, v in found], dtype=np.float32)
+    scores = scorer.scores(vectors)
+    picks = assign(scores, options["threshold"], multi_label=bool(options["multi_label"]))
+    owned = set(options["owned"]) | set(record.classes)
+    classes = scorer.references.classes
+    for row, ((obj, _), chosen) in enumerate(zip(found, picks, strict=True)):
+        props: dict[str, Any] = dict(obj.properties)
+        old_labels = [str(label) for label in props.get("labels") or []]
+        old_scores: dict[str, float] = json.loads(props.get("label_scores") or "{}")
+        labels = [label for label in old_labels if label not in owned]
+        label_scores = {k: v for k, v in old_scores.items() if k not in owned}
+        for j in chosen:
+            if classes[j] not in labels:
+                labels.append(classes[j])
+            label_scores[classes[j]] = round(float(scores[row, j]), 6)
+        if labels != old_labels or label_scores != old_scores:
+            images.update_labels(str(obj.uuid), labels, label_scores)
+        jobs.record(job_id, todo[str(obj.uuid)], Outcome.INDEXED)
+
+
+def fail_remaining(jobs: JobStore, job_id: str, start: int, end: int, reason: str) -> None:
+    items = jobs.items(job_id, start, end)
+    indexes = list(range(start, start + len(items)))
+    already = jobs.recorded(job_id, indexes)
+    for index, item in zip(indexes, items, strict=True):
+        if index not in already:
+            jobs.record(job_id, index, Outcome.FAILED, item["name"], reason)

@@ -1,0 +1,175 @@
+"""Creating and changing class sets and classifiers. New references are built (and so validated)
+before anything stored is touched, so a bad request changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from indexer.blobs import BlobStore
+from indexer.classify.prompts import CLIP_ENSEMBLE, DEFAULT_TEMPLATES, validate_templates
+from indexer.classify.references import (
+    Built,
+    ClassDef,
+    Encoder,
+    build_classes,
+    concat,
+    prompt_references,
+    raw_references,
+    upload_references,
+)
+from indexer.classify.store import (
+    MAX_CLASSES,
+    ClassSetRecord,
+    ClassStore,
+    Kind,
+    RefKind,
+    new_record,
+    validate_class_name,
+)
+from indexer.errors import Conflict, InvalidInput
+from indexer.store.images import ImageStore
+
+
+def default_templates(templates: list[str] | None, use_ensemble: bool) -> list[str]:
+    if templates is None:
+        return list(CLIP_ENSEMBLE if use_ensemble else DEFAULT_TEMPLATES)
+    return validate_templates(templates)
+
+
+def _check_model(record: ClassSetRecord, encoder: Encoder) -> None:
+    if record.model_id != encoder.model_id:
+        raise InvalidInput(
+            f"{record.noun} {record.name!r} uses model {record.model_id}; "
+            f"this service runs {encoder.model_id}"
+        )
+
+
+def _check_count(classes: list[str]) -> None:
+    if len(classes) > MAX_CLASSES:
+        raise InvalidInput(f"at most {MAX_CLASSES} classes, got {len(classes)}")
+
+
+def create(
+    store: ClassStore,
+    encoder: Encoder,
+    images: ImageStore,
+    *,
+    kind: Kind,
+    name: str,
+    collection: str = "",
+    description: str = "",
+    threshold: float | None = None,
+    templates: list[str] | None = None,
+    ensemble: bool = False,
+    classes: dict[str, ClassDef] | None = None,
+) -> ClassSetRecord:
+    classes = classes or {}
+    _check_count(list(classes))
+    record = new_record(
+        kind,
+        name,
+        model_id=encoder.model_id,
+        logit_scale=encoder.logit_scale,
+        collection=collection,
+        description=description,
+        threshold=threshold,
+        templates=default_templates(templates, ensemble),
+        ensemble=ensemble,
+        classes=list(classes),
+    )
+    if store.exists(kind, name):
+        raise Conflict(f"{record.noun} {name!r} already exists")
+    refs, vectors = build_classes(encoder, images, classes, record.templates, record.ensemble)
+    store.create(record)
+    store.add_references(record, refs, vectors)
+    return record
+
+
+def update(
+    store: ClassStore,
+    encoder: Encoder,
+    images: ImageStore,
+    record: ClassSetRecord,
+    changes: dict[str, Any],
+    *,
+    replace: dict[str, ClassDef] | None = None,
+    add: dict[str, ClassDef] | None = None,
+    remove: list[str] | None = None,
+) -> ClassSetRecord:
+    """``changes``: description, threshold, templates, ensemble (only the keys given). ``replace``: these
+    classes get exactly the given references; ``add``: references added to (new or existing) classes;
+    ``remove``: classes dropped with their references."""
+    _check_model(record, encoder)
+    replace, add, remove = replace or {}, add or {}, remove or []
+    for name in remove:
+        if name not in record.classes:
+            raise InvalidInput(f"cannot remove class {name!r}: not in {record.noun} {record.name!r}")
+    overlap = set(remove) & (set(replace) | set(add))
+    if overlap:
+        raise InvalidInput(f"class {sorted(overlap)[0]!r} is both removed and changed")
+    use_ensemble = bool(changes.get("ensemble", record.ensemble))
+    templates = record.templates
+    if "templates" in changes or "ensemble" in changes:
+        templates = default_templates(changes.get("templates", record.templates), use_ensemble)
+    prompts_changed = templates != record.templates or use_ensemble != record.ensemble
+    built: list[Built] = [build_classes(encoder, images, replace, templates, use_ensemble)]
+    built.append(build_classes(encoder, images, add, templates, use_ensemble))
+    existing_prompts: dict[str, list[str]] = {}
+    if prompts_changed:  # every other class's prompts are rendered again with the new templates
+        refs, _ = store.references(record)
+        for ref in refs:
+            if ref.kind is RefKind.PROMPT and ref.class_name not in replace and ref.class_name not in remove:
+                existing_prompts.setdefault(ref.class_name, []).append(ref.prompt)
+        built.append(prompt_references(encoder, existing_prompts, templates, use_ensemble))
+    new_refs, vectors = concat(built, encoder.dim)
+    classes = [c for c in record.classes if c not in remove]
+    classes += [c for c in [*replace, *add] if c not in classes]
+    _check_count(classes)
+
+    store.delete_references(record, list(replace) + list(remove))
+    if prompts_changed:
+        store.delete_references(record, list(existing_prompts), kind=RefKind.PROMPT)
+    store.add_references(record, new_refs, vectors)
+    record.classes = classes
+    record.templates = templates
+    record.ensemble = use_ensemble
+    if "description" in changes:
+        record.description = changes["description"] or ""
+    if "threshold" in changes:
+        record.threshold = changes["threshold"]
+    return store.save(record)
+
+
+def add_examples(
+    store: ClassStore,
+    encoder: Encoder,
+    blobs: BlobStore,
+    record: ClassSetRecord,
+    class_name: str,
+    files: list[tuple[str, bytes]],
+    max_pixels: int,
+) -> ClassSetRecord:
+    _check_model(record, encoder)
+    validate_class_name(class_name)
+    refs, vectors = upload_references(encoder, blobs, class_name, files, max_pixels)
+    return _append(store, record, [class_name], refs, vectors)
+
+
+def add_embeddings(
+    store: ClassStore, encoder: Encoder, record: ClassSetRecord, raw: dict[str, list[list[float]]]
+) -> ClassSetRecord:
+    _check_model(record, encoder)
+    refs, vectors = raw_references(encoder.dim, encoder.model_id, raw)
+    return _append(store, record, list(raw), refs, vectors)
+
+
+def _append(
+    store: ClassStore, record: ClassSetRecord, names: list[str], refs: list[Any], vectors: np.ndarray
+) -> ClassSetRecord:
+    classes = record.classes + [c for c in dict.fromkeys(names) if c not in record.classes]
+    _check_count(classes)
+    store.add_references(record, refs, vectors)
+    record.classes = classes
+    return store.save(record)

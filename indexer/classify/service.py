@@ -1,0 +1,248 @@
+"""Classification use cases over plain values: scorers, predictions with explanations, region crops,
+calibration, and re-encoding a class set for another model."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from indexer.blobs import BlobStore
+from indexer.classify.boxes import BoxFormat, crop, resolve_boxes
+from indexer.classify.calibration import ThresholdStats, choose, sweep
+from indexer.classify.references import Encoder, concat, prompt_references, stored_vectors
+from indexer.classify.scoring import Prediction, References, class_scores, predict
+from indexer.classify.store import Calibration, ClassSetRecord, ClassStore, Reference, RefKind
+from indexer.errors import Conflict, InvalidInput, NotFound
+from indexer.images import decode_image
+from indexer.store.images import ImageStore
+from indexer.user_collections import get_collection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Scorer:
+    """A class set (or classifier) ready to score vectors of its model."""
+
+    record: ClassSetRecord
+    refs: list[Reference]
+    references: References
+
+    def predict(
+        self, vectors: NDArray[np.floating], top_k: int = 5, threshold: float | None = None
+    ) -> list[Prediction]:
+        return predict(
+            vectors,
+            self.references,
+            logit_scale=self.record.logit_scale,
+            threshold=self.record.threshold if threshold is None else threshold,
+            top_k=top_k,
+        )
+
+    def scores(self, vectors: NDArray[np.floating]) -> NDArray[np.float32]:
+        return class_scores(vectors, self.references)[0]
+
+    def explain(self, index: int) -> dict[str, Any]:
+        ref = self.refs[index]
+        out: dict[str, Any] = {"kind": ref.kind.value}
+        if ref.kind is RefKind.PROMPT:
+            out.update(prompt=ref.prompt, text=ref.text)
+        elif ref.image_id:
+            out.update(image_id=ref.image_id)
+        elif ref.kind is RefKind.IMAGE:
+            out.update(sha256=ref.sha256, filename=ref.filename)
+        else:
+            out.update(index=ref.position, sha256=ref.sha256)
+        return out
+
+
+def load_scorer(store: ClassStore, record: ClassSetRecord) -> Scorer:
+    refs, vectors = store.references(record)
+    if not record.classes or not refs:
+        raise InvalidInput(
+            f"{record.noun} {record.name!r} is empty: add prompts, example images or embeddings first",
+            {"name": record.name},
+        )
+    index = {name: i for i, name in enumerate(record.classes)}
+    keep = [i for i, ref in enumerate(refs) if ref.class_name in index]
+    refs = [refs[i] for i in keep]
+    references = References.build(record.classes, vectors[keep], [index[r.class_name] for r in refs])
+    return Scorer(record=record, refs=refs, references=references)
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    vectors: NDArray[np.float32]
+    boxes: list[tuple[int, int, int, int]] | None
+    width: int | None = None
+    height: int | None = None
+
+
+def image_inputs(
+    encoder: Encoder,
+    images: ImageStore,
+    blobs: BlobStore,
+    max_pixels: int,
+    *,
+    data: bytes | None = None,
+    image_id: str | None = None,
+    boxes: list[list[float]] | None = None,
+    box_format: BoxFormat = "auto",
+) -> Inputs:
+    """The vectors to classify: the whole image (an upload, or a stored id's stored vector), or one crop
+    per box (the upload's pixels, or the stored original's from the blob store), encoded in one batch."""
+    if (data is None) == (image_id is None):
+        raise InvalidInput("give either an uploaded `image` or an `image_id`")
+    if boxes is None:
+        if data is not None:
+            pixels = decode_image(data, max_pixels, min_side=encoder.image_size).pixels
+            return Inputs(encoder.encode_images([pixels]), None)
+        assert image_id is not None
+        vector = stored_vectors(images, [image_id])[image_id]
+        return Inputs(vector[None, :], None)
+    if data is None:
+        assert image_id is not None
+        record, _ = images.get(image_id)
+        path = blobs.original_path(record.sha256)
+        if not path.is_file():
+            raise NotFound(f"the original of image {image_id} is missing from the blob store")
+        data = path.read_bytes()
+    decoded = decode_image(data, max_pixels)  # full resolution: boxes are in the original's pixels
+    height, width = decoded.pixels.shape[:2]
+    rects = resolve_boxes(boxes, width, height, box_format)
+    crops = [crop(decoded.pixels, rect) for rect in rects]
+    return Inputs(encoder.encode_images(crops), rects, width, height)
+
+
+# -- model moves ----------------------------------------------------------------------------------
+def ensure_model(
+    store: ClassStore,
+    encoder: Encoder,
+    images: ImageStore,
+    blobs: BlobStore,
+    record: ClassSetRecord,
+    max_pixels: int,
+) -> ClassSetRecord:
+    """A class set follows its collection: when the collection now uses another model (and this
+    service runs it), the references are re-encoded for it first."""
+    if record.collection:
+        current = get_collection(store.client, record.collection, with_count=False).model_id
+        if current != record.model_id:
+            if current != encoder.model_id:
+                raise Conflict(
+                    f"class set {record.name!r} needs model {current} (its collection moved); "
+                    f"this service runs {encoder.model_id}"
+                )
+            return reencode(store, encoder, images, blobs, record, max_pixels)
+    return record
+
+
+def reencode(
+    store: ClassStore,
+    encoder: Encoder,
+    images: ImageStore,
+    blobs: BlobStore,
+    record: ClassSetRecord,
+    max_pixels: int,
+) -> ClassSetRecord:
+    """Re-encode every reference for ``encoder``'s model: prompts through its text tower, stored example
+    images from their vectors under the new model (same ids: ids come from collection and content), and
+    uploaded examples from the blob store. Raw embeddings belong to the old model: they are dropped and
+    counted in ``dropped``."""
+    if images.model_id != encoder.model_id:
+        raise InvalidInput("the image store and the encoder use different models")
+    old_model = record.model_id
+    refs, _ = store.references(record)
+    prompts: dict[str, list[str]] = {}
+    for ref in refs:
+        if ref.kind is RefKind.PROMPT:
+            prompts.setdefault(ref.class_name, []).append(ref.prompt)
+    built = [prompt_references(encoder, prompts, record.templates, record.ensemble)]
+    stored = [r for r in refs if r.kind is RefKind.IMAGE and r.image_id]
+    if stored:
+        try:
+            found = stored_vectors(images, [r.image_id for r in stored])
+        except InvalidInput as exc:
+            raise Conflict(
+                f"cannot re-encode {record.noun} {record.name!r}: {exc.message}", exc.details
+            ) from exc
+        built.append((stored, np.stack([found[r.image_id] for r in stored])))
+    uploads = [r for r in refs if r.kind is RefKind.IMAGE and not r.image_id]
+    if uploads:
+        pixels = []
+        for ref in uploads:
+            path = blobs.original_path(ref.sha256)
+            if not path.is_file():
+                raise Conflict(
+                    f"cannot re-encode: example {ref.filename or ref.sha256} is missing from the blob store"
+                )
+            pixels.append(decode_image(path.read_bytes(), max_pixels, min_side=encoder.image_size).pixels)
+        built.append((uploads, encoder.encode_images(pixels)))
+    new_refs, vectors = concat(built, encoder.dim)
+    dropped: dict[str, int] = {}
+    for ref in refs:
+        if ref.kind is RefKind.RAW:
+            dropped[ref.class_name] = dropped.get(ref.class_name, 0) + 1
+    record.model_id = encoder.model_id
+    record.logit_scale = encoder.logit_scale
+    record.dropped = dropped
+    have = {r.class_name for r in new_refs}
+    record.classes = [c for c in record.classes if c in have]
+    store.add_references(record, new_refs, vectors)
+    store.save(record)
+    temp = record.model_copy(update={"model_id": old_model})
+    store.delete_references(temp)
+    log.info("re-encoded %s %s from %s to %s", record.noun, record.name, old_model, record.model_id)
+    return record
+
+
+# -- calibration ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CalibrationResult:
+    scores: list[float]
+    rows: list[ThresholdStats]
+    chosen: ThresholdStats
+    method: str
+
+
+def calibrate(
+    scorer: Scorer, vectors: NDArray[np.floating], labels: list[bool], target_precision: float | None
+) -> CalibrationResult:
+    """Score the labelled examples with the classifier (max cosine over its references) and sweep."""
+    scores = [float(s) for s in scorer.scores(vectors)[:, 0]]
+    rows = sweep(scores, labels)
+    chosen = choose(rows, target_precision)
+    return CalibrationResult(
+        scores=scores,
+        rows=rows,
+        chosen=chosen,
+        method="max_f1" if target_precision is None else "target_precision",
+    )
+
+
+def calibration_record(
+    record: ClassSetRecord, result: CalibrationResult, labels: list[bool], target_precision: float | None
+) -> Calibration:
+    c = result.chosen
+    return Calibration(
+        model_id=record.model_id,
+        threshold=c.threshold,
+        method=result.method,
+        target_precision=target_precision,
+        examples=len(labels),
+        positives=sum(labels),
+        tp=c.tp,
+        fp=c.fp,
+        fn=c.fn,
+        tn=c.tn,
+        precision=c.precision,
+        recall=c.recall,
+        f1=c.f1,
+        calibrated_at=datetime.now(UTC),
+    )

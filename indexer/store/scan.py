@@ -1,0 +1,54 @@
+"""Reading every object of a filtered set, past Weaviate's 10,000-result window.
+
+Weaviate's cursor (`after`) cannot be combined with a filter, so pages are keyed on a property that is
+unique within the filtered set: ``key > last`` with a sort on ``key``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import weaviate
+from weaviate.classes.query import Filter, Sort
+from weaviate.collections.classes.filters import _Filters
+
+PAGE = 1000
+
+
+def scan(
+    collection: weaviate.collections.Collection[Any, Any],
+    filters: _Filters,
+    key: str,
+    *,
+    properties: list[str] | None = None,
+    include_vector: bool = False,
+    page: int = PAGE,
+) -> Iterator[list[Any]]:
+    """Pages of objects (weaviate Object) matching ``filters``, ordered by ``key``."""
+    if properties is not None and key not in properties:
+        properties = [*properties, key]
+    last: str | None = None
+    while True:
+        where = (
+            filters if last is None else Filter.all_of([filters, Filter.by_property(key).greater_than(last)])
+        )
+        result = collection.query.fetch_objects(
+            filters=where,
+            limit=page,
+            sort=Sort.by_property(key, ascending=True),
+            include_vector=include_vector,
+            return_properties=properties,
+        )
+        objects = list(result.objects)
+        if not objects:
+            return
+        yield objects
+        if len(objects) < page:
+            return
+        last = str(objects[-1].properties[key])
+
+
+def vector_of(obj: Any) -> list[float] | None:
+    raw = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
+    return list(raw) if raw is not None else None

@@ -1,0 +1,161 @@
+"""Views and request helpers shared by the class-set, classifier and classify routes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from flask import Request, request, url_for
+from pydantic import BaseModel, Field
+
+from indexer.classify.labelling import plan_label_job
+from indexer.classify.scoring import Prediction
+from indexer.classify.service import Scorer, ensure_model, load_scorer
+from indexer.classify.store import Calibration, ClassSetRecord, ClassStore, Kind, Reference
+from indexer.errors import InvalidInput
+from indexer.jobs import chunks
+from search_api.services import Services
+
+MAX_FILES = 256
+
+
+class ReferenceView(BaseModel):
+    kind: str
+    text: str = ""
+    prompt: str = ""
+    image_id: str = ""
+    sha256: str = ""
+    filename: str = ""
+    position: int = 0
+
+
+class ClassView(BaseModel):
+    name: str
+    references: list[ReferenceView]
+
+
+class ClassSetView(BaseModel):
+    name: str
+    kind: str
+    collection: str = Field(description="class sets: the collection it is bound to; classifiers: empty")
+    model_id: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    description: str
+    threshold: float | None
+    templates: list[str]
+    ensemble: bool
+    logit_scale: float
+    classes: list[ClassView]
+    labelled_names: list[str]
+    calibration: Calibration | None = None
+    dropped: dict[str, int] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: ClassSetRecord, refs: list[Reference] | None) -> ClassSetView:
+        by_class: dict[str, list[ReferenceView]] = {name: [] for name in record.classes}
+        for ref in refs or []:
+            if ref.class_name in by_class:
+                by_class[ref.class_name].append(
+                    ReferenceView(**ref.model_dump(mode="json", exclude={"class_name"}))
+                )
+        data = record.model_dump(exclude={"classes"})
+        return cls(**data, classes=[ClassView(name=n, references=r) for n, r in by_class.items()])
+
+
+class RankedClass(BaseModel):
+    name: str
+    score: float = Field(description="cosine similarity: the best of the class's references")
+    probability: float = Field(description="softmax over all classes at the model's logit scale")
+    match: dict[str, Any] = Field(description="the reference that gave the score: prompt or example image")
+
+
+class PredictionView(BaseModel):
+    box: list[int] | None = Field(default=None, description="the pixel box [x1, y1, x2, y2] classified")
+    label: str = Field(description="the best class, or `other` when its score is below the threshold")
+    is_other: bool
+    score: float
+    probability: float
+    margin: float | None = Field(description="top-1 minus top-2 cosine score")
+    ranked: list[RankedClass]
+
+    @classmethod
+    def of(cls, scorer: Scorer, prediction: Prediction, box: tuple[int, ...] | None) -> PredictionView:
+        return cls(
+            box=list(box) if box is not None else None,
+            label=prediction.label,
+            is_other=prediction.is_other,
+            score=prediction.score,
+            probability=prediction.probability,
+            margin=prediction.margin,
+            ranked=[
+                RankedClass(
+                    name=r.name, score=r.score, probability=r.probability, match=scorer.explain(r.reference)
+                )
+                for r in prediction.ranked
+            ],
+        )
+
+
+class LabelRequest(BaseModel):
+    threshold: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="overrides the stored threshold for this run"
+    )
+    multi_label: bool = Field(default=False, description="every class at or above the threshold")
+
+
+class LabelJob(BaseModel):
+    job_id: str
+    status_url: str
+    total: int
+
+
+def uploaded_files(req: Request, *names: str) -> list[tuple[str, bytes]]:
+    files = [f for name in names for f in req.files.getlist(name)]
+    if len(files) > MAX_FILES:
+        raise InvalidInput(f"at most {MAX_FILES} files per request")
+    return [(f.filename or f"upload-{i}", f.read()) for i, f in enumerate(files)]
+
+
+def form_json(name: str, default: Any = None) -> Any:
+    raw = request.form.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"form field `{name}` is not valid JSON: {exc}") from exc
+
+
+def scorer_for(svc: Services, kind: Kind, name: str) -> Scorer:
+    """Load a class set (re-encoded first if its collection moved model) or classifier, ready to score."""
+    store = ClassStore(svc.weaviate)
+    record = store.get(kind, name)
+    if kind is Kind.CLASS_SET:
+        images = svc.image_store(svc.collection(record.collection))
+        record = ensure_model(store, svc.encoder, images, svc.blobs, record, svc.settings.max_image_pixels)
+    return load_scorer(store, record)
+
+
+def start_label_job(
+    svc: Services, record: ClassSetRecord, collection: str, req: LabelRequest
+) -> tuple[LabelJob, int]:
+    job_id, total = plan_label_job(
+        svc.weaviate,
+        svc.jobs,
+        record,
+        collection,
+        threshold=req.threshold,
+        multi_label=req.multi_label,
+        request_id=request.headers.get("X-Request-ID"),
+    )
+    for start, end in chunks(total, svc.settings.label_chunk_size):
+        svc.celery.send_task("clipsearch.label_chunk", args=[job_id, start, end])
+    return LabelJob(job_id=job_id, status_url=url_for("jobs.get", job_id=job_id), total=total), 202
+
+
+def as_matrix(vectors: Any) -> np.ndarray:
+    return np.asarray(vectors, dtype=np.float32)
