@@ -7,7 +7,19 @@ from flask import Flask
 from indexer.settings import Settings
 from search_api.errors import register_error_handlers
 from search_api.extensions import install_extensions
-from search_api.routes import collections, health, images, jobs, search, uploads
+from search_api.routes import (
+    classes,
+    classifiers,
+    collections,
+    embeddings,
+    export,
+    health,
+    images,
+    jobs,
+    search,
+    similarity,
+    uploads,
+)
 from search_api.services import Services, install
 
 
@@ -18,7 +30,9 @@ def create_app(settings: Settings | None = None, svc: Services | None = None) ->
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install(app, svc or Services.from_settings(settings))
     register_error_handlers(app)
-    for blueprint in (health.bp, collections.bp, uploads.bp, jobs.bp, images.bp, search.bp):
+    for blueprint in (health.bp, collections.bp, uploads.bp, jobs.bp, images.bp, search.bp, embeddings.bp):
+        app.register_blueprint(blueprint)
+    for blueprint in (classes.bp, classifiers.bp, similarity.bp, export.bp):  # classification (issue 5)
         app.register_blueprint(blueprint)
     install_extensions(app, settings)  # request ids, metrics, API keys, OpenAPI, the web page
     return app

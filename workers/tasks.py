@@ -53,3 +53,21 @@ def ingest_chunk(self: Task[Any, Any], job_id: str, start: int, end: int) -> Non
     except Exception as exc:
         log.exception("ingest chunk %s[%d:%d] failed", job_id, start, end)
         fail_remaining(RUNTIME.get(), job_id, start, end, f"internal error: {exc.__class__.__name__}: {exc}")
+
+
+@shared_task(name="clipsearch.label_chunk", bind=True, max_retries=5)
+def label_chunk(self: Task[Any, Any], job_id: str, start: int, end: int) -> None:
+    """Label images [start, end) of a bulk-label job from their stored vectors. Idempotent."""
+    from indexer.classify import labelling
+
+    rt = RUNTIME.get()
+    try:
+        labelling.label_chunk(rt.weaviate, rt.jobs, job_id, start, end)
+    except TRANSIENT as exc:
+        if self.request.retries >= self.max_retries:
+            labelling.fail_remaining(rt.jobs, job_id, start, end, f"gave up after retries: {exc}")
+            return
+        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
+    except Exception as exc:
+        log.exception("label chunk %s[%d:%d] failed", job_id, start, end)
+        labelling.fail_remaining(rt.jobs, job_id, start, end, f"{exc.__class__.__name__}: {exc}")

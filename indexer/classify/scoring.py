@@ -6,7 +6,8 @@
   one reference per prompt; see `prompts.ensemble`.)
 - Probabilities are the softmax of ``logit_scale * scores`` over the classes, CLIP's zero-shot head.
 - The margin is the top-1 score minus the top-2 score (cosine), None with a single class.
-- When a threshold is set and the top score is below it, the prediction is ``other``.
+- When a threshold is set and the top score is below it (by more than TOLERANCE), the prediction is
+  ``other``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from indexer.classify.prompts import normalise_rows
 from indexer.errors import InvalidInput
 
 OTHER: Final = "other"
+# Scores are float32 dot products whose last bits depend on batch shape; a score this close below a
+# threshold still meets it, so a threshold set to an example's own score keeps that example.
+TOLERANCE: Final = 1e-6
 BLOCK: Final = 2048  # queries scored per matrix product, to bound memory
 
 
@@ -154,7 +158,7 @@ def predict(
         ]
         top = float(scores[i, order[0]])
         margin = round(top - float(scores[i, order[1]]), 6) if len(order) > 1 else None
-        below = threshold is not None and top < threshold
+        below = threshold is not None and top < threshold - TOLERANCE
         out.append(
             Prediction(
                 label=OTHER if below else refs.classes[order[0]],
@@ -179,9 +183,12 @@ def assign(
             raise InvalidInput("multi-label assignment needs a threshold")
         result = []
         for row in arr:
-            hits = np.flatnonzero(row >= threshold)
+            hits = np.flatnonzero(row >= threshold - TOLERANCE)
             result.append([int(j) for j in hits[np.argsort(-row[hits], kind="stable")]])
         return result
     top = np.argmax(arr, axis=1)
-    keep = np.ones(len(arr), bool) if threshold is None else arr[np.arange(len(arr)), top] >= threshold
+    if threshold is None:
+        keep = np.ones(len(arr), bool)
+    else:
+        keep = arr[np.arange(len(arr)), top] >= threshold - TOLERANCE
     return [[int(t)] if k else [] for t, k in zip(top, keep, strict=True)]

@@ -1,0 +1,151 @@
+"""The similarity network (neighbours, near-duplicate groups, edge lists) and embedding exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from indexer.images import decode_image
+from indexer.settings import Settings
+from tests.imagegen import make_image
+from tests.integration.classify_helpers import error_of, indexed_collection, vectors_of
+from tests.integration.conftest import Api
+
+pytestmark = pytest.mark.integration
+
+
+def reencoded(data: bytes, quality: int) -> bytes:
+    pixels = decode_image(data, 10**8).pixels
+    ok, out = cv2.imencode(
+        ".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    assert ok
+    return bytes(out.tobytes())
+
+
+@pytest.fixture(scope="module")
+def net(api: Api, settings: Settings) -> dict[str, Any]:
+    originals = {f"s{i}.jpg": make_image(1100 + i) for i in range(6)}
+    # near-duplicates: s0 twice more at other JPEG qualities, s3 once more
+    files = {
+        **originals,
+        "s0-q60.jpg": reencoded(originals["s0.jpg"], 60),
+        "s0-q40.jpg": reencoded(originals["s0.jpg"], 40),
+        "s3-q50.jpg": reencoded(originals["s3.jpg"], 50),
+    }
+    name, ids = indexed_collection(api, "sim", files)
+    order = sorted(files)
+    vectors = vectors_of(settings, [ids[f] for f in order])
+    return {"name": name, "ids": ids, "order": order, "vectors": vectors}
+
+
+def hand_pairs(vectors: np.ndarray, threshold: float) -> dict[tuple[int, int], float]:
+    sims = vectors @ vectors.T
+    n = len(vectors)
+    return {(i, j): float(sims[i, j]) for i in range(n) for j in range(i + 1, n) if sims[i, j] >= threshold}
+
+
+def threshold_between(vectors: np.ndarray) -> float:
+    """A threshold that separates the re-encoded copies from the distinct images (checked, not assumed)."""
+    sims = np.sort((vectors @ vectors.T)[np.triu_indices(len(vectors), 1)])[::-1]
+    gaps = sims[:-1] - sims[1:]
+    k = int(np.argmax(gaps[:6]))  # the widest gap among the strongest pairs
+    return float((sims[k] + sims[k + 1]) / 2)
+
+
+def test_similar_lists_neighbours_best_first_without_the_image(api: Api, net: dict[str, Any]) -> None:
+    v, ids, order = net["vectors"], net["ids"], net["order"]
+    i = order.index("s3.jpg")
+    response = api.get(f"/images/{ids['s3.jpg']}/similar?limit=4")
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    expected = [order[j] for j in np.argsort(-(v @ v[i])) if j != i][:4]
+    assert [r["filename"] for r in results] == expected
+    assert results[0]["filename"] == "s3-q50.jpg"
+    assert results[0]["score"] == pytest.approx(float(v[i] @ v[order.index("s3-q50.jpg")]), abs=1e-5)
+    assert api.get("/images/00000000-0000-0000-0000-000000000000/similar").status_code == 404
+
+
+def test_duplicate_groups_are_components_above_the_threshold(api: Api, net: dict[str, Any]) -> None:
+    v, order = net["vectors"], net["order"]
+    threshold = threshold_between(v)
+    pairs = hand_pairs(v, threshold)
+    # union-find by hand over the pairs
+    group = list(range(len(v)))
+    for a, b in pairs:
+        ga, gb = group[a], group[b]
+        group = [min(ga, gb) if g in (ga, gb) else g for g in group]
+    expected = sorted(
+        (sorted(order[m] for m in range(len(v)) if group[m] == g) for g in set(group) if group.count(g) > 1),
+        key=lambda members: (-len(members), members),
+    )
+    assert expected == [["s0-q40.jpg", "s0-q60.jpg", "s0.jpg"], ["s3-q50.jpg", "s3.jpg"]]
+    response = api.get(f"/collections/{net['name']}/duplicates?threshold={threshold}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["total_groups"] == 2 and body["images"] == 9
+    assert [sorted(m["filename"] for m in g["members"]) for g in body["groups"]] == expected
+    first = body["groups"][0]
+    in_first = [s for (a, b), s in pairs.items() if group[a] == group[order.index("s0.jpg")]]
+    assert first["min_score"] == pytest.approx(min(in_first), abs=1e-5)
+    assert first["max_score"] == pytest.approx(max(in_first), abs=1e-5)
+    page = api.get(f"/collections/{net['name']}/duplicates?threshold={threshold}&limit=1&offset=1").json()
+    assert [sorted(m["filename"] for m in g["members"]) for g in page["groups"]] == expected[1:]
+    bad = api.get(f"/collections/{net['name']}/duplicates?threshold=2")
+    assert bad.status_code == 400
+
+
+def test_edge_list_csv_and_json(api: Api, net: dict[str, Any]) -> None:
+    v, ids, order = net["vectors"], net["ids"], net["order"]
+    threshold = float(np.median((v @ v.T)[np.triu_indices(len(v), 1)]))
+    expected = {
+        frozenset((ids[order[a]], ids[order[b]])): s for (a, b), s in hand_pairs(v, threshold).items()
+    }
+    response = api.get(f"/collections/{net['name']}/edges?threshold={threshold}&format=csv")
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    got = {frozenset((r["source"], r["target"])): float(r["score"]) for r in rows}
+    assert set(got) == set(expected) and len(rows) == len(expected)
+    for key, score in got.items():
+        assert score == pytest.approx(expected[key], abs=1e-5)
+    assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
+    as_json = api.get(f"/collections/{net['name']}/edges?threshold={threshold}&format=json").json()
+    assert as_json["threshold"] == threshold and len(as_json["edges"]) == len(expected)
+    assert {frozenset((e["source"], e["target"])) for e in as_json["edges"]} == set(expected)
+
+
+def test_export_parquet_and_npy_hold_ids_metadata_and_vectors(api: Api, net: dict[str, Any]) -> None:
+    v, ids, order = net["vectors"], net["ids"], net["order"]
+    by_id = {ids[f]: (f, v[i]) for i, f in enumerate(order)}
+    response = api.get(f"/collections/{net['name']}/export?format=parquet")
+    assert response.status_code == 200, response.text
+    table = pq.read_table(io.BytesIO(response.content))
+    assert table.num_rows == 9 and table.schema.metadata[b"model_id"] == b"tiny-test-clip"
+    rows = table.to_pylist()
+    for row in rows:
+        filename, vector = by_id[row["id"]]
+        assert row["filename"] == filename and row["collection"] == net["name"]
+        assert np.asarray(row["vector"], np.float32) == pytest.approx(vector, abs=1e-7)
+        assert json.loads(row["metadata"]) == {}
+    response = api.get(f"/collections/{net['name']}/export?format=npy")
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        vectors = np.load(io.BytesIO(archive.read("vectors.npy")))
+        items = json.loads(archive.read("items.json"))
+    assert vectors.shape == (9, 32) and vectors.dtype == np.float32
+    assert items["model_id"] == "tiny-test-clip" and items["count"] == 9
+    for item, vector in zip(items["items"], vectors, strict=True):
+        filename, expected = by_id[item["id"]]
+        assert item["filename"] == filename and vector == pytest.approx(expected, abs=1e-7)
+    bad = api.get(f"/collections/{net['name']}/export?format=xlsx")
+    assert bad.status_code == 400
+    missing = api.get("/collections/no-such-collection/export")
+    assert missing.status_code == 404 and "unknown collection" in error_of(missing)
