@@ -5,9 +5,10 @@ copies the current request id into a message header; `task_prerun` in the worker
 context variable that every log line reads, with the task id and name beside it.
 
 Metrics: the task bodies run in the prefork pool's child processes, so the worker uses
-prometheus_client's multiprocess mode. `celeryd_init` (the first thing a starting worker does, before
-it imports the task modules) points PROMETHEUS_MULTIPROC_DIR at a directory of its own,
-`<DATA_DIR>/metrics/workers/<host>-<pid>/`, where each process of that worker writes its values;
+prometheus_client's multiprocess mode. `import_modules` (sent by a starting worker just before it
+imports the task modules, and with them prometheus_client) points PROMETHEUS_MULTIPROC_DIR at a
+directory of its own, `<DATA_DIR>/metrics/workers/<host>-<pid>/`, where each process of that worker
+writes its values;
 `worker_init` then serves their sum on WORKER_METRICS_PORT (loopback) when that is set. The API's
 /metrics also reads every worker directory under DATA_DIR (indexer/metrics.py). Directories left by
 workers that are gone (same host, pid no longer alive) are removed at start; their counters reset, as
@@ -21,6 +22,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,11 @@ from indexer.logs import (
 from indexer.settings import Settings
 
 log = logging.getLogger(__name__)
+task_log = logging.getLogger("clipsearch.task")
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _tokens: dict[str, tuple[Any, Any]] = {}
+_started: dict[str, float] = {}
 _state: dict[str, Any] = {"connected": False, "settings": None}
 
 
@@ -63,15 +67,30 @@ def task_request_id(task: Any) -> str | None:
     return str(value) if value else None
 
 
-def _restore_request_id(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+def _restore_request_id(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
     if task_id is None:
         return
     rid = task_request_id(task)
     name = getattr(task, "name", None)
     _tokens[task_id] = (set_request_id(rid), bind_context(task_id=task_id, task=name))
+    _started[task_id] = time.perf_counter()
+    task_log.info("task started", extra={"task_args": _short_args(args)})
 
 
-def _forget_request_id(task_id: str | None = None, **_: Any) -> None:
+def _short_args(args: Any) -> list[Any]:
+    """Task arguments for the log: ids and indexes, never bulky payloads."""
+    return [
+        a if isinstance(a, int | float) or (isinstance(a, str) and len(a) <= 80) else "…" for a in args or ()
+    ]
+
+
+def _forget_request_id(task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+    started = _started.pop(task_id or "", None)
+    if started is not None:
+        task_log.info(
+            "task finished",
+            extra={"state": state, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
+        )
     tokens = _tokens.pop(task_id or "", None)
     if tokens is not None:
         rid_token, ctx_token = tokens
@@ -129,7 +148,9 @@ def remove_stale_metric_dirs(root: Path) -> list[Path]:
 
 
 def _prepare_metrics_dir(**_: Any) -> None:
-    """celeryd_init: give this worker its multiprocess directory before prometheus_client loads."""
+    """Give this worker its multiprocess directory before prometheus_client loads (once)."""
+    if _state.get("metrics_dir") is not None:
+        return
     settings: Settings = _state["settings"] or Settings()
     path = worker_metrics_dir(settings)
     remove_stale_metric_dirs(path.parent)
@@ -182,5 +203,8 @@ def install_worker_observability(app: Celery, settings: Settings) -> None:
     _state["settings"] = settings
     connect_publish_signals()
     signals.setup_logging.connect(_setup_logging, weak=False)
+    # The worker imports the task modules (and so prometheus_client) right after `import_modules`,
+    # before `celeryd_init`: the directory must be set by then.
+    signals.import_modules.connect(_prepare_metrics_dir, weak=False)
     signals.celeryd_init.connect(_prepare_metrics_dir, weak=False)
     signals.worker_init.connect(_start_exporter, weak=False)
