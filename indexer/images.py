@@ -1,0 +1,349 @@
+"""Image decoding and validation with OpenCV.
+
+Every failure is a typed error with an exact reason, never a crash:
+
+- zero bytes                       -> InvalidInput "empty file"
+- bytes that are no known format   -> UnsupportedMediaType "not an image (unrecognised format)"
+- a known format that cannot be decoded (truncated, corrupt)
+                                   -> InvalidInput "truncated or corrupt JPEG" (PNG, GIF, ...)
+- more pixels than allowed         -> PayloadTooLarge "image is 20000x20000 = 400000000 pixels, over the
+                                      limit of 64000000"; read from the header BEFORE any decode, so a
+                                      decompression bomb never allocates its pixels.
+
+Decoded images are RGB uint8 in display orientation (EXIF orientation applied by OpenCV). Alpha is
+dropped and 16-bit samples keep their high byte, exactly as PIL's ``convert("RGB")`` does, so the
+model sees what the reference pipeline (open_clip on PIL) sees.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Final
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from indexer.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+FORMATS: Final = ("jpeg", "png", "webp", "gif", "bmp", "tiff")
+FORMAT_MIME: Final[dict[str, str]] = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+}
+# Content types a client may declare for an upload; the bytes decide the format in the end.
+ACCEPTED_CONTENT_TYPES: Final[frozenset[str]] = frozenset(
+    {
+        *FORMAT_MIME.values(),
+        "image/jpg",
+        "image/pjpeg",
+        "image/x-png",
+        "image/x-ms-bmp",
+        "image/x-bmp",
+        "image/tif",
+        "image/x-tiff",
+        "application/octet-stream",
+    }
+)
+
+_JPEG_REDUCED: Final = (
+    (8, cv2.IMREAD_REDUCED_COLOR_8),
+    (4, cv2.IMREAD_REDUCED_COLOR_4),
+    (2, cv2.IMREAD_REDUCED_COLOR_2),
+)
+_RGB_FLAG: Final = cv2.IMREAD_COLOR_RGB
+_JPEG_SOF: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header says, before any pixel is decoded (stored orientation, not EXIF-rotated)."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedImage:
+    """An RGB image in display orientation.
+
+    ``width`` and ``height`` are the full-resolution display dimensions. ``pixels`` may be smaller when
+    the caller allowed a reduced JPEG decode (``reduction`` is then 2, 4 or 8).
+    """
+
+    pixels: NDArray[np.uint8] = field(repr=False)
+    format: str
+    width: int
+    height: int
+    reduction: int = 1
+
+    @property
+    def content_type(self) -> str:
+        return FORMAT_MIME[self.format]
+
+
+# --------------------------------------------------------------------------------------- sniffing
+def sniff_format(data: bytes) -> str | None:
+    """The format named by the magic bytes, or None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:2] == b"BM":  # callers may pass only the first 16 bytes; the header parse checks the rest
+        return "bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    return None
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Reject a declared content type that is not an image we accept (the bytes are checked later)."""
+    if content_type is None:
+        return
+    base = content_type.split(";", 1)[0].strip().lower()
+    if base and base not in ACCEPTED_CONTENT_TYPES:
+        raise UnsupportedMediaType(
+            f"unsupported content type {base!r}; send one of {', '.join(FORMAT_MIME.values())}",
+            {"reason": "unsupported_content_type", "content_type": base},
+        )
+
+
+# ---------------------------------------------------------------------------------------- headers
+def _corrupt(fmt: str, why: str = "") -> InvalidInput:
+    msg = f"truncated or corrupt {fmt.upper()}"
+    return InvalidInput(msg + (f" ({why})" if why else ""), {"reason": "corrupt", "format": fmt})
+
+
+def _jpeg_layout(data: bytes) -> tuple[int, int, int]:
+    """Width, height and the offset of the first scan, walking the marker segments."""
+    pos, n = 2, len(data)
+    size: tuple[int, int] | None = None
+    while pos < n:
+        if data[pos] != 0xFF:
+            raise _corrupt("jpeg", "bad marker")
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            break
+        marker = data[pos]
+        pos += 1
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            continue
+        if marker == 0xD9:
+            break
+        if marker == 0xDA:
+            if size is None:
+                break
+            return size[0], size[1], pos
+        if pos + 2 > n:
+            break
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        if length < 2:
+            raise _corrupt("jpeg", "bad segment length")
+        if size is None and marker in _JPEG_SOF:
+            if pos + 7 > n:
+                break
+            height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
+            size = (width, height)
+        pos += length
+    if size is None:
+        raise _corrupt("jpeg", "no frame header")
+    raise _corrupt("jpeg", "no image data")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    width, height, _ = _jpeg_layout(data)
+    return width, height
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """An end-of-image marker after the first scan. 0xFFD9 cannot occur inside entropy-coded data
+    (0xFF is always stuffed there), and trailing data after EOI (motion photos) is allowed."""
+    _, _, sos = _jpeg_layout(data)
+    return data.find(b"\xff\xd9", sos) != -1
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise _corrupt("png", "no IHDR")
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def _gif_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 10:
+        raise _corrupt("gif", "short header")
+    width, height = struct.unpack("<HH", data[6:10])
+    return width, height
+
+
+def _bmp_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 26:
+        raise _corrupt("bmp", "short header")
+    (dib,) = struct.unpack("<I", data[14:18])
+    if dib == 12:
+        width, height = struct.unpack("<HH", data[18:22])
+        return width, height
+    width, height = struct.unpack("<ii", data[18:26])
+    return abs(width), abs(height)
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30:
+        if data[23:26] != b"\x9d\x01\x2a":
+            raise _corrupt("webp", "bad VP8 start code")
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25:
+        if data[20] != 0x2F:
+            raise _corrupt("webp", "bad VP8L signature")
+        (bits,) = struct.unpack("<I", data[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X" and len(data) >= 30:
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    raise _corrupt("webp", "unknown chunk")
+
+
+def _tiff_size(data: bytes) -> tuple[int, int]:
+    endian = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    try:
+        if big:
+            (ifd,) = struct.unpack(endian + "Q", data[8:16])
+            (count,) = struct.unpack(endian + "Q", data[ifd : ifd + 8])
+            entry_size, base, head = 20, ifd + 8, endian + "HHQ"
+        else:
+            (ifd,) = struct.unpack(endian + "I", data[4:8])
+            (count,) = struct.unpack(endian + "H", data[ifd : ifd + 2])
+            entry_size, base, head = 12, ifd + 2, endian + "HHI"
+        found: dict[int, int] = {}
+        for i in range(min(count, 4096)):
+            off = base + i * entry_size
+            tag, typ, _n = struct.unpack(head, data[off : off + struct.calcsize(head)])
+            if tag in (256, 257):
+                value_off = off + struct.calcsize(head)
+                if typ == 3:  # SHORT
+                    (found[tag],) = struct.unpack(endian + "H", data[value_off : value_off + 2])
+                elif typ in (4, 16):  # LONG, LONG8
+                    fmt = endian + ("Q" if typ == 16 else "I")
+                    (found[tag],) = struct.unpack(fmt, data[value_off : value_off + struct.calcsize(fmt)])
+            if len(found) == 2:
+                return found[256], found[257]
+    except struct.error as exc:
+        raise _corrupt("tiff", "short IFD") from exc
+    raise _corrupt("tiff", "no image dimensions")
+
+
+_SIZE_READERS = {
+    "jpeg": _jpeg_size,
+    "png": _png_size,
+    "gif": _gif_size,
+    "bmp": _bmp_size,
+    "webp": _webp_size,
+    "tiff": _tiff_size,
+}
+
+
+def read_header(data: bytes) -> ImageHeader:
+    """Format and stored dimensions from the header alone (no pixel is decoded)."""
+    if not data:
+        raise InvalidInput("empty file", {"reason": "empty"})
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise UnsupportedMediaType(
+            "not an image (unrecognised format)",
+            {"reason": "unrecognised_format", "supported": list(FORMATS)},
+        )
+    try:
+        width, height = _SIZE_READERS[fmt](data)
+    except struct.error as exc:
+        raise _corrupt(fmt, "short header") from exc
+    if width <= 0 or height <= 0:
+        raise _corrupt(fmt, f"invalid dimensions {width}x{height}")
+    return ImageHeader(fmt, width, height)
+
+
+def check_pixels(header: ImageHeader, max_pixels: int) -> None:
+    if header.pixels > max_pixels:
+        raise PayloadTooLarge(
+            f"image is {header.width}x{header.height} = {header.pixels} pixels, "
+            f"over the limit of {max_pixels}",
+            {
+                "reason": "too_many_pixels",
+                "format": header.format,
+                "width": header.width,
+                "height": header.height,
+                "pixels": header.pixels,
+                "limit": max_pixels,
+            },
+        )
+
+
+# ---------------------------------------------------------------------------------------- decoding
+def decode_image(data: bytes, max_pixels: int, *, min_side: int | None = None) -> DecodedImage:
+    """Decode to RGB uint8 in display orientation.
+
+    ``min_side``: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (much faster) as long
+    as its shorter side stays >= ``min_side``. None means full resolution.
+    """
+    header = read_header(data)
+    check_pixels(header, max_pixels)
+    if header.format == "jpeg" and not _jpeg_complete(data):
+        raise _corrupt("jpeg", "no end-of-image marker")
+
+    reduction, flags = 1, _RGB_FLAG
+    if header.format == "jpeg" and min_side is not None:
+        short = min(header.width, header.height)
+        for factor, flag in _JPEG_REDUCED:
+            if short // factor >= min_side:
+                reduction, flags = factor, (flag & ~cv2.IMREAD_COLOR) | _RGB_FLAG
+                break
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        decoded = cv2.imdecode(buf, flags)
+    except cv2.error as exc:
+        raise _corrupt(header.format, "decoder error") from exc
+    if decoded is None or decoded.ndim != 3 or decoded.shape[2] != 3 or decoded.dtype != np.uint8:
+        raise _corrupt(header.format)
+    pixels: NDArray[np.uint8] = np.asarray(decoded, dtype=np.uint8)
+
+    width, height = header.width, header.height
+    got_h, got_w = pixels.shape[:2]
+    if (got_w > got_h) != (width > height) and width != height:  # EXIF orientation 5-8 swapped the axes
+        width, height = height, width
+    return DecodedImage(pixels=pixels, format=header.format, width=width, height=height, reduction=reduction)
+
+
+def make_thumbnail(image: DecodedImage | NDArray[np.uint8], max_side: int, quality: int = 85) -> bytes:
+    """A JPEG whose longer side is at most ``max_side`` (never upscaled), area-averaged."""
+    if max_side <= 0:
+        raise InvalidInput("thumbnail size must be positive", {"max_side": max_side})
+    pixels = image.pixels if isinstance(image, DecodedImage) else image
+    h, w = pixels.shape[:2]
+    scale = max_side / max(h, w)
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        pixels = np.asarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    ok, enc = cv2.imencode(
+        ".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:  # pragma: no cover - encoding an RGB uint8 array does not fail
+        raise InvalidInput("could not encode thumbnail")
+    return bytes(enc.tobytes())
