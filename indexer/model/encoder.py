@@ -1,0 +1,353 @@
+"""The CLIP encoder the service calls: images and texts in, L2-normalised float32 vectors out.
+
+``load_encoder(settings)`` resolves the model directory (MODEL_DIR, the bundled tiny model, or the Hub
+cache; offline unless ``allow_download``), picks fp32 or int8, and returns a ``ClipEncoder`` whose two
+ONNX sessions load lazily on first use.
+
+Batches are pipelined: while ONNX Runtime runs batch k, a small thread pool decodes and preprocesses
+batch k+1 (OpenCV and numpy release the GIL).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from indexer.errors import ClipsearchError, InvalidInput, ModelUnavailable
+from indexer.images import decode_image
+from indexer.model.catalogue import TINY_MODEL_ID, get_spec
+from indexer.model.files import (
+    ResolvedModel,
+    missing_files,
+    quantized_dir,
+    read_config,
+    resolve_model,
+)
+from indexer.model.sessions import CUDA, TextualEncoder, VisualEncoder, default_providers
+from indexer.preprocess import PreprocessConfig, preprocess
+from indexer.settings import Settings
+from indexer.tokenizer import TokenBatch
+
+log = logging.getLogger(__name__)
+
+TEXT_BATCH = 64
+_limits_applied = False
+_limits_lock = threading.Lock()
+
+
+def limit_helper_threads() -> None:
+    """Make numpy's BLAS and OpenCV single-threaded, once per process.
+
+    Preprocessing runs its small matrix products and resizes beside ONNX Runtime, which already uses the
+    cores. Multi-threaded OpenBLAS workers spin while waiting and stall ORT's parallel loops: measured on
+    2 cores, the full image path fell from 0.85x to 0.2x of the raw session throughput. Parallelism comes
+    from the encoder's own prep threads instead.
+    """
+    global _limits_applied
+    with _limits_lock:
+        if _limits_applied:
+            return
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+        cv2.setNumThreads(1)
+        _limits_applied = True
+
+
+@dataclass(frozen=True, eq=False)
+class ImageEmbedding:
+    """The outcome for one input of ``ClipEncoder.embed_image_bytes``: a vector or a typed error."""
+
+    index: int
+    vector: NDArray[np.float32] | None = None
+    error: ClipsearchError | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class ClipEncoder:
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        model_id: str,
+        precision: str = "fp32",
+        threads: int = 1,
+        providers: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        prep_workers: int | None = None,
+        source: str = "model_dir",
+    ) -> None:
+        config = read_config(model_dir)
+        try:
+            self.dim = int(config["embed_dim"])
+            self.context_length = int(config.get("text_cfg", {}).get("context_length", 77))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelUnavailable(
+                f"bad {model_dir / 'config.json'}: {exc}", {"path": str(model_dir)}
+            ) from exc
+        spec = get_spec(model_id)
+        self.logit_scale = float(config.get("logit_scale") or (spec.logit_scale if spec else 100.0))
+        self.model_id = model_id
+        self.model_dir = model_dir
+        self.precision = precision
+        self.source = source
+        self.threads = threads
+        self.providers = list(providers) if providers is not None else default_providers()
+        self.visual = VisualEncoder(model_dir, threads=threads, providers=self.providers)
+        self.textual = TextualEncoder(
+            model_dir, threads=threads, providers=self.providers, context_length=self.context_length
+        )
+        on_gpu = self.providers[0] == CUDA
+        self.batch_size = batch_size or (64 if on_gpu else 16)
+        self.prep_workers = prep_workers or max(1, min(4, (os.cpu_count() or 2) // 2))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------- properties
+    @property
+    def is_test_model(self) -> bool:
+        return self.model_id == TINY_MODEL_ID
+
+    @property
+    def preprocess_cfg(self) -> PreprocessConfig:
+        return self.visual.preprocess_cfg
+
+    @property
+    def image_size(self) -> int:
+        """The model's input side in pixels (224 for ViT-B/32)."""
+        return max(self.preprocess_cfg.size)
+
+    @property
+    def min_decode_side(self) -> int:
+        """Pass as ``decode_image(min_side=...)``: the smallest reduced-decode side that keeps parity."""
+        return self.preprocess_cfg.min_decode_side
+
+    @property
+    def loaded(self) -> bool:
+        return self.visual.loaded and self.textual.loaded
+
+    def load(self) -> None:
+        """Load both sessions and the tokenizer now rather than on first use."""
+        self.visual.load()
+        self.textual.load()
+        self.textual.tokenizer  # noqa: B018
+
+    def unload(self) -> None:
+        self.visual.unload()
+        self.textual.unload()
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def status(self) -> dict[str, Any]:
+        provider = self.visual.provider or self.textual.provider
+        return {
+            "model_id": self.model_id,
+            "precision": self.precision,
+            "is_test_model": self.is_test_model,
+            "source": self.source,
+            "model_dir": str(self.model_dir),
+            "dim": self.dim,
+            "image_size": self.image_size,
+            "context_length": self.context_length,
+            "loaded": {"visual": self.visual.loaded, "textual": self.textual.loaded},
+            "provider": provider or self.providers[0],
+            "providers": self.providers,
+            "threads": self.threads,
+            "onnxruntime_version": ort.__version__,
+        }
+
+    # ------------------------------------------------------------------------------------------ text
+    def tokenize(self, texts: Sequence[str]) -> TokenBatch:
+        return self.textual.tokenizer.encode(texts)
+
+    def encode_texts(
+        self, texts: Sequence[str], normalize: bool = True
+    ) -> tuple[NDArray[np.float32], list[bool]]:
+        """Vectors [n, dim] and, per text, whether it was cut to the context length."""
+        vectors, tokens = self.encode_tokens(texts, normalize)
+        return vectors, tokens.truncated
+
+    def encode_tokens(
+        self, texts: Sequence[str], normalize: bool = True
+    ) -> tuple[NDArray[np.float32], TokenBatch]:
+        """Like ``encode_texts`` with the whole token batch (ids, truncation, lengths)."""
+        tokens = self.tokenize(texts)
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32), tokens
+        ids = tokens.ids
+        parts = [
+            self.textual.run(ids[i : i + TEXT_BATCH], normalize) for i in range(0, len(texts), TEXT_BATCH)
+        ]
+        return (np.concatenate(parts) if len(parts) > 1 else parts[0]), tokens
+
+    # ---------------------------------------------------------------------------------------- images
+    def preprocess(self, image: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """RGB uint8 (H, W, 3) -> the model's normalised (3, S, S) float32 input."""
+        return preprocess(image, self.preprocess_cfg)
+
+    def encode_preprocessed(self, batch: NDArray[np.float32], normalize: bool = True) -> NDArray[np.float32]:
+        if len(batch) == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self.visual.run(batch, normalize)
+
+    def encode_images(
+        self, images: Sequence[NDArray[np.uint8]], normalize: bool = True
+    ) -> NDArray[np.float32]:
+        """RGB uint8 arrays -> vectors [n, dim]; preprocessing overlaps inference."""
+        cfg = self.preprocess_cfg
+
+        def prepare(i: int, slot: NDArray[np.float32]) -> tuple[str | None, int, int]:
+            image = images[i]
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise InvalidInput(f"image {i} is not an RGB uint8 array", {"index": i})
+            preprocess(image, cfg, out=slot)
+            return None, image.shape[1], image.shape[0]
+
+        results = self._pipeline(len(images), prepare, normalize)
+        for r in results:
+            if r.error is not None:
+                raise r.error
+        return self._stack([r.vector for r in results])
+
+    def embed_image_bytes(
+        self, items: Sequence[bytes], *, max_pixels: int, normalize: bool = True
+    ) -> list[ImageEmbedding]:
+        """Decode, check and embed encoded images; one outcome per input, errors typed and in place."""
+        cfg = self.preprocess_cfg
+        min_side = self.min_decode_side
+
+        def prepare(i: int, slot: NDArray[np.float32]) -> tuple[str | None, int, int]:
+            decoded = decode_image(items[i], max_pixels, min_side=min_side)
+            preprocess(decoded.pixels, cfg, out=slot)
+            return decoded.format, decoded.width, decoded.height
+
+        return self._pipeline(len(items), prepare, normalize)
+
+    # -------------------------------------------------------------------------------------- pipeline
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                limit_helper_threads()
+                self._pool = ThreadPoolExecutor(self.prep_workers, thread_name_prefix="clip-prep")
+            return self._pool
+
+    def _stack(self, vectors: Sequence[NDArray[np.float32] | None]) -> NDArray[np.float32]:
+        if not vectors:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.stack([v for v in vectors if v is not None]).astype(np.float32, copy=False)
+
+    def _pipeline(
+        self,
+        n: int,
+        prepare: Callable[[int, NDArray[np.float32]], tuple[str | None, int, int]],
+        normalize: bool = True,
+    ) -> list[ImageEmbedding]:
+        h, w = self.preprocess_cfg.size
+        pool = self._executor()
+        chunks = [range(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]
+
+        def submit(chunk: range) -> tuple[NDArray[np.float32], list[Future[tuple[str | None, int, int]]]]:
+            batch = np.empty((len(chunk), 3, h, w), dtype=np.float32)
+            return batch, [pool.submit(prepare, i, batch[j]) for j, i in enumerate(chunk)]
+
+        results: list[ImageEmbedding] = []
+        pending = submit(chunks[0]) if chunks else None
+        for k, chunk in enumerate(chunks):
+            assert pending is not None
+            batch, futures = pending
+            ok: list[int] = []
+            metas: dict[int, tuple[str | None, int, int]] = {}
+            failed: dict[int, ClipsearchError] = {}
+            for j, fut in enumerate(futures):
+                try:
+                    metas[j] = fut.result()
+                    ok.append(j)
+                except ClipsearchError as exc:
+                    failed[j] = exc
+            # start preparing the next chunk before this one goes to ONNX Runtime
+            pending = submit(chunks[k + 1]) if k + 1 < len(chunks) else None
+            vectors = self.encode_preprocessed(batch if len(ok) == len(chunk) else batch[ok], normalize)
+            row = dict(zip(ok, range(len(ok)), strict=True))
+            for j, i in enumerate(chunk):
+                if j in failed:
+                    results.append(ImageEmbedding(index=i, error=failed[j]))
+                else:
+                    fmt, width, height = metas[j]
+                    results.append(
+                        ImageEmbedding(
+                            index=i, vector=vectors[row[j]], format=fmt, width=width, height=height
+                        )
+                    )
+        return results
+
+
+def load_encoder(
+    settings: Settings,
+    *,
+    allow_download: bool = False,
+    model_id: str | None = None,
+    model_dir: Path | None = None,
+    precision: str | None = None,
+    providers: Sequence[str] | None = None,
+    batch_size: int | None = None,
+) -> ClipEncoder:
+    """Build the encoder for ``settings`` (sessions load lazily).
+
+    Resolution: ``model_dir`` / MODEL_DIR, else the bundled tiny model for its id, else the Hub cache for
+    MODEL_ID. Offline unless ``allow_download``; a missing model raises ModelUnavailable saying how to pull
+    it. With precision int8 the quantised copy from ``clipsearch models quantize`` is used (made on the fly
+    for the tiny test model).
+    """
+    resolved = resolve_model(settings, allow_download=allow_download, model_id=model_id, model_dir=model_dir)
+    precision = precision or settings.model_precision
+    if precision not in ("fp32", "int8"):
+        raise InvalidInput(f"unknown precision {precision!r} (fp32 or int8)", {"precision": precision})
+    path = resolved.path
+    if precision == "int8":
+        path = _int8_dir(settings, resolved)
+    return ClipEncoder(
+        path,
+        model_id=resolved.model_id,
+        precision=precision,
+        threads=settings.onnx_threads,
+        providers=providers,
+        batch_size=batch_size,
+        source=resolved.source,
+    )
+
+
+def tiny_encoder(settings: Settings | None = None, **kwargs: Any) -> ClipEncoder:
+    """The bundled random-weight test model, explicitly (what ``up`` falls back to)."""
+    return load_encoder(settings or Settings(), model_id=TINY_MODEL_ID, **kwargs)
+
+
+def _int8_dir(settings: Settings, resolved: ResolvedModel) -> Path:
+    qdir = quantized_dir(settings, resolved.model_id)
+    if not missing_files(qdir):
+        return qdir
+    if resolved.is_test_model:  # small enough to quantise on the spot
+        from indexer.model.quantize import quantize_model_dir
+
+        return quantize_model_dir(resolved.path, qdir)
+    raise ModelUnavailable(
+        f"no int8 copy of model {resolved.model_id!r}; create it with "
+        f"`clipsearch models quantize {resolved.model_id}` or set MODEL_PRECISION=fp32",
+        {"model_id": resolved.model_id, "hint": f"clipsearch models quantize {resolved.model_id}"},
+    )
