@@ -376,37 +376,47 @@ async function refreshClassSets() {
     list.replaceChildren(el("li", { class: "hint", text }));
     return;
   }
-  const sets = data.class_sets || data.sets || data.items || (Array.isArray(data) ? data : []);
+  const sets = data.class_sets || [];
+  if (classSet && !sets.some((set) => set.name === classSet)) classSet = null;
+  if (!classSet && sets.length) classSet = sets[0].name;
   list.replaceChildren();
   if (!sets.length) list.append(el("li", { class: "hint", text: "No class set yet." }));
   for (const set of sets) {
-    const name = set.name || String(set);
-    const classes = (set.classes || []).map((c) => c.name || c).join(", ");
-    const item = el("li", { "data-name": name, class: name === classSet ? "selected" : "", tabindex: "0",
-      onclick: () => { classSet = name; refreshClassSets(); } },
-      el("strong", { text: name }), classes ? el("span", { class: "hint", text: " " + classes }) : null);
-    list.append(item);
+    const classes = (set.classes || []).map((c) => c.name).join(", ");
+    const label = el("button", {
+      type: "button", class: "small", title: `label every image of ${set.collection} with this class set`,
+      onclick: (event) => { event.stopPropagation(); labelCollection(set.name); },
+    });
+    label.textContent = "label images";
+    list.append(el("li", {
+      "data-name": set.name, class: set.name === classSet ? "selected" : "", tabindex: "0",
+      title: "classify dropped images with this class set",
+      onclick: () => { classSet = set.name; refreshClassSets(); },
+    }, el("strong", { text: set.name }), el("span", { class: "hint", text: ` ${set.collection} · ${classes}` }), " ", label));
   }
-  if (!classSet && sets.length) {
-    classSet = sets[0].name || String(sets[0]);
-    list.firstChild.classList.add("selected");
+}
+
+async function labelCollection(name) {
+  try {
+    const job = await api(`/class-sets/${encodeURIComponent(name)}/label`, { method: "POST", json: {} });
+    trackJob({ job_id: job.job_id, status_url: job.status_url, accepted: job.total, rejected: [] });
+  } catch (err) {
+    setStatus("label: " + err.message, true);
   }
 }
 
 function renderClassification(data) {
   const box = $("#classify-result");
   box.replaceChildren();
-  const rows = data.scores || data.results || data.classes || [];
-  const list = el("ol", { class: "scores" });
-  const entries = Array.isArray(rows) ? rows : Object.entries(rows).map(([name, score]) => ({ name, score }));
-  for (const row of entries) {
-    const name = row.name || row.label || row.class || "?";
-    const score = typeof row.score === "number" ? row.score.toFixed(3) : (row.probability ?? "");
-    list.append(el("li", { text: `${name} ${score}` }));
+  for (const prediction of data.predictions || []) {
+    const head = el("p", { class: "prediction" }, el("strong", { text: prediction.label }),
+      ` ${prediction.score.toFixed(3)}` + (prediction.is_other ? " (below the threshold)" : ""));
+    const list = el("ol", { class: "scores" });
+    for (const row of prediction.ranked || []) {
+      list.append(el("li", { text: `${row.name} · score ${row.score.toFixed(3)} · p ${row.probability.toFixed(2)}` }));
+    }
+    box.append(head, list);
   }
-  const labels = data.labels || (data.label ? [data.label] : []);
-  if (labels.length) box.append(el("p", {}, el("strong", { text: "labels: " }), labels.join(", ")));
-  box.append(entries.length ? list : el("pre", { text: JSON.stringify(data, null, 2) }));
 }
 
 function setupClassify() {

@@ -7,6 +7,7 @@ key prompt against an app that requires keys. Screenshots go to test-artifacts/w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -65,11 +66,23 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # only this run's screenshots
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(autouse=True)
+def shot_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A screenshot named after the test when it fails (the browser fixture holds the page)."""
+    failed_before = request.session.testsfailed
+    yield
+    driver = request.node.funcargs.get("browser")
+    if driver is not None and request.session.testsfailed > failed_before:
+        with contextlib.suppress(WebDriverException):
+            shot(driver, f"failed-{request.node.name}")
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
@@ -110,6 +123,16 @@ def first_card(driver: WebDriver) -> dict[str, Any]:
         "filename": card.get_attribute("data-filename"),
         "score": float(card.get_attribute("data-score") or "nan"),
     }
+
+
+def chip_named(driver: WebDriver, text: str) -> WebElement:
+    found: WebElement = wait_for(
+        lambda: next(
+            (b for b in driver.find_elements(By.CSS_SELECTOR, "#filters button") if b.text == text), None
+        ),
+        f"the {text} filter chip",
+    )
+    return found
 
 
 def status_text(driver: WebDriver) -> str:
@@ -197,21 +220,75 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
     shot(driver, "05-similar")
 
     # Tag filter chips: #beta keeps only the two images of the second upload.
-    chip = wait_for(
-        lambda: next(
-            (b for b in driver.find_elements(By.CSS_SELECTOR, "#filters button") if b.text == "#beta"), None
-        ),
-        "the #beta filter chip",
-    )
-    chip.click()
+    chip_named(driver, "#beta").click()
     wait_for(
         lambda: sorted(c.get_attribute("data-filename") for c in cards(driver)) == ["e2e-3.jpg", "e2e-4.jpg"],
         "only the beta images",
     )
     shot(driver, "06-filtered")
+    chip_named(driver, "#beta").click()  # off again
+    wait_for(lambda: len(cards(driver)) == 5, "all five again")
 
-    # The class-sets panel answers (a list, or a clear note while classification is not there).
-    assert driver.find_element(By.ID, "class-sets").text.strip() not in {"", "…"}
+    # A class set over the collection (made through the API: the page lists and applies them), with
+    # e2e-0 and e2e-3 as the examples of two classes.
+    ids = {hit["filename"]: hit["id"] for hit in expected["results"]}
+    class_set = f"cs-{uuid.uuid4().hex[:8]}"
+    created = api.post(
+        "/class-sets",
+        json={
+            "name": class_set,
+            "collection": collection,
+            "classes": {
+                "first": {"image_ids": [ids["e2e-0.jpg"]]},
+                "fourth": {"image_ids": [ids["e2e-3.jpg"]]},
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    driver.refresh()
+    item = wait_for(
+        lambda: driver.find_element(By.CSS_SELECTOR, f'#class-sets li[data-name="{class_set}"]'),
+        "the class set",
+    )
+    assert "first, fourth" in item.text
+    jobs_before = len(driver.find_elements(By.CSS_SELECTOR, "#jobs .job"))
+    item.find_element(By.CSS_SELECTOR, "button").click()  # label every image of the collection
+    wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#jobs .job")) > jobs_before, "the label job")
+    label_job = driver.find_elements(By.CSS_SELECTOR, "#jobs .job")[0]
+    wait_for(lambda: label_job.get_attribute("data-state") == "completed", "the label job to complete")
+
+    # Label filter chips: `first` keeps only e2e-0.jpg, whose own example it is.
+    driver.find_element(By.ID, "query").send_keys(query)
+    driver.find_element(By.ID, "search-button").click()
+    wait_for(lambda: len(cards(driver)) == 5, "five results with labels")
+    chip_named(driver, "first").click()
+    wait_for(lambda: [c.get_attribute("data-filename") for c in cards(driver)] == ["e2e-0.jpg"], "only e2e-0")
+    assert "first" in cards(driver)[0].text
+    shot(driver, "07-label-filter")
+
+    # Classify a dropped image with the selected class set: e2e-3.jpg is `fourth`, with score 1.
+    item = driver.find_element(By.CSS_SELECTOR, f'#class-sets li[data-name="{class_set}"]')
+    item.click()
+    wait_for(
+        lambda: (
+            "selected"
+            in (
+                driver.find_element(
+                    By.CSS_SELECTOR, f'#class-sets li[data-name="{class_set}"]'
+                ).get_attribute("class")
+                or ""
+            )
+        ),
+        "the class set to be selected",
+    )
+    file_input(driver, "#classify-file").send_keys(str(paths[3]))
+    result = wait_for(
+        lambda: driver.find_element(By.CSS_SELECTOR, "#classify-result .prediction"), "a prediction"
+    )
+    assert result.text.startswith("fourth 1.000"), result.text
+    shot(driver, "08-classified")
+
+    assert api.delete(f"/class-sets/{class_set}").status_code == 204
     assert api.delete(f"/collections/{collection}").status_code == 204
 
 
@@ -237,7 +314,7 @@ def test_page_asks_for_the_key_and_keeps_it(browser: WebDriver, keyed_server: st
     driver.refresh()
     dialog = driver.find_element(By.ID, "key-dialog")
     wait_for(lambda: dialog.get_attribute("open") is not None, "the key dialog")
-    shot(driver, "07-key-prompt")
+    shot(driver, "09-key-prompt")
     driver.find_element(By.ID, "key-input").send_keys("page-key-1")
     driver.find_element(By.ID, "key-save").click()
     wait_for(lambda: dialog.get_attribute("open") is None, "the dialog to close")
@@ -250,10 +327,10 @@ def test_page_asks_for_the_key_and_keeps_it(browser: WebDriver, keyed_server: st
     )
     time.sleep(0.5)
     assert driver.find_element(By.ID, "key-dialog").get_attribute("open") is None
-    shot(driver, "08-key-kept")
+    shot(driver, "10-key-kept")
     # /docs renders the OpenAPI document with the kept key.
     driver.get(keyed_server + "/docs")
     wait_for(lambda: "operations" in driver.find_element(By.ID, "docs-status").text, "the docs to render")
     assert driver.find_elements(By.CSS_SELECTOR, "details.op")
-    shot(driver, "09-docs")
+    shot(driver, "11-docs")
     driver.execute_script("localStorage.clear();")
