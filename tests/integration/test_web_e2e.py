@@ -38,6 +38,18 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 WAIT_S = 60.0
+# Fetch a URL into a File and dispatch dragover + drop with it on an element, as a user's drop would.
+DROP_JS = """
+const [selector, url, name] = arguments;
+fetch(url).then((r) => r.blob()).then((blob) => {
+  const data = new DataTransfer();
+  data.items.add(new File([blob], name, { type: blob.type || "image/jpeg" }));
+  const zone = document.querySelector(selector);
+  for (const type of ["dragover", "drop"]) {
+    zone.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+  }
+});
+"""
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +224,12 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
     assert first_card(driver)["score"] > 0.99
     shot(driver, "04-image-search")
 
+    # A real drop event on the search zone (a File built in the page from e2e-2's stored original).
+    ids = {hit["filename"]: hit["id"] for hit in expected["results"]}
+    driver.execute_script(DROP_JS, "#search-drop", f"/images/{ids['e2e-2.jpg']}/file", "dropped.jpg")
+    wait_for(lambda: "image dropped.jpg" in status_text(driver), "the dropped-image search")
+    wait_for(lambda: cards(driver) and first_card(driver)["filename"] == "e2e-2.jpg", "e2e-2.jpg first")
+
     # Click for similar images: the clicked image comes back first.
     target = next(c for c in cards(driver) if c.get_attribute("data-filename") == "e2e-1.jpg")
     target.click()
@@ -231,7 +249,6 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
 
     # A class set over the collection (made through the API: the page lists and applies them), with
     # e2e-0 and e2e-3 as the examples of two classes.
-    ids = {hit["filename"]: hit["id"] for hit in expected["results"]}
     class_set = f"cs-{uuid.uuid4().hex[:8]}"
     created = api.post(
         "/class-sets",
