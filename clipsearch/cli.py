@@ -56,7 +56,7 @@ def index_demo(api: ApiClient) -> str:
     """Index the bundled demo photos into the `demo` collection; return a search URL."""
     api.ensure_collection(DEMO_COLLECTION)
     paths = list(image_files(DEMO_DIR))
-    jobs, _ = api.upload_paths(DEMO_COLLECTION, paths, tags="demo")
+    jobs, _ = api.upload_paths(DEMO_COLLECTION, DEMO_DIR, paths, tags="demo")
     reports = api.follow(jobs, len(paths), show=False)
     done = sum(r["done"] for r in reports) + sum(r["duplicates"] for r in reports)
     print(f"demo collection {DEMO_COLLECTION!r}: {done} images indexed", flush=True)
@@ -142,8 +142,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     api = _api(settings, args.url)
     api.ensure_collection(args.collection)
     paths = list(image_files(root))
-    jobs, refused = api.upload_paths(args.collection, paths, tags=args.tags or "")
-    reports = api.follow(jobs, len(paths) - len(refused))
+    jobs, refused = api.upload_paths(args.collection, root, paths, tags=args.tags or "")
+    reports = api.follow(jobs, len(paths) - len(refused))  # refused batches never became jobs
     errors = refused + [e for r in reports for e in r["errors"]]
     indexed = sum(r["done"] for r in reports)
     duplicates = sum(r["duplicates"] for r in reports)

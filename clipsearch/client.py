@@ -45,14 +45,18 @@ class ApiClient:
             self.call("POST", "/collections", expect=(201,), json={"name": name})
 
     def upload_paths(
-        self, collection: str, paths: list[Path], tags: str = ""
+        self, collection: str, root: Path, paths: list[Path], tags: str = ""
     ) -> tuple[list[str], list[dict[str, str]]]:
-        """Upload in batches; returns the job ids and the files refused at upload."""
+        """Upload in batches, named relative to `root`.
+
+        Returns the job ids, and the files of batches refused whole (nothing usable in them): the files
+        refused inside an accepted batch are among that job's errors.
+        """
         jobs: list[str] = []
         refused: list[dict[str, str]] = []
         for start in range(0, len(paths), UPLOAD_BATCH):
             batch = paths[start : start + UPLOAD_BATCH]
-            files = [("files", (str(p), p.read_bytes())) for p in batch]
+            files = [("files", (str(p.relative_to(root)), p.read_bytes())) for p in batch]
             body = self.call(
                 "POST",
                 f"/collections/{collection}/images",
@@ -64,7 +68,6 @@ class ApiClient:
                 refused.extend(body["error"].get("details", {}).get("rejected", []))
                 continue
             jobs.append(body["job_id"])
-            refused.extend(body["rejected"])
         return jobs, refused
 
     def follow(self, job_ids: list[str], total: int, show: bool = True) -> list[dict[str, Any]]:

@@ -72,7 +72,15 @@ def _record(
 
 
 def _source(item: Item) -> str:
-    return str(item.get("url") or item.get("path") or item["name"])
+    """Where the bytes came from: the URL, the server-side path, the archive entry, or an upload."""
+    kind = item["kind"]
+    if kind == "url":
+        return str(item["url"])
+    if kind == "folder":
+        return str(item["path"])
+    if kind == "zip":
+        return f"zip:{item['name']}"
+    return "upload"
 
 
 def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:

@@ -1,0 +1,43 @@
+"""`clipsearch index` and `clipsearch search` against the running stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clipsearch.stack import LocalStack
+from tests.imagegen import make_image
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clipsearch.cli", *args, "--url", stack.api_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+        check=False,
+    )
+
+
+def test_index_directory_summarises_and_search_prints_hits(stack: LocalStack, tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for i in range(3):
+        (tmp_path / f"p{i}.jpg").write_bytes(make_image(900 + i))
+    (tmp_path / "sub" / "p0-copy.jpg").write_bytes(make_image(900))
+    (tmp_path / "readme.txt").write_text("not an image")
+    result = _cli(stack, "index", str(tmp_path), "--collection", "cli-test")
+    assert result.returncode == 1, result.stderr  # one file failed
+    assert "indexed 3, duplicates 1, failed 1" in result.stdout
+    assert "failed: readme.txt: not an image" in result.stdout
+    found = _cli(stack, "search", "anything", "--collection", "cli-test")
+    assert found.returncode == 0, found.stderr
+    lines = [line for line in found.stdout.splitlines() if line.strip()]
+    assert len(lines) == 3 and all("/thumbnail" in line for line in lines)
+    assert {"p0.jpg", "p1.jpg", "p2.jpg"} == {line.split()[2] for line in lines}
