@@ -15,13 +15,15 @@ pixels by a level on some shapes (cosine of the embeddings still >= 0.99999). Co
 
 For big JPEGs the caller may decode at reduced scale first (libjpeg's DCT scaling, see
 ``indexer.images.decode_image(min_side=...)``): ``PreprocessConfig.min_decode_side`` keeps the decoded
-shorter side at >= 2x the model input, where the remaining error is negligible (cosine >= 0.99999 on the
-tiny model) while decoding a 12 MP photo gets ~3x cheaper.
+shorter side at >= 1.5x the model input. On 36 photos of 460-2000 px against the full-resolution PIL
+transform (tiny model): 1x gives cosine >= 0.99995, 1.5x >= 0.99998, 2x >= 0.999997; 1.5x saves ~1.3 ms per
+1.4 MP JPEG over 2x (decode 2.9 vs 3.6 ms, resample 1.2 vs 1.8 ms).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,7 +37,7 @@ from numpy.typing import NDArray
 OPENAI_MEAN: Final = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD: Final = (0.26862954, 0.26130258, 0.27577711)
 # A reduced-scale JPEG decode must keep the shorter side >= this multiple of the model input size.
-REDUCED_DECODE_MARGIN: Final = 2
+REDUCED_DECODE_MARGIN: Final = 1.5
 _H_BLOCK: Final = 16  # output columns per weight block (horizontal pass)
 _V_BLOCK: Final = 32  # output rows per weight block (vertical pass)
 
@@ -107,7 +109,7 @@ class PreprocessConfig:
     @property
     def min_decode_side(self) -> int:
         """Smallest shorter side a reduced-scale decode may produce for this model."""
-        return REDUCED_DECODE_MARGIN * max(self.size)
+        return math.ceil(REDUCED_DECODE_MARGIN * max(self.size))
 
     @property
     def _scale_offset(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:

@@ -28,7 +28,7 @@ def settings(tmp_path: Path) -> Settings:
 def test_model_dir_wins_and_names_itself(settings: Settings) -> None:
     enc = load_encoder(settings.model_copy(update={"model_dir": tiny_model_dir()}))
     assert enc.model_id == "tiny-test-clip" and enc.is_test_model and enc.source == "model_dir"
-    assert (enc.dim, enc.image_size, enc.context_length, enc.min_decode_side) == (32, 224, 77, 448)
+    assert (enc.dim, enc.image_size, enc.context_length, enc.min_decode_side) == (32, 224, 77, 336)
     assert enc.logit_scale == pytest.approx(1 / 0.07, rel=1e-6)
 
 

@@ -128,7 +128,7 @@ def test_config_parsing() -> None:
         {"size": 336, "mean": [0.5], "std": [0.5], "interpolation": "BILINEAR", "resize_mode": "squash"}
     )
     assert cfg.size == (336, 336) and cfg.mean == (0.5, 0.5, 0.5) and cfg.interpolation == "bilinear"
-    assert cfg.min_decode_side == 672
+    assert cfg.min_decode_side == 504
     assert PreprocessConfig.from_dict({}).size == (224, 224)
     for bad in ({"interpolation": "lanczos"}, {"resize_mode": "fill"}, {"mode": "L"}, {"size": 0}):
         with pytest.raises(ValueError):
