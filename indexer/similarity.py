@@ -22,6 +22,7 @@ from indexer.store.images import ImageStore, ScoredImage
 from indexer.store.scan import scan, vector_of
 
 BLOCK = 1024
+MAX_PAIRS = 2_000_000  # pairs held at once; a lower threshold than that allows is refused
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,10 +57,11 @@ def collection_vectors(store: ImageStore, collection: str, max_images: int) -> C
 
 
 def pairs_above(
-    vectors: NDArray[np.float32], threshold: float
+    vectors: NDArray[np.float32], threshold: float, max_pairs: int = MAX_PAIRS
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
     """Every pair i < j with cosine >= threshold: (i, j, score), ordered by i then j."""
     n = len(vectors)
+    found = 0
     rows: list[NDArray[np.int64]] = []
     cols: list[NDArray[np.int64]] = []
     scores: list[NDArray[np.float32]] = []
@@ -69,6 +71,12 @@ def pairs_above(
         i, j = np.nonzero(sims >= threshold)
         j_abs = j + lo
         keep = j_abs > i + lo
+        found += int(keep.sum())
+        if found > max_pairs:
+            raise InvalidInput(
+                f"more than {max_pairs} pairs reach similarity {threshold}; raise the threshold",
+                {"threshold": threshold, "max_pairs": max_pairs},
+            )
         rows.append((i[keep] + lo).astype(np.int64))
         cols.append(j_abs[keep].astype(np.int64))
         scores.append(sims[i[keep], j[keep]].astype(np.float32))

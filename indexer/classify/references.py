@@ -4,6 +4,7 @@ uploaded example images and raw embeddings. Each class may mix all of them."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -95,23 +96,30 @@ def prompt_references(
     return refs, np.stack(vectors).astype(np.float32)
 
 
+def check_image_id(image_id: str) -> str:
+    """A stored image id is a UUID; anything else is refused before it reaches Weaviate."""
+    try:
+        return str(uuid.UUID(image_id))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidInput(
+            f"malformed image id {image_id!r}: expected a UUID", {"image_id": image_id}
+        ) from exc
+
+
 def stored_vectors(images: ImageStore, image_ids: list[str]) -> dict[str, NDArray[np.float32]]:
     """Vectors of stored images by id; an id that is not in this model's images is an InvalidInput."""
+    for image_id in image_ids:
+        check_image_id(image_id)
     wanted = list(dict.fromkeys(image_ids))
     found: dict[str, NDArray[np.float32]] = {}
     for lo in range(0, len(wanted), 1000):
         batch = wanted[lo : lo + 1000]
-        try:
-            result = images.collection.query.fetch_objects(
-                filters=Filter.by_id().contains_any(batch),
-                limit=len(batch),
-                include_vector=True,
-                return_properties=[],
-            )
-        except Exception as exc:  # a malformed uuid is refused by Weaviate
-            if "uuid" in str(exc).lower():
-                raise InvalidInput(f"malformed image id among {batch[:5]}") from exc
-            raise
+        result = images.collection.query.fetch_objects(
+            filters=Filter.by_id().contains_any(batch),
+            limit=len(batch),
+            include_vector=True,
+            return_properties=[],
+        )
         for obj in result.objects:
             vector = vector_of(obj)
             if vector is not None:

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from indexer.blobs import BlobStore
 from indexer.classify.boxes import BoxFormat, crop, resolve_boxes
 from indexer.classify.calibration import ThresholdStats, choose, sweep
-from indexer.classify.references import Encoder, concat, prompt_references, stored_vectors
+from indexer.classify.references import Encoder, check_image_id, concat, prompt_references, stored_vectors
 from indexer.classify.scoring import Prediction, References, class_scores, predict
 from indexer.classify.store import Calibration, ClassSetRecord, ClassStore, Reference, RefKind
 from indexer.errors import Conflict, InvalidInput, NotFound
@@ -108,7 +108,7 @@ def image_inputs(
         return Inputs(vector[None, :], None)
     if data is None:
         assert image_id is not None
-        record, _ = images.get(image_id)
+        record, _ = images.get(check_image_id(image_id))
         path = blobs.original_path(record.sha256)
         if not path.is_file():
             raise NotFound(f"the original of image {image_id} is missing from the blob store")

@@ -20,6 +20,7 @@ from indexer.search import WEAVIATE_MAX_RESULTS
 from indexer.store.images import ImageStore
 from search_api.routes.classify_common import (
     ClassSetView,
+    LabelJob,
     LabelRequest,
     form_json,
     scorer_for,
@@ -120,7 +121,13 @@ class ApplyRequest(BaseModel):
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0, description="overrides the stored one")
     limit: int = Field(default=100, ge=1, le=WEAVIATE_MAX_RESULTS)
     offset: int = Field(default=0, ge=0)
-    label: bool = Field(default=False, description="with `collection`: write the label in a job instead")
+
+
+class ClassifierLabelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0, description="overrides the stored one")
 
 
 class Verdict(BaseModel):
@@ -369,7 +376,7 @@ def _collection_matches(
 @bp.post("/classifiers/<name>/apply")
 @endpoint(
     "Apply a classifier to stored ids, uploads (multipart `files`) or a whole collection (matches "
-    "best first; with `label`: a job that writes the label)",
+    "best first)",
     body=ApplyRequest,
     response=ApplyResponse,
     multipart={"files": "images to classify", "threshold": "float"},
@@ -388,13 +395,6 @@ def apply(name: str) -> tuple[Response, int]:
         req = parse(ApplyRequest, json_body())
     scorer = scorer_for(svc, Kind.CLASSIFIER, name)
     record = scorer.record
-    if req.label:
-        if not req.collection:
-            raise InvalidInput("`label` needs a `collection`")
-        body, status = start_label_job(
-            svc, record, svc.collection(req.collection).name, LabelRequest(threshold=req.threshold)
-        )
-        return respond(body, status)
     threshold = req.threshold if req.threshold is not None else record.threshold
     if threshold is None:
         raise InvalidInput(f"classifier {name!r} has no threshold: give one, or calibrate it first")
@@ -421,3 +421,28 @@ def apply(name: str) -> tuple[Response, int]:
             total=total,
         )
     )
+
+
+@bp.post("/classifiers/<name>/label")
+@endpoint(
+    "Label every image of a collection whose score reaches the threshold with the classifier's name "
+    "(a job over stored vectors; images below it lose that label)",
+    body=ClassifierLabelRequest,
+    response=LabelJob,
+    status=202,
+    tags=["classifiers"],
+)
+def label(name: str) -> tuple[Response, int]:
+    svc = services()
+    req = parse(ClassifierLabelRequest, json_body())
+    scorer = scorer_for(svc, Kind.CLASSIFIER, name)
+    info = svc.collection(req.collection)
+    if info.model_id != scorer.record.model_id:
+        raise InvalidInput(
+            f"collection {info.name!r} uses model {info.model_id}; classifier {name!r} uses "
+            f"{scorer.record.model_id}"
+        )
+    if (req.threshold if req.threshold is not None else scorer.record.threshold) is None:
+        raise InvalidInput(f"classifier {name!r} has no threshold: give one, or calibrate it first")
+    body, status = start_label_job(svc, scorer.record, info.name, LabelRequest(threshold=req.threshold))
+    return respond(body, status)

@@ -26,7 +26,8 @@ class ExportQuery(BaseModel):
 @bp.get("/collections/<name>/export")
 @endpoint(
     "Export a collection's embeddings with id and metadata: Parquet (one row per image, a float32 "
-    "`vector` column), or `npy`: a zip of vectors.npy and items.json (row i = item i)",
+    "`vector` column), or `npy`: a zip of vectors.npy and items.json (row i = item i); the file name "
+    "(<collection>.parquet or .zip) tells which",
     query=ExportQuery,
     binary_response="application/octet-stream",
     tags=["export"],
@@ -51,11 +52,11 @@ def export(name: str) -> Response:
             pass
         if query.format == "parquet":
             write_parquet(path, store, name, dim)
-            mimetype = "application/vnd.apache.parquet"
         else:
             write_npy_zip(path, store, name, dim)
-            mimetype = "application/zip"
         handle = path.open("rb")  # closed by the response once sent
     finally:
         path.unlink(missing_ok=True)  # the open handle keeps the data until the response is sent
-    return send_file(handle, mimetype=mimetype, as_attachment=True, download_name=f"{name}{suffix}")
+    return send_file(
+        handle, mimetype="application/octet-stream", as_attachment=True, download_name=f"{name}{suffix}"
+    )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import Literal
 
-from flask import Blueprint, Response, stream_with_context
+from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.similarity import collection_vectors, components, iter_edges, pairs_above, similar
+from indexer.classify.references import check_image_id
+from indexer.errors import InvalidInput, NotFound
+from indexer.similarity import MAX_PAIRS, collection_vectors, components, iter_edges, pairs_above, similar
 from indexer.store.images import find_image
 from search_api.routes.images import ImageView
 from search_api.services import services
@@ -70,7 +71,27 @@ class EdgesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threshold: float = Field(default=0.9, ge=-1.0, le=1.0)
-    format: Literal["csv", "json"] = "csv"
+    limit: int = Field(default=10_000, ge=1, le=MAX_PAIRS, description="edges in the JSON answer")
+
+
+class Edge(BaseModel):
+    source: str
+    target: str
+    score: float
+
+
+class EdgeList(BaseModel):
+    collection: str
+    threshold: float
+    total: int = Field(description="pairs at or above the threshold")
+    truncated: bool = Field(description="more pairs than `limit`: the strongest are listed")
+    edges: list[Edge]
+
+
+class EdgesCsvQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(default=0.9, ge=-1.0, le=1.0)
 
 
 @bp.get("/images/<image_id>/similar")
@@ -82,6 +103,10 @@ class EdgesQuery(BaseModel):
 )
 def neighbours(image_id: str) -> tuple[Response, int]:
     query = parse_query(SimilarQuery)
+    try:
+        image_id = check_image_id(image_id)
+    except InvalidInput as exc:
+        raise NotFound(f"unknown image {image_id!r}") from exc
     store, _, _ = find_image(services().weaviate, image_id)
     hits = similar(store, image_id, query.limit, query.min_score)
     results = [Neighbour(**ImageView.of(h.image).model_dump(), score=h.score) for h in hits]
@@ -130,24 +155,47 @@ def duplicates(name: str) -> tuple[Response, int]:
     )
 
 
+def _pairs(name: str, threshold: float) -> list[tuple[str, str, float]]:
+    svc = services()
+    info = svc.collection(name)
+    data = collection_vectors(svc.image_store(info), name, svc.settings.similarity_max_images)
+    return list(iter_edges(data, threshold))
+
+
 @bp.get("/collections/<name>/edges")
 @endpoint(
-    "The edge list of the similarity network: every pair at or above `threshold` (CSV or JSON), "
-    "strongest first",
+    "The edge list of the similarity network as JSON: every pair at or above `threshold`, strongest "
+    "first (see edges.csv for the whole list as CSV)",
     query=EdgesQuery,
+    response=EdgeList,
+    tags=["similarity"],
+)
+def edges(name: str) -> tuple[Response, int]:
+    query = parse_query(EdgesQuery)
+    pairs = _pairs(name, query.threshold)
+    return respond(
+        EdgeList(
+            collection=name,
+            threshold=query.threshold,
+            total=len(pairs),
+            truncated=len(pairs) > query.limit,
+            edges=[Edge(source=a, target=b, score=s) for a, b, s in pairs[: query.limit]],
+        )
+    )
+
+
+@bp.get("/collections/<name>/edges.csv")
+@endpoint(
+    "The edge list of the similarity network as CSV (source,target,score), strongest first",
+    query=EdgesCsvQuery,
     binary_response="text/csv",
     tags=["similarity"],
 )
-def edges(name: str) -> Response:
-    svc = services()
-    query = parse_query(EdgesQuery)
-    info = svc.collection(name)
-    data = collection_vectors(svc.image_store(info), name, svc.settings.similarity_max_images)
-    pairs = iter_edges(data, query.threshold)
-    filename = f"{name}-edges-{query.threshold}.{query.format}"
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+def edges_csv(name: str) -> Response:
+    query = parse_query(EdgesCsvQuery)
+    pairs = _pairs(name, query.threshold)
 
-    def as_csv() -> Iterator[str]:
+    def rows() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["source", "target", "score"])
@@ -159,14 +207,7 @@ def edges(name: str) -> Response:
                 buffer.truncate()
         yield buffer.getvalue()
 
-    def as_json() -> Iterator[str]:
-        import json
-
-        yield json.dumps({"collection": name, "threshold": query.threshold}).rstrip("}") + ', "edges": ['
-        for i, (source, target, score) in enumerate(pairs):
-            yield ("," if i else "") + json.dumps({"source": source, "target": target, "score": score})
-        yield "]}"
-
-    if query.format == "csv":
-        return Response(stream_with_context(as_csv()), mimetype="text/csv", headers=headers)
-    return Response(stream_with_context(as_json()), mimetype="application/json", headers=headers)
+    filename = f"{name}-edges-{query.threshold}.csv"
+    return Response(
+        rows(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )

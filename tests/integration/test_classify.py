@@ -280,6 +280,7 @@ def test_regions_of_a_stored_image(api: Api, known: dict[str, Any]) -> None:
         ("bad_template", 400, "exactly one {}"),
         ("no_input", 400, "image_id"),
         ("unknown_collection", 404, "unknown collection"),
+        ("malformed_id", 400, "malformed image id"),
     ],
 )
 def test_bad_input_gets_a_4xx_with_a_reason(
@@ -317,6 +318,9 @@ def test_bad_input_gets_a_4xx_with_a_reason(
     elif case == "no_input":
         create(api, good)
         response = api.post("/classify", json={"class_set": name})
+    elif case == "malformed_id":
+        create(api, good)
+        response = api.post("/classify", json={"class_set": name, "image_id": "S", "boxes": [[0, 0, 1, 1]]})
     else:
         response = api.post("/class-sets", json={**good, "collection": "no-such-collection"})
     assert response.status_code == status, response.text

@@ -182,7 +182,7 @@ def test_bulk_labels_appear_in_filtered_search_and_rerun_after_a_change(
     # another classifier's label lives beside the class set's labels
     yes = f"yes-{uuid.uuid4().hex[:6]}"
     api.post("/classifiers", json={"name": yes, "vectors": [v[5].tolist()], "threshold": 0.99999})
-    job2 = api.post(f"/classifiers/{yes}/apply", json={"collection": collection, "label": True})
+    job2 = api.post(f"/classifiers/{yes}/label", json={"collection": collection})
     assert job2.status_code == 202, job2.text
     assert wait_job(api, job2.json()["job_id"])["state"] == "completed"
     assert labelled(api, collection, [yes]) == {order[5]}

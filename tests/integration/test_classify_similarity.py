@@ -109,7 +109,7 @@ def test_edge_list_csv_and_json(api: Api, net: dict[str, Any]) -> None:
     expected = {
         frozenset((ids[order[a]], ids[order[b]])): s for (a, b), s in hand_pairs(v, threshold).items()
     }
-    response = api.get(f"/collections/{net['name']}/edges?threshold={threshold}&format=csv")
+    response = api.get(f"/collections/{net['name']}/edges.csv?threshold={threshold}")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     got = {frozenset((r["source"], r["target"])): float(r["score"]) for r in rows}
@@ -117,9 +117,13 @@ def test_edge_list_csv_and_json(api: Api, net: dict[str, Any]) -> None:
     for key, score in got.items():
         assert score == pytest.approx(expected[key], abs=1e-5)
     assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
-    as_json = api.get(f"/collections/{net['name']}/edges?threshold={threshold}&format=json").json()
-    assert as_json["threshold"] == threshold and len(as_json["edges"]) == len(expected)
+    as_json = api.get(f"/collections/{net['name']}/edges?threshold={threshold}").json()
+    assert as_json["threshold"] == threshold and as_json["total"] == len(expected)
+    assert as_json["truncated"] is False and len(as_json["edges"]) == len(expected)
     assert {frozenset((e["source"], e["target"])) for e in as_json["edges"]} == set(expected)
+    top = api.get(f"/collections/{net['name']}/edges?threshold={threshold}&limit=2").json()
+    assert top["truncated"] is True and top["edges"] == as_json["edges"][:2]
+    assert api.get(f"/collections/{net['name']}/edges?threshold=-1&limit=0").status_code == 400
 
 
 def test_export_parquet_and_npy_hold_ids_metadata_and_vectors(api: Api, net: dict[str, Any]) -> None:
@@ -136,7 +140,8 @@ def test_export_parquet_and_npy_hold_ids_metadata_and_vectors(api: Api, net: dic
         assert np.asarray(row["vector"], np.float32) == pytest.approx(vector, abs=1e-7)
         assert json.loads(row["metadata"]) == {}
     response = api.get(f"/collections/{net['name']}/export?format=npy")
-    assert response.status_code == 200 and response.headers["Content-Type"] == "application/zip"
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"].endswith(net["name"] + ".zip")
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
         vectors = np.load(io.BytesIO(archive.read("vectors.npy")))
         items = json.loads(archive.read("items.json"))
