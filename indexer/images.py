@@ -185,9 +185,22 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def _gif_size(data: bytes) -> tuple[int, int]:
-    if len(data) < 10:
+    """The logical screen, grown to cover the first frame: a frame may claim more than the screen."""
+    if len(data) < 13:
         raise _corrupt("gif", "short header")
     width, height = struct.unpack("<HH", data[6:10])
+    pos = 13 + (3 << ((data[10] & 0x07) + 1) if data[10] & 0x80 else 0)
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x2C:  # image descriptor: left, top, width, height
+            left, top, fw, fh = struct.unpack("<HHHH", data[pos + 1 : pos + 9])
+            return max(width, left + fw), max(height, top + fh)
+        if block != 0x21:  # only extensions may come before the first frame
+            break
+        pos += 2
+        while pos < len(data) and data[pos]:  # sub-blocks
+            pos += data[pos] + 1
+        pos += 1
     return width, height
 
 

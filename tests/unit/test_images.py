@@ -166,6 +166,15 @@ def test_big_dims_in_every_header_parser() -> None:
             decode_image(data, LIMIT)
 
 
+def test_gif_frame_larger_than_its_screen_counts() -> None:
+    gif = bytearray((IMAGES / "anim.gif").read_bytes())
+    desc = gif.find(b"\x2c\x00\x00\x00\x00")  # first image descriptor at (0, 0)
+    gif[desc + 5 : desc + 9] = struct.pack("<HH", 30000, 30000)
+    assert read_header(bytes(gif)).pixels == 900_000_000
+    with pytest.raises(PayloadTooLarge, match="image is 30000x30000"):
+        decode_image(bytes(gif), LIMIT)
+
+
 def test_header_dims_match_decoded_dims() -> None:
     for entry in MANIFEST:
         data = (IMAGES / entry["file"]).read_bytes()
