@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from indexer.store.images import ImageStore
 from indexer.store.scan import scan, vector_of
 
 JOB_KIND = "label"
+UPDATE_THREADS = 4
 
 
 class ScorerCache:
@@ -133,6 +135,7 @@ def label_chunk(client: weaviate.WeaviateClient, jobs: JobStore, job_id: str, st
     picks = assign(scores, options["threshold"], multi_label=bool(options["multi_label"]))
     owned = set(options["owned"]) | set(record.classes)
     classes = scorer.references.classes
+    changes: list[tuple[str, list[str], dict[str, float]]] = []
     for row, ((obj, _), chosen) in enumerate(zip(found, picks, strict=True)):
         props: dict[str, Any] = dict(obj.properties)
         old_labels = [str(label) for label in props.get("labels") or []]
@@ -144,7 +147,11 @@ def label_chunk(client: weaviate.WeaviateClient, jobs: JobStore, job_id: str, st
                 labels.append(classes[j])
             label_scores[classes[j]] = round(float(scores[row, j]), 6)
         if labels != old_labels or label_scores != old_scores:
-            images.update_labels(str(obj.uuid), labels, label_scores)
+            changes.append((str(obj.uuid), labels, label_scores))
+    # Weaviate has no batch merge: one PATCH per changed object, a few in flight at once
+    with ThreadPoolExecutor(UPDATE_THREADS) as pool:
+        list(pool.map(lambda change: images.update_labels(*change), changes))
+    for obj, _ in found:
         jobs.record(job_id, todo[str(obj.uuid)], Outcome.INDEXED)
 
 

@@ -99,6 +99,11 @@ def image_inputs(
     per box (the upload's pixels, or the stored original's from the blob store), encoded in one batch."""
     if (data is None) == (image_id is None):
         raise InvalidInput("give either an uploaded `image` or an `image_id`")
+    if (data is not None or boxes is not None) and encoder.model_id != images.model_id:
+        raise InvalidInput(
+            f"encoding an image for model {images.model_id} needs a service running it; this one runs "
+            f"{encoder.model_id} (stored ids without boxes still classify from their stored vectors)"
+        )
     if boxes is None:
         if data is not None:
             pixels = decode_image(data, max_pixels, min_side=encoder.image_size).pixels
