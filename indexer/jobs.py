@@ -78,6 +78,11 @@ return 1
 """
 
 
+def _text(value: object) -> str:
+    """A Redis reply as str (the client returns bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -151,7 +156,7 @@ class JobStore:
         if not indexes:
             return {}
         values = self.redis.hmget(self._key(job_id, "outcome"), [str(i) for i in indexes])
-        return {i: v.decode() for i, v in zip(indexes, values, strict=True) if v is not None}
+        return {i: _text(v) for i, v in zip(indexes, values, strict=True) if v is not None}
 
     def claim_content(self, job_id: str, sha256: str, index: int) -> int:
         """The first item of this job with these bytes: later ones are duplicates within the job."""
@@ -180,7 +185,7 @@ class JobStore:
         value = self.redis.hget(self._key(job_id), "state")
         if value is None:
             raise NotFound(f"unknown job {job_id!r}")
-        return JobState(value.decode())
+        return JobState(_text(value))
 
     def cancel(self, job_id: str) -> JobReport:
         state = self.state(job_id)
@@ -201,7 +206,7 @@ class JobStore:
         raw = self.redis.hgetall(self._key(job_id))
         if not raw:
             raise NotFound(f"unknown job {job_id!r}")
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        fields = {_text(k): _text(v) for k, v in raw.items()}
         indexed = int(fields[Outcome.INDEXED.value])
         failed = int(fields[Outcome.FAILED.value])
         duplicates = int(fields[Outcome.DUPLICATE.value])
@@ -243,15 +248,15 @@ class JobStore:
         reports = []
         for raw_id in ids:
             try:
-                reports.append(self.get(raw_id.decode(), with_errors=False))
+                reports.append(self.get(_text(raw_id), with_errors=False))
             except NotFound:
-                self.redis.zrem(INDEX, raw_id)
+                self.redis.zrem(INDEX, _text(raw_id))
         return reports
 
     def count_by_state(self) -> dict[str, int]:
         counts = {state.value: 0 for state in JobState}
         for raw_id in self.redis.zrange(INDEX, 0, -1):
-            value = self.redis.hget(self._key(raw_id.decode()), "state")
+            value = self.redis.hget(self._key(_text(raw_id)), "state")
             if value is not None:
-                counts[value.decode()] += 1
+                counts[_text(value)] += 1
         return counts

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import weaviate
+from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.collections.classes.filters import _Filters
@@ -101,12 +102,12 @@ class ImageStore:
         vector = None
         if include_vector:
             raw = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
-            vector = list(raw) if raw is not None else None
+            vector = [float(x) for x in raw] if raw is not None else None  # type: ignore[arg-type]
         return ImageRecord.from_object(obj.uuid, dict(obj.properties)), vector
 
     def near_vector(
         self,
-        vector: Sequence[float],
+        vector: Sequence[float] | NDArray[np.float32],
         filters: _Filters | None,
         limit: int,
         offset: int = 0,
