@@ -42,6 +42,7 @@ from indexer.tokenizer import TokenBatch
 log = logging.getLogger(__name__)
 
 TEXT_BATCH = 64
+FIRST_BATCH = 4
 _limits_applied = False
 _limits_lock = threading.Lock()
 
@@ -261,7 +262,7 @@ class ClipEncoder:
     ) -> list[ImageEmbedding]:
         h, w = self.preprocess_cfg.size
         pool = self._executor()
-        chunks = [range(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]
+        chunks = _chunks(n, self.batch_size)
 
         def submit(chunk: range) -> tuple[NDArray[np.float32], list[Future[tuple[str | None, int, int]]]]:
             batch = np.empty((len(chunk), 3, h, w), dtype=np.float32)
@@ -296,6 +297,14 @@ class ClipEncoder:
                         )
                     )
         return results
+
+
+def _chunks(n: int, batch_size: int) -> list[range]:
+    """Batches of ``batch_size``, except a short first one: inference starts after a few images are ready
+    instead of a whole batch, which is the only preprocessing the pipeline cannot hide."""
+    first = min(n, max(1, min(FIRST_BATCH, batch_size)))
+    starts = [0, *range(first, n, batch_size)] if n else []
+    return [range(s, min(n, first if s == 0 else s + batch_size)) for s in starts]
 
 
 def load_encoder(
