@@ -6,7 +6,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from flask import Request, request, url_for
 from pydantic import BaseModel, Field
 
@@ -155,7 +154,3 @@ def start_label_job(
     for start, end in chunks(total, svc.settings.label_chunk_size):
         svc.celery.send_task("clipsearch.label_chunk", args=[job_id, start, end])
     return LabelJob(job_id=job_id, status_url=url_for("jobs.get", job_id=job_id), total=total), 202
-
-
-def as_matrix(vectors: Any) -> np.ndarray:
-    return np.asarray(vectors, dtype=np.float32)
