@@ -18,6 +18,7 @@ from indexer import metrics
 from indexer.logs import (
     TASK_HEADER,
     JsonFormatter,
+    RequestIdFilter,
     bind_context,
     clean_request_id,
     configure_logging,
@@ -219,3 +220,26 @@ def test_publish_hook_copies_request_id_into_headers() -> None:
     untouched: dict[str, object] = {}
     observability._add_request_id(headers=untouched)  # no request id: nothing added
     assert untouched == {}
+
+
+def test_task_hooks_restore_and_clear_the_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from indexer.logs import get_request_id
+
+    task = SimpleNamespace(name="clipsearch.ingest_chunk", request=SimpleNamespace(**{TASK_HEADER: "req-5"}))
+    assert observability.task_request_id(task) == "req-5"
+    caplog.set_level(logging.INFO, logger="clipsearch.task")
+    caplog.handler.addFilter(RequestIdFilter())
+    observability._restore_request_id(task_id="t-1", task=task, args=["job", 0, 8, "x" * 500])
+    assert get_request_id() == "req-5"
+    observability._forget_request_id(task_id="t-1", state="SUCCESS")
+    assert get_request_id() is None
+    started, finished = (r for r in caplog.records if r.name == "clipsearch.task")
+    assert started.request_id == "req-5"  # type: ignore[attr-defined]
+    assert started.task_args == ["job", 0, 8, "…"]  # type: ignore[attr-defined]
+    assert finished.state == "SUCCESS" and finished.duration_ms >= 0  # type: ignore[attr-defined]
+    # Headers that came as a dict (older message protocol) work too; no header gives None.
+    legacy = SimpleNamespace(request=SimpleNamespace(headers={TASK_HEADER: "req-6"}))
+    assert observability.task_request_id(legacy) == "req-6"
+    assert observability.task_request_id(SimpleNamespace(request=SimpleNamespace())) is None
