@@ -125,7 +125,7 @@ def test_api_conforms_to_its_openapi_document(api: Api) -> None:
     known = {label: found for label, found in failures.items() if found and label in KNOWN_ISSUES}
     if known:
         pytest.xfail(
-            "known contract breaks still reproduce: "
+            f"known contract breaks still reproduce in {sorted(known)}: "
             + "; ".join(
                 f"{label}: {KNOWN_ISSUES[label]} (e.g. {found[0][:160]})" for label, found in known.items()
             )
