@@ -57,6 +57,18 @@ INFERENCE_BATCH_ITEMS = Histogram(
 )
 
 
+# Family names of the metrics above, as prometheus_client's multiprocess files name them.
+INDEXER_METRIC_NAMES = frozenset(
+    {
+        "clipsearch_images_indexed",
+        "clipsearch_images_failed",
+        "clipsearch_images_duplicate",
+        "clipsearch_inference_seconds",
+        "clipsearch_inference_batch_items",
+    }
+)
+
+
 def images_indexed(count: int = 1) -> None:
     if count > 0:
         IMAGES_INDEXED.inc(count)
@@ -101,19 +113,36 @@ class IndexerCollector(Collector):
     """This process's indexer metrics plus, when `worker_root` is given, the sum of every worker's.
 
     The worker files are read at scrape time, so a worker that exits leaves its totals behind and a
-    worker that starts later shows up without any registration.
+    worker that starts later shows up without any registration. When the API itself runs in
+    multiprocess mode (several gunicorn processes), its values come from `api_dir` instead of `local`.
     """
 
-    def __init__(self, local: CollectorRegistry = REGISTRY, worker_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        local: CollectorRegistry | None = REGISTRY,
+        worker_root: Path | None = None,
+        api_dir: Path | None = None,
+    ) -> None:
         self.local = local
         self.worker_root = worker_root
+        self.api_dir = api_dir
 
     def collect(self) -> Iterable[Metric]:
         families: dict[str, Metric] = {}
-        _relabel(self.local.collect(), "api", families)
+        if self.local is not None:
+            _relabel(self.local.collect(), "api", families)
+        if self.api_dir is not None:
+            api = merge_files(glob.glob(str(self.api_dir / "*.db")))
+            _relabel((f for f in api if f.name in INDEXER_METRIC_NAMES), "api", families)
         if self.worker_root is not None:
-            files = glob.glob(str(self.worker_root / "*" / "*.db"))
-            if files:
-                with contextlib.suppress(FileNotFoundError):  # a worker cleaned up mid-scrape
-                    _relabel(MultiProcessCollector.merge(files, accumulate=True), "workers", families)
+            _relabel(merge_files(glob.glob(str(self.worker_root / "*" / "*.db"))), "workers", families)
         return list(families.values())
+
+
+def merge_files(files: list[str]) -> list[Metric]:
+    """Sum prometheus_client multiprocess files (a process may clean up mid-scrape: skip it)."""
+    if not files:
+        return []
+    with contextlib.suppress(FileNotFoundError):
+        return list(MultiProcessCollector.merge(files, accumulate=True))
+    return []

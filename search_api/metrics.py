@@ -8,14 +8,19 @@
   indexer/metrics.py; this process's values plus every local worker's (see IndexerCollector).
 - process_* and python_* of the API process.
 
-Each app gets its own registry, so that several apps in one process (tests) do not collide.
+Each app gets its own registry, so that several apps in one process (tests) do not collide. With several
+API processes (gunicorn --workers N), PROMETHEUS_MULTIPROC_DIR in their environment switches to
+prometheus_client's multiprocess mode: every scrape then reports the sum over the processes.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -26,13 +31,14 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from indexer.metrics import INDEXER_METRIC_NAMES, IndexerCollector, merge_files
 from indexer.metrics import REGISTRY as INDEXER_REGISTRY
-from indexer.metrics import IndexerCollector
 from search_api.services import Services
 
 log = logging.getLogger(__name__)
@@ -86,18 +92,47 @@ def _job_counts(client: redis.Redis) -> dict[str, int]:
     return JobStore(client).count_by_state()
 
 
+def multiprocess_dir() -> Path | None:
+    """PROMETHEUS_MULTIPROC_DIR when the API runs in prometheus_client's multiprocess mode."""
+    value = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if value and getattr(values.ValueClass, "_multiprocess", False) and Path(value).is_dir():
+        return Path(value)
+    return None
+
+
+class ApiFilesCollector(Collector):
+    """The API's own metrics summed over all its processes' files (indexer metrics excluded: the
+    IndexerCollector labels those)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def collect(self) -> Iterable[Metric]:
+        merged = merge_files(glob.glob(str(self.path / "*.db")))
+        return [family for family in merged if family.name not in INDEXER_METRIC_NAMES]
+
+
 def build_registry(svc: Services) -> tuple[CollectorRegistry, Histogram]:
+    """One registry per app. With several API processes (gunicorn --workers N), set
+    PROMETHEUS_MULTIPROC_DIR to an empty directory in their environment: each process then writes its
+    values there and every scrape, whichever process answers it, reports the sum."""
     registry = CollectorRegistry(auto_describe=False)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    registry.register(IndexerCollector(INDEXER_REGISTRY, svc.settings.worker_metrics_root))
+    shared = multiprocess_dir()
+    if shared is None:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        registry.register(IndexerCollector(INDEXER_REGISTRY, svc.settings.worker_metrics_root))
+    else:
+        registry.register(ApiFilesCollector(shared))
+        registry.register(IndexerCollector(None, svc.settings.worker_metrics_root, api_dir=shared))
     registry.register(StackCollector(svc))
     latency = Histogram(
         "clipsearch_http_request_duration_seconds",
         "Time to answer an HTTP request, by URL rule",
         ["method", "route", "status"],
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-        registry=registry,
+        # In multiprocess mode the values live in files, read by ApiFilesCollector.
+        registry=registry if shared is None else None,
     )
     return registry, latency
 
