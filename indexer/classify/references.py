@@ -4,7 +4,6 @@ uploaded example images and raw embeddings. Each class may mix all of them."""
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -18,7 +17,7 @@ from indexer.classify.prompts import ensemble, normalise_rows, rendered
 from indexer.classify.store import Reference, RefKind, raw_key, validate_class_name
 from indexer.errors import InvalidInput
 from indexer.images import decode_image
-from indexer.store.images import ImageStore
+from indexer.store.images import ImageStore, check_image_id
 from indexer.store.scan import vector_of
 
 MAX_REFS_PER_CLASS = 1000
@@ -37,6 +36,9 @@ class Encoder(Protocol):
 
     @property
     def image_size(self) -> int: ...
+
+    @property
+    def min_decode_side(self) -> int: ...
 
 
 class ClassDef(BaseModel):
@@ -94,16 +96,6 @@ def prompt_references(
             refs.append(Reference(class_name=class_name, kind=RefKind.PROMPT, prompt=prompt, text=text))
             vectors.append(by_text[text])
     return refs, np.stack(vectors).astype(np.float32)
-
-
-def check_image_id(image_id: str) -> str:
-    """A stored image id is a UUID; anything else is refused before it reaches Weaviate."""
-    try:
-        return str(uuid.UUID(image_id))
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise InvalidInput(
-            f"malformed image id {image_id!r}: expected a UUID", {"image_id": image_id}
-        ) from exc
 
 
 def stored_vectors(images: ImageStore, image_ids: list[str]) -> dict[str, NDArray[np.float32]]:
@@ -199,7 +191,7 @@ def parse_raw_upload(data: Any) -> dict[str, list[list[float]]]:
 
 
 def decode_for_model(data: bytes, encoder: Encoder, max_pixels: int) -> NDArray[np.uint8]:
-    return decode_image(data, max_pixels, min_side=encoder.image_size).pixels
+    return decode_image(data, max_pixels, min_side=encoder.min_decode_side).pixels
 
 
 def upload_references(

@@ -14,12 +14,12 @@ from numpy.typing import NDArray
 from indexer.blobs import BlobStore
 from indexer.classify.boxes import BoxFormat, crop, resolve_boxes
 from indexer.classify.calibration import ThresholdStats, choose, sweep
-from indexer.classify.references import Encoder, check_image_id, concat, prompt_references, stored_vectors
+from indexer.classify.references import Encoder, concat, prompt_references, stored_vectors
 from indexer.classify.scoring import Prediction, References, class_scores, predict
 from indexer.classify.store import Calibration, ClassSetRecord, ClassStore, Reference, RefKind
 from indexer.errors import Conflict, InvalidInput, NotFound
 from indexer.images import decode_image
-from indexer.store.images import ImageStore
+from indexer.store.images import ImageStore, check_image_id
 from indexer.user_collections import get_collection
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def image_inputs(
         )
     if boxes is None:
         if data is not None:
-            pixels = decode_image(data, max_pixels, min_side=encoder.image_size).pixels
+            pixels = decode_image(data, max_pixels, min_side=encoder.min_decode_side).pixels
             return Inputs(encoder.encode_images([pixels]), None)
         assert image_id is not None
         vector = stored_vectors(images, [image_id])[image_id]
@@ -187,7 +187,8 @@ def reencode(
                 raise Conflict(
                     f"cannot re-encode: example {ref.filename or ref.sha256} is missing from the blob store"
                 )
-            pixels.append(decode_image(path.read_bytes(), max_pixels, min_side=encoder.image_size).pixels)
+            decoded = decode_image(path.read_bytes(), max_pixels, min_side=encoder.min_decode_side)
+            pixels.append(decoded.pixels)
         built.append((uploads, encoder.encode_images(pixels)))
     new_refs, vectors = concat(built, encoder.dim)
     dropped: dict[str, int] = {}

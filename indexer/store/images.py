@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid as uuid_lib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -14,10 +15,20 @@ from pydantic import BaseModel, Field
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.collections.classes.filters import _Filters
 
-from indexer.errors import NotFound
+from indexer.errors import InvalidInput, NotFound
 from indexer.store.schema import REGISTRY, ensure_image_collection
 
 DELETE_BATCH = 10_000
+
+
+def check_image_id(image_id: str) -> str:
+    """A stored image id is a UUID; anything else is refused before it reaches Weaviate."""
+    try:
+        return str(uuid_lib.UUID(image_id))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidInput(
+            f"malformed image id {image_id!r}: expected a UUID", {"image_id": image_id}
+        ) from exc
 
 
 class ImageRecord(BaseModel):
@@ -96,7 +107,7 @@ class ImageStore:
         return {records[index].id: error.message for index, error in result.errors.items()}
 
     def get(self, uuid: str, *, include_vector: bool = False) -> tuple[ImageRecord, list[float] | None]:
-        obj = self.collection.query.fetch_object_by_id(uuid, include_vector=include_vector)
+        obj = self.collection.query.fetch_object_by_id(check_image_id(uuid), include_vector=include_vector)
         if obj is None:
             raise NotFound(f"unknown image {uuid!r}")
         vector = None
@@ -145,7 +156,7 @@ class ImageStore:
         )
 
     def delete(self, uuid: str) -> None:
-        if not self.collection.data.delete_by_id(uuid):
+        if not self.collection.data.delete_by_id(check_image_id(uuid)):
             raise NotFound(f"unknown image {uuid!r}")
 
     def delete_where(self, filters: _Filters) -> int:
@@ -170,6 +181,7 @@ def model_ids_in_use(client: weaviate.WeaviateClient) -> list[str]:
 def find_image(
     client: weaviate.WeaviateClient, uuid: str, *, include_vector: bool = False
 ) -> tuple[ImageStore, ImageRecord, list[float] | None]:
+    check_image_id(uuid)
     for model_id in model_ids_in_use(client):
         store = ImageStore(client, model_id)
         try:

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.classify.references import check_image_id
 from indexer.errors import InvalidInput, NotFound
 from indexer.similarity import MAX_PAIRS, collection_vectors, components, iter_edges, pairs_above, similar
-from indexer.store.images import find_image
+from indexer.store.images import check_image_id, find_image
 from search_api.routes.images import ImageView
 from search_api.services import services
 from search_api.validation import endpoint, parse_query, respond

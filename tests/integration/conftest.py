@@ -63,7 +63,6 @@ def stack_env(
         "API_PORT": str(free_port()),
         "ONNX_THREADS": "1",
         "TASK_VISIBILITY_TIMEOUT_S": "10",
-        "HF_HUB_OFFLINE": "1",
     }
     for key in ("WEAVIATE_URL", "REDIS_URL", "API_KEYS"):
         os.environ.pop(key, None)

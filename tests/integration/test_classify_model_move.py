@@ -41,6 +41,7 @@ class RotatedEncoder:
         self.dim = base.dim
         self.logit_scale = 50.0
         self.image_size = base.image_size
+        self.min_decode_side = base.min_decode_side
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]:
         vectors, truncated = self.base.encode_texts(texts)

@@ -174,3 +174,10 @@ def test_delete_one_and_delete_by_filter(api: Api) -> None:
     assert api.delete(f"/images/{left[0]['id']}").status_code == 204
     assert api.get(f"/images/{left[0]['id']}").status_code == 404
     assert api.get(f"/collections/{name}").json()["count"] == 1
+
+
+@pytest.mark.parametrize("path", ["/images/S", "/images/S/thumbnail", "/images/not-a-uuid/file"])
+def test_malformed_image_id_is_400(api: Api, path: str) -> None:
+    response = api.get(path)
+    assert response.status_code == 400 and "malformed image id" in response.json()["error"]["message"]
+    assert api.delete("/images/S").status_code == 400
