@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -112,6 +113,13 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the API alone under gunicorn (for deployments; point it at WEAVIATE_URL and REDIS_URL)."""
     bind = f"{args.host or settings.api_host}:{args.port or settings.api_port}"
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several gunicorn processes: metrics are summed across them only in multiprocess mode, which
+        # needs an empty directory of its own.
+        metrics_dir = settings.data_dir / "metrics" / f"api-{os.getpid()}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     argv = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(args.workers)]
     argv += ["--threads", "8", "--timeout", "300", "search_api.wsgi:app"]
     os.execv(sys.executable, argv)

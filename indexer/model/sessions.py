@@ -22,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from indexer import metrics
 from indexer.errors import ModelUnavailable
 from indexer.preprocess import PreprocessConfig
 from indexer.tokenizer import ClipTokenizer
@@ -116,9 +117,11 @@ class OnnxModel:
         exports normalise inside the graph already)."""
         session = self.session
         step = self.fixed_batch or len(x)
-        outputs = [
-            session.run(None, {self.input_name: x[i : i + step]})[0] for i in range(0, len(x), max(step, 1))
-        ]
+        with metrics.time_inference(self.kind, len(x)):
+            outputs = [
+                session.run(None, {self.input_name: x[i : i + step]})[0]
+                for i in range(0, len(x), max(step, 1))
+            ]
         out = np.asarray(np.concatenate(outputs) if len(outputs) != 1 else outputs[0], dtype=np.float32)
         return l2_normalize(out) if normalize else out
 

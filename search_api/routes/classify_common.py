@@ -15,6 +15,7 @@ from indexer.classify.service import Scorer, ensure_model, load_scorer
 from indexer.classify.store import Calibration, ClassSetRecord, ClassStore, Kind, Reference
 from indexer.errors import InvalidInput
 from indexer.jobs import chunks
+from search_api.logs import current_request_id
 from search_api.services import Services
 
 MAX_FILES = 256
@@ -149,7 +150,7 @@ def start_label_job(
         collection,
         threshold=req.threshold,
         multi_label=req.multi_label,
-        request_id=request.headers.get("X-Request-ID"),
+        request_id=current_request_id(),
     )
     for start, end in chunks(total, svc.settings.label_chunk_size):
         svc.celery.send_task("clipsearch.label_chunk", args=[job_id, start, end])

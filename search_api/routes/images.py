@@ -64,7 +64,7 @@ def thumbnail(image_id: str) -> Response:
 
 
 @bp.get("/images/<image_id>/file")
-@endpoint("The original file as uploaded", binary_response="application/octet-stream", tags=["images"])
+@endpoint("The original file as uploaded", binary_response="image/*", tags=["images"])
 def original(image_id: str) -> Response:
     return _send("file", image_id, None)
 

@@ -14,6 +14,7 @@ from indexer.images import check_content_type
 from indexer.jobs import chunks, new_job_id
 from indexer.sources import Item, plan_folder, plan_urls, plan_zip, rejected, stage_upload
 from indexer.user_collections import CollectionInfo
+from search_api.logs import current_request_id
 from search_api.services import Services, services
 from search_api.validation import endpoint, json_body, parse, respond
 
@@ -86,7 +87,7 @@ def start_job(
         info.name,
         items,
         options=options.model_dump(),
-        request_id=request.headers.get("X-Request-ID"),
+        request_id=current_request_id(),
         job_id=job_id,
     )
     for start, end in chunks(len(items), svc.settings.ingest_chunk_size):

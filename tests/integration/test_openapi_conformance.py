@@ -42,15 +42,7 @@ CHECKS = [
 # Breaks found by this test in routes owned elsewhere, reported to their owners. Each still checked
 # every run: the test xfails (with the evidence) while one reproduces, and passes once all are fixed;
 # a break on any other operation fails it. Remove an entry when its fix lands.
-_NON_UUID = "a non-UUID image id reaches the Weaviate client's UUID check: 500 instead of 404"
-KNOWN_ISSUES: dict[str, str] = {
-    "GET /images/{image_id}": _NON_UUID,
-    "DELETE /images/{image_id}": _NON_UUID,
-    "GET /images/{image_id}/thumbnail": _NON_UUID,
-    "GET /images/{image_id}/file": _NON_UUID
-    + "; and it declares application/octet-stream but answers image/<format>",
-    "GET /jobs": "an offset past Redis' 64-bit range: 500 (JobListQuery.offset has no upper bound)",
-}
+KNOWN_ISSUES: dict[str, str] = {}
 
 
 def _short(exc: BaseException) -> str:
