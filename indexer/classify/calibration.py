@@ -9,17 +9,18 @@ positives at equal F1) or, given a target precision, the lowest threshold whose 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
 
 from indexer.errors import InvalidInput
 
 
-@dataclass(frozen=True)
-class ThresholdStats:
+class ThresholdStats(BaseModel):
+    """The confusion table and its figures when everything scoring >= threshold is called true."""
+
+    model_config = ConfigDict(frozen=True)
+
     threshold: float
     tp: int
     fp: int
@@ -28,9 +29,6 @@ class ThresholdStats:
     precision: float
     recall: float
     f1: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def sweep(scores: NDArray[np.floating] | list[float], labels: list[bool]) -> list[ThresholdStats]:

@@ -235,20 +235,12 @@ def calibrate(
 def calibration_record(
     record: ClassSetRecord, result: CalibrationResult, labels: list[bool], target_precision: float | None
 ) -> Calibration:
-    c = result.chosen
     return Calibration(
+        **result.chosen.model_dump(),
         model_id=record.model_id,
-        threshold=c.threshold,
         method=result.method,
         target_precision=target_precision,
         examples=len(labels),
         positives=sum(labels),
-        tp=c.tp,
-        fp=c.fp,
-        fn=c.fn,
-        tn=c.tn,
-        precision=c.precision,
-        recall=c.recall,
-        f1=c.f1,
         calibrated_at=datetime.now(UTC),
     )

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 from weaviate.classes.query import Filter
 
+from indexer.classify.calibration import ThresholdStats
 from indexer.classify.prompts import DEFAULT_TEMPLATES
 from indexer.classify.scoring import OTHER
 from indexer.errors import Conflict, InvalidInput, NotFound
@@ -75,20 +76,14 @@ class Reference(BaseModel):
         return f"raw:{self.sha256}"
 
 
-class Calibration(BaseModel):
+class Calibration(ThresholdStats):
+    """The figures measured at the chosen threshold, stored with the classifier."""
+
     model_id: str
-    threshold: float
     method: str  # max_f1 | target_precision
     target_precision: float | None = None
     examples: int
     positives: int
-    tp: int
-    fp: int
-    fn: int
-    tn: int
-    precision: float
-    recall: float
-    f1: float
     calibrated_at: datetime
 
 

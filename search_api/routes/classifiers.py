@@ -79,21 +79,6 @@ class CalibrateRequest(BaseModel):
     apply: bool = Field(default=True, description="store the chosen threshold and figures")
 
 
-class ThresholdRow(BaseModel):
-    threshold: float
-    tp: int
-    fp: int
-    fn: int
-    tn: int
-    precision: float
-    recall: float
-    f1: float
-
-    @classmethod
-    def of(cls, row: ThresholdStats) -> ThresholdRow:
-        return cls(**row.as_dict())
-
-
 class ScoredExample(BaseModel):
     image_id: str | None = None
     file: str | None = None
@@ -107,8 +92,8 @@ class CalibrationResponse(BaseModel):
     method: str = Field(description="max_f1 or target_precision")
     examples: int
     positives: int
-    chosen: ThresholdRow
-    thresholds: list[ThresholdRow] = Field(description="one row per distinct example score, ascending")
+    chosen: ThresholdStats
+    thresholds: list[ThresholdStats] = Field(description="one row per distinct example score, ascending")
     scores: list[ScoredExample]
     applied: bool
 
@@ -327,8 +312,8 @@ def calibrate_route(name: str) -> tuple[Response, int]:
             method=result.method,
             examples=len(labels),
             positives=sum(labels),
-            chosen=ThresholdRow.of(result.chosen),
-            thresholds=[ThresholdRow.of(r) for r in result.rows],
+            chosen=result.chosen,
+            thresholds=result.rows,
             scores=scored,
             applied=req.apply,
         )
