@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +20,7 @@ from numpy.typing import NDArray
 from indexer import metrics
 from indexer.blobs import BlobStore
 from indexer.errors import ClipsearchError
-from indexer.images import DecodedImage, decode_image, make_thumbnail
+from indexer.images import DecodedImage, make_thumbnail
 from indexer.jobs import FINAL_STATES, JobState, JobStore, Outcome
 from indexer.model.encoder import ClipEncoder
 from indexer.settings import Settings
@@ -31,8 +30,6 @@ from indexer.store.schema import image_uuid
 from indexer.user_collections import get_collection
 
 log = logging.getLogger(__name__)
-EMBED_BATCH = 8  # images per inference call inside a chunk: small enough that decoding overlaps it
-DECODE_THREADS = 2
 
 
 @dataclass
@@ -182,37 +179,28 @@ def cleanup_staging(rt: IngestRuntime, job_id: str) -> None:
 def _decode_and_embed(
     rt: IngestRuntime, job_id: str, candidates: list[_Pending]
 ) -> tuple[list[_Pending], NDArray[np.float32]]:
-    """Decode (and thumbnail) in threads while the encoder runs on the images decoded so far.
+    """Decode, thumbnail and preprocess in the encoder's preparation thread while it runs inference on
+    the batch before. Undecodable items are recorded as failed; the rest come back with their vectors."""
+    settings = rt.settings
 
-    OpenCV releases the GIL, so decoding the next sub-batch overlaps inference of the current one.
-    Undecodable items are recorded as failed; the rest come back with their vectors, in order.
-    """
-    settings, encoder = rt.settings, rt.encoder
+    def keep(i: int, image: DecodedImage) -> None:
+        candidates[i].image = image
+        candidates[i].thumbnail = make_thumbnail(image, settings.thumbnail_size)
 
-    def decode(p: _Pending) -> None:
-        p.image = decode_image(p.data, settings.max_image_pixels, min_side=encoder.min_decode_side)
-        p.thumbnail = make_thumbnail(p.image, settings.thumbnail_size)
-
+    outcomes = rt.encoder.embed_image_bytes(
+        [p.data for p in candidates], max_pixels=settings.max_image_pixels, on_decoded=keep
+    )
     fresh: list[_Pending] = []
-    parts: list[NDArray[np.float32]] = []
-    with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode") as pool:
-        futures = [pool.submit(decode, p) for p in candidates]
-        for start in range(0, len(candidates), EMBED_BATCH):
-            ready = []
-            for p, future in zip(
-                candidates[start : start + EMBED_BATCH], futures[start : start + EMBED_BATCH], strict=True
-            ):
-                try:
-                    future.result()
-                except ClipsearchError as exc:
-                    _record(rt.jobs, job_id, p.index, Outcome.FAILED, p.item["name"], exc.message)
-                    continue
-                ready.append(p)
-            if ready:
-                parts.append(encoder.encode_images([p.image.pixels for p in ready if p.image is not None]))
-                fresh.extend(ready)
-    vectors = np.concatenate(parts) if parts else np.empty((0, encoder.dim), dtype=np.float32)
-    return fresh, vectors
+    vectors: list[NDArray[np.float32]] = []
+    for p, outcome in zip(candidates, outcomes, strict=True):
+        if outcome.error is not None or outcome.vector is None:
+            reason = outcome.error.message if outcome.error is not None else "could not embed"
+            _record(rt.jobs, job_id, p.index, Outcome.FAILED, p.item["name"], reason)
+            continue
+        fresh.append(p)
+        vectors.append(outcome.vector)
+    stacked = np.stack(vectors) if vectors else np.empty((0, rt.encoder.dim), dtype=np.float32)
+    return fresh, stacked
 
 
 def fail_remaining(rt: IngestRuntime, job_id: str, start: int, end: int, reason: str) -> None:

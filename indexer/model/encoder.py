@@ -25,7 +25,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from indexer.errors import ClipsearchError, InvalidInput, ModelUnavailable
-from indexer.images import decode_image
+from indexer.images import DecodedImage, decode_image
 from indexer.model.catalogue import TINY_MODEL_ID, get_spec
 from indexer.model.files import (
     ResolvedModel,
@@ -228,14 +228,25 @@ class ClipEncoder:
         return self._stack([r.vector for r in results])
 
     def embed_image_bytes(
-        self, items: Sequence[bytes], *, max_pixels: int, normalize: bool = True
+        self,
+        items: Sequence[bytes],
+        *,
+        max_pixels: int,
+        normalize: bool = True,
+        on_decoded: Callable[[int, DecodedImage], None] | None = None,
     ) -> list[ImageEmbedding]:
-        """Decode, check and embed encoded images; one outcome per input, errors typed and in place."""
+        """Decode, check and embed encoded images; one outcome per input, errors typed and in place.
+
+        ``on_decoded(i, image)`` runs in the preparation thread right after item i decodes (ingest makes its
+        thumbnail there), so that work overlaps inference too; a typed error it raises fails item i.
+        """
         cfg = self.preprocess_cfg
         min_side = self.min_decode_side
 
         def prepare(i: int, slot: NDArray[np.float32]) -> tuple[str | None, int, int]:
             decoded = decode_image(items[i], max_pixels, min_side=min_side)
+            if on_decoded is not None:
+                on_decoded(i, decoded)
             preprocess(decoded.pixels, cfg, out=slot)
             return decoded.format, decoded.width, decoded.height
 
