@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+from flask import Flask
+from werkzeug.serving import make_server
+
+from clipsearch.processes import LOOPBACK, free_port
 from tests.integration.conftest import Api
 
 
@@ -32,3 +39,17 @@ def wait_job(api: Api, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
             return report
         assert time.monotonic() < deadline, f"job did not finish: {report}"
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Flask) -> Iterator[str]:
+    """`app` on a werkzeug server in a thread (real HTTP on loopback); yields its base URL."""
+    port = free_port()
+    server = make_server(LOOPBACK, port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

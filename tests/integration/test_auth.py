@@ -8,18 +8,16 @@ more check runs the same app on a real loopback port.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 
 import pytest
 import requests
 from flask import Flask
-from werkzeug.serving import make_server
 
-from clipsearch.processes import LOOPBACK, free_port
 from indexer.settings import Settings
 from search_api.app import create_app
 from search_api.auth import PUBLIC_ENDPOINTS
+from tests.integration.helpers import serve_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -78,15 +76,8 @@ def test_every_route_with_and_without_a_key(keyed_app: Flask) -> None:
 
 @pytest.fixture(scope="module")
 def keyed_url(keyed_app: Flask) -> Iterator[str]:
-    port = free_port()
-    server = make_server(LOOPBACK, port, keyed_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serve_in_thread(keyed_app) as url:
+        yield url
 
 
 def test_keys_over_real_http(keyed_url: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,13 +23,12 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from werkzeug.serving import make_server
 
-from clipsearch.processes import LOOPBACK, free_port
 from indexer.settings import Settings
 from search_api.app import create_app
 from tests.imagegen import make_image
 from tests.integration.conftest import Api
+from tests.integration.helpers import serve_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -312,16 +310,8 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
 @pytest.fixture()
 def keyed_server(settings: Settings) -> Iterator[str]:
     """The same app, requiring a key, on a werkzeug server in a thread (real HTTP, loopback)."""
-    app = create_app(settings.model_copy(update={"api_keys": ["page-key-1"]}))
-    port = free_port()
-    server = make_server(LOOPBACK, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serve_in_thread(create_app(settings.model_copy(update={"api_keys": ["page-key-1"]}))) as url:
+        yield url
 
 
 def test_page_asks_for_the_key_and_keeps_it(browser: WebDriver, keyed_server: str) -> None:
