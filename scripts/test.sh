@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/ruff check .
+.venv/bin/ruff check --no-cache .
 .venv/bin/mypy
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 
 import redis
-from indexer.model.encoder import load_encoder
 
 from indexer.blobs import BlobStore
 from indexer.ingest import IngestRuntime
 from indexer.jobs import JobStore
+from indexer.model.encoder import load_encoder
 from indexer.settings import Settings
 from indexer.store.connection import connect
 from workers.celery_factory import DEFAULT_REDIS_URL
