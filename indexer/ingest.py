@@ -21,13 +21,13 @@ from indexer import metrics
 from indexer.blobs import BlobStore
 from indexer.errors import ClipsearchError
 from indexer.images import DecodedImage, make_thumbnail
-from indexer.jobs import FINAL_STATES, JobState, JobStore, Outcome
+from indexer.jobs import FINAL_STATES, REEMBED, JobState, JobStore, Outcome
 from indexer.model.encoder import ClipEncoder
 from indexer.settings import Settings
 from indexer.sources import Item, ItemReader
 from indexer.store.images import ImageRecord, ImageStore
 from indexer.store.schema import image_uuid
-from indexer.user_collections import get_collection
+from indexer.user_collections import get_collection, switch_model
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +89,17 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
     report = jobs.get(job_id, with_errors=False)
     options = jobs.options(job_id)
     info = get_collection(rt.weaviate, report.collection, with_count=False)
-    if info.model_id != rt.encoder.model_id:
+    reembed = report.kind == REEMBED
+    # A re-embed job writes the collection's images into the target model's index; ingest into its own.
+    model_id = str(options["to_model"]) if reembed else info.model_id
+    if model_id != rt.encoder.model_id:
         jobs.fail(
             job_id,
-            f"collection {info.name!r} uses model {info.model_id}; this worker runs {rt.encoder.model_id}",
+            f"job needs model {model_id} for collection {info.name!r}; this worker runs "
+            f"{rt.encoder.model_id}",
         )
         return
-    store = ImageStore(rt.weaviate, info.model_id)
+    store = ImageStore(rt.weaviate, model_id)
     items = jobs.items(job_id, start, end)
     indexes = list(range(start, start + len(items)))
     already = jobs.recorded(job_id, indexes)
@@ -135,6 +139,10 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
     if jobs.state(job_id) is JobState.CANCELLED:
         cleanup_staging(rt, job_id)
         return
+    if reembed:
+        _reembed_records(rt, str(options["from_model"]), fresh, job_id, store, vectors)
+        _finish(rt, job_id)
+        return
     records = []
     now = datetime.now(UTC)
     for p in fresh:
@@ -167,9 +175,50 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
     _finish(rt, job_id)
 
 
+def _reembed_records(
+    rt: IngestRuntime,
+    from_model: str,
+    fresh: list[_Pending],
+    job_id: str,
+    store: ImageStore,
+    vectors: NDArray[np.float32],
+) -> None:
+    """Copy the images' stored records (tags, metadata, labels...) with their new vectors."""
+    old = ImageStore(rt.weaviate, from_model).records([p.uuid for p in fresh])
+    moved, kept = [], []
+    for p, vector in zip(fresh, vectors, strict=True):
+        if p.uuid in old:
+            moved.append(old[p.uuid].model_copy(update={"job_id": job_id}))
+            kept.append(vector)
+        else:
+            _record(rt.jobs, job_id, p.index, Outcome.FAILED, p.item["name"], "deleted during the re-embed")
+    errors = store.insert(moved, np.asarray(kept)) if moved else {}
+    for record in moved:
+        index = next(p.index for p in fresh if p.uuid == record.id)
+        if record.id in errors:
+            _record(
+                rt.jobs, job_id, index, Outcome.FAILED, record.filename, f"vector store: {errors[record.id]}"
+            )
+        else:
+            _record(rt.jobs, job_id, index, Outcome.INDEXED)
+
+
 def _finish(rt: IngestRuntime, job_id: str) -> None:
-    if rt.jobs.state(job_id) in FINAL_STATES:
-        cleanup_staging(rt, job_id)
+    """After a chunk: clean the staging area of a finished job, and complete a finished re-embed."""
+    if rt.jobs.state(job_id) not in FINAL_STATES:
+        return
+    cleanup_staging(rt, job_id)
+    report = rt.jobs.get(job_id, with_errors=False)
+    if report.kind == REEMBED and report.state is JobState.COMPLETED:
+        options = rt.jobs.options(job_id)
+        if report.failed:
+            rt.jobs.fail(
+                job_id,
+                f"{report.failed} images could not be re-embedded; the collection stays "
+                f"on model {options['from_model']}",
+            )
+            return
+        switch_model(rt.weaviate, report.collection, str(options["from_model"]), str(options["to_model"]))
 
 
 def cleanup_staging(rt: IngestRuntime, job_id: str) -> None:

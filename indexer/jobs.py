@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from indexer.errors import Conflict, NotFound
 
 PREFIX = "clipsearch:job:"
+REEMBED = "reembed"  # the job kind that moves a collection's images to another model
 INDEX = "clipsearch:jobs"
 
 

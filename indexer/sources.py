@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from indexer.blobs import BlobStore
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from indexer.images import sniff_format
 from indexer.settings import Settings
@@ -167,6 +168,11 @@ class ItemReader:
             )
         if kind == "zip":
             return self._read_zip(item)
+        if kind == "stored":  # re-embedding: the original kept at ingest
+            original = BlobStore(self.settings.blob_dir).original_path(item["sha256"])
+            if not original.is_file():
+                raise InvalidInput("the original is missing from the blob store")
+            return original.read_bytes()
         path = Path(item["path"])
         if kind == "folder" and _root_for(path.resolve(), [Path(item["root"])]) is None:
             raise Forbidden("file now resolves outside the allowed root")

@@ -88,3 +88,32 @@ def delete_collection(client: weaviate.WeaviateClient, name: str) -> None:
     info = get_collection(client, name, with_count=False)
     ImageStore(client, info.model_id).delete_where(Filter.by_property("collection").equal(name))
     client.collections.use(REGISTRY).data.delete_by_id(_registry_uuid(name))
+
+
+def switch_model(client: weaviate.WeaviateClient, name: str, from_model: str, to_model: str) -> None:
+    """Point a collection at the model its images were re-embedded for, then drop the old vectors.
+
+    Idempotent: a re-run after a crash between the two steps finishes the second.
+    """
+    from indexer.store.images import ImageStore
+
+    info = get_collection(client, name, with_count=False)
+    if info.model_id == from_model:
+        client.collections.use(REGISTRY).data.update(
+            uuid=_registry_uuid(name), properties={"model_id": to_model}
+        )
+    ImageStore(client, from_model).delete_where(Filter.by_property("collection").equal(name))
+
+
+def reembed_items(client: weaviate.WeaviateClient, info: CollectionInfo) -> list[dict[str, str]]:
+    """One job item per stored image of the collection: re-encoded from its original in the blob store."""
+    from indexer.store.images import ImageStore
+    from indexer.store.scan import scan
+
+    store = ImageStore(client, info.model_id)
+    where = Filter.by_property("collection").equal(info.name)
+    return [
+        {"kind": "stored", "sha256": str(obj.properties["sha256"]), "name": str(obj.properties["filename"])}
+        for page in scan(store.collection, where, "sha256", properties=["filename"])
+        for obj in page
+    ]

@@ -12,6 +12,7 @@ from celery import Celery
 from flask import Flask, current_app
 
 from indexer.blobs import BlobStore
+from indexer.errors import Conflict
 from indexer.jobs import JobStore
 from indexer.search import TextEmbeddingCache
 from indexer.settings import Settings
@@ -79,6 +80,17 @@ class Services:
 
     def collection(self, name: str) -> CollectionInfo:
         return get_collection(self.weaviate, name, with_count=False)
+
+    def encodable_collection(self, name: str) -> CollectionInfo:
+        """A collection whose model this service runs: new images and queries can be encoded for it."""
+        info = self.collection(name)
+        if info.model_id != self.encoder.model_id:
+            raise Conflict(
+                f"collection {name!r} uses model {info.model_id}; this service runs {self.encoder.model_id} "
+                f"(re-embed it with POST /collections/{name}/reembed)",
+                {"collection_model": info.model_id, "service_model": self.encoder.model_id},
+            )
+        return info
 
     def image_store(self, info: CollectionInfo) -> ImageStore:
         return ImageStore(self.weaviate, info.model_id)

@@ -106,6 +106,17 @@ class ImageStore:
         result = self.collection.data.insert_many(objects)
         return {records[index].id: error.message for index, error in result.errors.items()}
 
+    def records(self, uuids: Sequence[str]) -> dict[str, ImageRecord]:
+        """The stored records among `uuids`, by id."""
+        if not uuids:
+            return {}
+        found = self.collection.query.fetch_objects(
+            filters=Filter.by_id().contains_any(list(uuids)), limit=len(uuids)
+        )
+        return {
+            str(obj.uuid): ImageRecord.from_object(obj.uuid, dict(obj.properties)) for obj in found.objects
+        }
+
     def get(self, uuid: str, *, include_vector: bool = False) -> tuple[ImageRecord, list[float] | None]:
         obj = self.collection.query.fetch_object_by_id(check_image_id(uuid), include_vector=include_vector)
         if obj is None:

@@ -5,8 +5,16 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.errors import InvalidInput
-from indexer.user_collections import CollectionInfo, create_collection, delete_collection, list_collections
+from indexer.errors import Conflict, InvalidInput
+from indexer.jobs import REEMBED, new_job_id
+from indexer.user_collections import (
+    CollectionInfo,
+    create_collection,
+    delete_collection,
+    list_collections,
+    reembed_items,
+)
+from search_api.routes.uploads import JobAccepted, start_job
 from search_api.services import services
 from search_api.validation import endpoint, json_body, parse, respond
 
@@ -58,6 +66,32 @@ def get(name: str) -> tuple[Response, int]:
     info = svc.collection(name)
     info.count = svc.image_store(info).count(name)
     return respond(info)
+
+
+class ReembedOptions(BaseModel):
+    from_model: str
+    to_model: str
+
+
+@bp.post("/collections/<name>/reembed")
+@endpoint(
+    "Re-embed a collection for the service's model from the stored originals; searches keep using the old "
+    "vectors until every image is done, then the collection switches",
+    response=JobAccepted,
+    status=202,
+    tags=["collections"],
+)
+def reembed(name: str) -> tuple[Response, int]:
+    svc = services()
+    info = svc.collection(name)
+    target = svc.encoder.model_id
+    if info.model_id == target:
+        raise Conflict(f"collection {name!r} already uses model {target}")
+    items = reembed_items(svc.weaviate, info)
+    if not items:
+        raise InvalidInput(f"collection {name!r} has no images to re-embed")
+    options = ReembedOptions(from_model=info.model_id, to_model=target)
+    return start_job(svc, info, REEMBED, items, options, new_job_id())
 
 
 @bp.delete("/collections/<name>")

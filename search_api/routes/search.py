@@ -71,7 +71,7 @@ def search_text() -> tuple[Response, int]:
     svc = services()
     req = parse(TextSearchRequest, json_body())
     check_limits(req, svc.settings.max_search_limit)
-    info = svc.collection(req.collection)
+    info = svc.encodable_collection(req.collection)
     encoder = svc.encoder
     texts, weights = zip(*req.weighted(), strict=True)
     vectors, cache_hit = svc.text_cache.get_many(
@@ -119,7 +119,7 @@ def search_image() -> tuple[Response, int]:
     svc = services()
     req, data = _image_request()
     check_limits(req, svc.settings.max_search_limit)
-    info = svc.collection(req.collection)
+    info = svc.encodable_collection(req.collection)
     store = svc.image_store(info)
     if data is not None:
         image = decode_image(data, svc.settings.max_image_pixels, min_side=svc.encoder.min_decode_side)

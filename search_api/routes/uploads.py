@@ -62,17 +62,8 @@ def _form_options() -> IngestOptions:
     return parse(IngestOptions, {"tags": tags, "metadata": metadata})
 
 
-def _collection(svc: Services, name: str) -> CollectionInfo:
-    info = svc.collection(name)
-    if info.model_id != svc.encoder.model_id:
-        raise InvalidInput(
-            f"collection {name!r} uses model {info.model_id}; this service runs {svc.encoder.model_id}"
-        )
-    return info
-
-
 def start_job(
-    svc: Services, info: CollectionInfo, kind: str, items: list[Item], options: IngestOptions, job_id: str
+    svc: Services, info: CollectionInfo, kind: str, items: list[Item], options: BaseModel, job_id: str
 ) -> tuple[Response, int]:
     """Record the job, queue one task per chunk and answer 202; refuse outright when nothing is usable."""
     refused = [
@@ -111,7 +102,7 @@ def start_job(
 )
 def upload_files(name: str) -> tuple[Response, int]:
     svc = services()
-    info = _collection(svc, name)
+    info = svc.encodable_collection(name)
     files = request.files.getlist("files") + request.files.getlist("file")
     if not files:
         raise InvalidInput("no files: send multipart/form-data with one or more `files` parts")
@@ -140,7 +131,7 @@ def upload_files(name: str) -> tuple[Response, int]:
 )
 def upload_zip(name: str) -> tuple[Response, int]:
     svc = services()
-    info = _collection(svc, name)
+    info = svc.encodable_collection(name)
     upload = request.files.get("file")
     if upload is None:
         raise InvalidInput("no archive: send multipart/form-data with a `file` part")
@@ -169,7 +160,7 @@ def upload_zip(name: str) -> tuple[Response, int]:
 def index_folder(name: str) -> tuple[Response, int]:
     svc = services()
     req = parse(FolderRequest, json_body())
-    info = _collection(svc, name)
+    info = svc.encodable_collection(name)
     items = plan_folder(req.path, svc.settings)
     return start_job(svc, info, "folder", items, req, new_job_id())
 
@@ -181,5 +172,5 @@ def index_folder(name: str) -> tuple[Response, int]:
 def index_urls(name: str) -> tuple[Response, int]:
     svc = services()
     req = parse(UrlsRequest, json_body())
-    info = _collection(svc, name)
+    info = svc.encodable_collection(name)
     return start_job(svc, info, "urls", plan_urls(req.urls, svc.settings), req, new_job_id())
