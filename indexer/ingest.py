@@ -193,8 +193,9 @@ def _reembed_records(
         else:
             _record(rt.jobs, job_id, p.index, Outcome.FAILED, p.item["name"], "deleted during the re-embed")
     errors = store.insert(moved, np.asarray(kept)) if moved else {}
+    index_of = {p.uuid: p.index for p in fresh}
     for record in moved:
-        index = next(p.index for p in fresh if p.uuid == record.id)
+        index = index_of[record.id]
         if record.id in errors:
             _record(
                 rt.jobs, job_id, index, Outcome.FAILED, record.filename, f"vector store: {errors[record.id]}"

@@ -150,11 +150,12 @@ def run_search(store: ImageStore, vector: NDArray[np.float32], options: SearchOp
     if options.sort_by is None:
         return store.near_vector(vector, filters, options.limit, options.offset, options.min_score)
     hits = store.near_vector(vector, filters, WEAVIATE_MAX_RESULTS, 0, options.min_score)
-    field = options.sort_by.removeprefix("-")
-    present = [h for h in hits if _sort_key(field)(h)[0] is False]
-    missing = [h for h in hits if _sort_key(field)(h)[0] is True]
-    present.sort(key=lambda h: _sort_key(field)(h)[1], reverse=options.sort_by.startswith("-"))
-    ordered = present + missing  # images without the field come last either way
+    key = _sort_key(options.sort_by.removeprefix("-"))
+    keyed = [(key(h), h) for h in hits]
+    present = [(k[1], h) for k, h in keyed if not k[0]]
+    missing = [h for k, h in keyed if k[0]]
+    present.sort(key=lambda pair: pair[0], reverse=options.sort_by.startswith("-"))
+    ordered = [h for _, h in present] + missing  # images without the field come last either way
     return ordered[options.offset : options.offset + options.limit]
 
 

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from weaviate.classes.query import Filter
 
 from indexer.errors import Conflict, InvalidInput, NotFound
+from indexer.store.images import ImageStore
+from indexer.store.scan import scan
 from indexer.store.schema import IMAGE_ID_NAMESPACE, REGISTRY, ensure_image_collection, ensure_registry
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -76,15 +78,11 @@ def list_collections(client: weaviate.WeaviateClient) -> list[CollectionInfo]:
 
 
 def count_images(client: weaviate.WeaviateClient, info: CollectionInfo) -> int:
-    from indexer.store.images import ImageStore
-
     return ImageStore(client, info.model_id).count(info.name)
 
 
 def delete_collection(client: weaviate.WeaviateClient, name: str) -> None:
     """Delete the collection and every image object in it (blobs are shared by content and stay)."""
-    from indexer.store.images import ImageStore
-
     info = get_collection(client, name, with_count=False)
     ImageStore(client, info.model_id).delete_where(Filter.by_property("collection").equal(name))
     client.collections.use(REGISTRY).data.delete_by_id(_registry_uuid(name))
@@ -95,8 +93,6 @@ def switch_model(client: weaviate.WeaviateClient, name: str, from_model: str, to
 
     Idempotent: a re-run after a crash between the two steps finishes the second.
     """
-    from indexer.store.images import ImageStore
-
     info = get_collection(client, name, with_count=False)
     if info.model_id == from_model:
         client.collections.use(REGISTRY).data.update(
@@ -107,9 +103,6 @@ def switch_model(client: weaviate.WeaviateClient, name: str, from_model: str, to
 
 def reembed_items(client: weaviate.WeaviateClient, info: CollectionInfo) -> list[dict[str, str]]:
     """One job item per stored image of the collection: re-encoded from its original in the blob store."""
-    from indexer.store.images import ImageStore
-    from indexer.store.scan import scan
-
     store = ImageStore(client, info.model_id)
     where = Filter.by_property("collection").equal(info.name)
     return [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -70,11 +71,11 @@ class Services:
     def encoder_status(self) -> dict[str, Any]:
         return self.encoder.status()
 
-    @property
+    @cached_property
     def jobs(self) -> JobStore:
         return JobStore(self.redis)
 
-    @property
+    @cached_property
     def blobs(self) -> BlobStore:
         return BlobStore(self.settings.blob_dir)
 
