@@ -28,9 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from indexer.images import decode_image  # noqa: E402
+from indexer.model.cpu import cpu_description  # noqa: E402
 from indexer.model.encoder import ClipEncoder  # noqa: E402
 from indexer.model.files import tiny_model_dir  # noqa: E402
-from indexer.model.quantize import quantize_model_dir  # noqa: E402
+from indexer.model.quantize import PROBE_TEXTS, SCHEMES, quantize_model_dir  # noqa: E402
 from indexer.preprocess import preprocess  # noqa: E402
 
 DEFAULT_BIG = Path.home() / ".cache" / "clipsearch" / "models" / "ViT-B-32-random"
@@ -61,6 +62,13 @@ def best_rate(fn: Callable[[], object], n_images: int) -> float:
     t0 = time.perf_counter()
     fn()
     return n_images / (time.perf_counter() - t0)
+
+
+def embed_all(encoder: ClipEncoder, jpegs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Image vectors of the benchmark JPEGs and text vectors of the probe prompts (for cosine to fp32)."""
+    out = encoder.embed_image_bytes(jpegs, max_pixels=10**9)
+    images = np.stack([np.asarray(o.vector) for o in out])
+    return images, encoder.encode_texts(list(PROBE_TEXTS))[0]
 
 
 def bench(encoder: ClipEncoder, jpegs: list[bytes], repeat: int) -> dict[str, float]:
@@ -118,6 +126,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-int8", action="store_true")
+    parser.add_argument(
+        "--schemes",
+        default="u8u8,s8-reduced,s8",
+        help=f"int8 schemes to compare, comma-separated, from {sorted(SCHEMES)} (s8 is the legacy one)",
+    )
     args = parser.parse_args()
     model_dir = args.model_dir or (
         DEFAULT_BIG if (DEFAULT_BIG / "config.json").is_file() else tiny_model_dir()
@@ -131,21 +144,49 @@ def main() -> None:
         f"model {model_dir}  threads {args.threads}  cpus {os.cpu_count()}  images {len(jpegs)} "
         f"(640-2048 px JPEG, mean {mp:.1f} MP, {statistics.mean(map(len, jpegs)) / 1e3:.0f} kB)"
     )
+    cpu, features = cpu_description()
+    print(f"cpu {cpu} [{' '.join(features) or 'no SIMD features found'}]")
     rows = {}
-    rows["fp32"] = bench(ClipEncoder(model_dir, model_id="bench", threads=args.threads), jpegs, args.repeat)
-    if not args.no_int8:
-        with tempfile.TemporaryDirectory() as tmp:
-            qdir = quantize_model_dir(model_dir, Path(tmp) / "int8")
+    fp32 = ClipEncoder(model_dir, model_id="bench", threads=args.threads)
+    ref_images, ref_texts = embed_all(fp32, jpegs)
+    rows["fp32"] = bench(fp32, jpegs, args.repeat)
+    schemes = [] if args.no_int8 else args.schemes.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        for scheme in schemes:
+            qdir = quantize_model_dir(model_dir, Path(tmp) / scheme, scheme=scheme, min_cosine=0.0).path
             enc = ClipEncoder(qdir, model_id="bench", precision="int8", threads=args.threads)
-            rows["int8"] = bench(enc, jpegs, args.repeat)
+            images, texts = embed_all(enc, jpegs)
+            ci, ct = (ref_images * images).sum(1), (ref_texts * texts).sum(1)
+            row = bench(enc, jpegs, args.repeat)
+            row |= {
+                "img cos min": float(ci.min()),
+                "img cos med": float(np.median(ci)),
+                "text cos min": float(ct.min()),
+                "text cos med": float(np.median(ct)),
+            }
+            rows[f"int8 {scheme}"] = row
     print(f"load average after the run: {os.getloadavg()[0]:.2f} (other processes skew the numbers)")
     cols = ["raw b1", "raw b8", "raw b32", "full b32", "prep ms/img", "text p50 ms", "text p99 ms"]
+    cos = ["img cos min", "img cos med", "text cos min", "text cos med"]
     print()
-    print("| precision | " + " | ".join(c if "ms" in c else c + " img/s" for c in cols) + " | full/raw b32 |")
-    print("|---" * (len(cols) + 2) + "|")
+    print(
+        "| precision | "
+        + " | ".join(c if "ms" in c else c + " img/s" for c in cols)
+        + " | full/raw b32 | "
+        + " | ".join(cos)
+        + " |"
+    )
+    print("|---" * (len(cols) + len(cos) + 2) + "|")
     for name, r in rows.items():
         cells = [f"{r[c]:.1f}" if "ms" not in c else f"{r[c]:.2f}" for c in cols]
-        print(f"| {name} | " + " | ".join(cells) + f" | {r['full b32'] / r['raw b32']:.2f} |")
+        cos_cells = [f"{r[c]:.5f}" if c in r else "1" for c in cos]
+        print(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {r['full b32'] / r['raw b32']:.2f} | "
+            + " | ".join(cos_cells)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

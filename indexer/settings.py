@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     model_id: str = "ViT-B-32__openai"
     model_dir: Path | None = None
     model_precision: Literal["fp32", "int8"] = "fp32"
+    # `clipsearch models quantize` refuses to write an int8 model whose image or text cosine to fp32 on the
+    # bundled probe photos and prompts falls below this.
+    int8_min_cosine: float = Field(default=0.999, ge=0.0, le=1.0)
     hf_endpoint: str | None = None
     onnx_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
 

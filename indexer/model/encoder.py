@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from indexer.errors import ClipsearchError, InvalidInput, ModelUnavailable
 from indexer.images import DecodedImage, decode_image
 from indexer.model.catalogue import TINY_MODEL_ID, get_spec
+from indexer.model.cpu import cpu_description, u8s8_saturates
 from indexer.model.files import (
     ResolvedModel,
     missing_files,
@@ -104,6 +105,14 @@ class ClipEncoder:
         self.model_id = model_id
         self.model_dir = model_dir
         self.precision = precision
+        self.quantization: dict[str, Any] | None = (
+            config.get("quantization")
+            if precision == "int8" and isinstance(config.get("quantization"), dict)
+            else None
+        )
+        self.int8_warning = _int8_warning(precision, self.quantization)
+        if self.int8_warning:
+            log.warning("%s: %s", model_dir, self.int8_warning)
         self.source = source
         self.threads = threads
         self.providers = list(providers) if providers is not None else default_providers()
@@ -161,6 +170,8 @@ class ClipEncoder:
         return {
             "model_id": self.model_id,
             "precision": self.precision,
+            **({"int8": self.quantization} if self.quantization else {}),
+            **({"int8_warning": self.int8_warning} if self.int8_warning else {}),
             "is_test_model": self.is_test_model,
             "source": self.source,
             "model_dir": str(self.model_dir),
@@ -353,6 +364,21 @@ def load_encoder(
     )
 
 
+def _int8_warning(precision: str, quantization: dict[str, Any] | None) -> str | None:
+    """Why an int8 model may drift from fp32 on this CPU, or None."""
+    if precision != "int8":
+        return None
+    if quantization is not None and quantization.get("faithful_on_every_cpu"):
+        return None
+    cpu, features = cpu_description()
+    if not u8s8_saturates(features):
+        return None
+    return (
+        f"this int8 model has full-range int8 weights, whose kernels saturate on this CPU ({cpu}: AVX2 "
+        "without VNNI) and drift from fp32; quantise it again with `clipsearch models quantize`"
+    )
+
+
 def tiny_encoder(settings: Settings | None = None, **kwargs: Any) -> ClipEncoder:
     """The bundled random-weight test model, explicitly (what ``up`` falls back to)."""
     return load_encoder(settings or Settings(), model_id=TINY_MODEL_ID, **kwargs)
@@ -365,7 +391,7 @@ def _int8_dir(settings: Settings, resolved: ResolvedModel) -> Path:
     if resolved.is_test_model:  # small enough to quantise on the spot
         from indexer.model.quantize import quantize_model_dir
 
-        return quantize_model_dir(resolved.path, qdir)
+        return quantize_model_dir(resolved.path, qdir, min_cosine=settings.int8_min_cosine).path
     raise ModelUnavailable(
         f"no int8 copy of model {resolved.model_id!r}; create it with "
         f"`clipsearch models quantize {resolved.model_id}` or set MODEL_PRECISION=fp32",
