@@ -31,7 +31,7 @@ from indexer.images import decode_image  # noqa: E402
 from indexer.model.cpu import cpu_description  # noqa: E402
 from indexer.model.encoder import ClipEncoder  # noqa: E402
 from indexer.model.files import tiny_model_dir  # noqa: E402
-from indexer.model.quantize import PROBE_TEXTS, SCHEMES, quantize_model_dir  # noqa: E402
+from indexer.model.quantize import DEFAULT_SCHEMES, PROBE_TEXTS, SCHEMES, quantize_model_dir  # noqa: E402
 from indexer.preprocess import preprocess  # noqa: E402
 
 DEFAULT_BIG = Path.home() / ".cache" / "clipsearch" / "models" / "ViT-B-32-random"
@@ -128,8 +128,9 @@ def main() -> None:
     parser.add_argument("--no-int8", action="store_true")
     parser.add_argument(
         "--schemes",
-        default="u8u8,s8-reduced,s8",
-        help=f"int8 schemes to compare, comma-separated, from {sorted(SCHEMES)} (s8 is the legacy one)",
+        default="auto,s8-reduced,u8u8,s8",
+        help=f"int8 schemes to compare, comma-separated: auto (the default of `clipsearch models quantize`) "
+        f"or one of {sorted(SCHEMES)} for both towers (s8 is the legacy one)",
     )
     args = parser.parse_args()
     model_dir = args.model_dir or (
@@ -153,7 +154,14 @@ def main() -> None:
     schemes = [] if args.no_int8 else args.schemes.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         for scheme in schemes:
-            qdir = quantize_model_dir(model_dir, Path(tmp) / scheme, scheme=scheme, min_cosine=0.0).path
+            # "auto" is what `clipsearch models quantize` writes: per tower, the fastest faithful scheme.
+            auto = scheme == "auto"
+            qdir = quantize_model_dir(
+                model_dir,
+                Path(tmp) / scheme,
+                schemes=DEFAULT_SCHEMES if auto else (scheme,),
+                min_cosine=0.999 if auto else 0.0,
+            ).path
             enc = ClipEncoder(qdir, model_id="bench", precision="int8", threads=args.threads)
             images, texts = embed_all(enc, jpegs)
             ci, ct = (ref_images * images).sum(1), (ref_texts * texts).sum(1)

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     quantize.add_argument(
         "--scheme",
         default=None,
-        help="u8u8 (default) or s8-reduced: both faithful on every CPU; s8 is the legacy full-range scheme",
+        help="only this scheme: s8-reduced or u8u8 (both faithful on every CPU; by default each tower gets "
+        "the fastest that passes), or s8, the legacy full-range one",
     )
     quantize.add_argument(
         "--min-cosine",
@@ -94,7 +95,7 @@ def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_quantize(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.model.cpu import cpu_description
     from indexer.model.files import model_id_for_dir, quantized_dir, resolve_model, validate_model_dir
-    from indexer.model.quantize import DEFAULT_SCHEME, quantize_model_dir
+    from indexer.model.quantize import DEFAULT_SCHEMES, quantize_model_dir
 
     target = args.model_id or settings.model_id
     as_dir = Path(target).expanduser()
@@ -105,16 +106,17 @@ def cmd_quantize(args: argparse.Namespace, settings: Settings) -> int:
         resolved = resolve_model(settings, allow_download=args.pull, model_id=target)
         model_id, src = resolved.model_id, resolved.path
     dst = quantized_dir(settings, model_id)
-    scheme = args.scheme or DEFAULT_SCHEME
+    schemes = (args.scheme,) if args.scheme else DEFAULT_SCHEMES
     threshold = settings.int8_min_cosine if args.min_cosine is None else args.min_cosine
     cpu, features = cpu_description()
     started = time.monotonic()
-    print(f"quantising {model_id} ({src}) -> {dst} with scheme {scheme} ...", flush=True)
-    done = quantize_model_dir(src, dst, scheme=scheme, min_cosine=threshold, threads=settings.onnx_threads)
+    print(f"quantising {model_id} ({src}) -> {dst} ({' or '.join(schemes)}) ...", flush=True)
+    done = quantize_model_dir(src, dst, schemes=schemes, min_cosine=threshold, threads=settings.onnx_threads)
     fid = done.fidelity
     print(f"done in {time.monotonic() - started:.1f}s")
+    print(f"image tower: {done.towers['visual']}; text tower: {done.towers['textual']}")
     if done.towers["textual"] == "fp32":
-        print(f"the int8 text tower fell below {threshold}: the text tower stays fp32 (images are int8)")
+        print(f"no int8 text tower reached {threshold}: the text tower stays fp32")
     print(
         f"cosine to fp32 on the probe set: images min {fid.image_min:.5f} median {fid.image_median:.5f}; "
         f"texts min {fid.text_min:.5f} median {fid.text_median:.5f} (threshold {threshold})"

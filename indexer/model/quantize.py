@@ -1,21 +1,23 @@
 """Dynamic int8 quantisation of a model directory, checked against fp32 before it is written.
 
-Weights of MatMul and Gemm are quantised; activations are quantised at run time to uint8. The default
-scheme is chosen to be faithful on every CPU, not only on the one that quantised it:
+Weights of MatMul and Gemm are quantised; activations are quantised at run time to uint8. Every scheme that
+clipsearch writes is faithful on every CPU, not only on the one that quantised it:
 
+- ``s8-reduced``: int8 weights in [-64, 64] (``reduce_range``), per output channel. A pair of u8*s8
+  products is at most 2*255*64 = 32640 < 32767, so the int16 sums of the U8S8 kernels of x86 CPUs without
+  VNNI (AVX2, AVX-512 without VNNI) cannot saturate; with VNNI or on Arm nothing saturates anyway. The fast
+  scheme: U8S8 kernels (VNNI where present).
 - ``u8u8``: uint8 weights, per output channel. ONNX Runtime runs U8U8 kernels that widen to int16 before
-  multiplying (AVX2, AVX-512) or use UDOT (Arm): nothing saturates anywhere.
-- ``s8-reduced``: int8 weights in [-64, 64] (``reduce_range``), per channel. A pair of u8*s8 products is at
-  most 2*255*64 = 32640 < 32767, so the int16 sums of the non-VNNI U8S8 kernels cannot saturate either.
-- ``s8`` (legacy, what clipsearch wrote before): full-range int8 weights. Fast, but on x86 CPUs with AVX2 or
-  AVX-512 and no VNNI the U8S8 kernels saturate (cosine to fp32 down to 0.98 on ViT-B/32). Kept for the
-  benchmark only.
+  multiplying (x86) or use UDOT (Arm): nothing saturates anywhere, and it keeps one more bit of weight
+  precision, at about a third of the U8S8 speed on a VNNI CPU.
+- ``s8`` (legacy, what clipsearch wrote before): full-range int8 weights. On x86 CPUs with AVX2 or AVX-512
+  and no VNNI the U8S8 kernels saturate (cosine to fp32 down to 0.98 on ViT-B/32). Kept for the benchmark.
 
-The result is a complete model directory (configs and tokenizer copied), written atomically, and only if
-the image and text cosine to fp32 on the bundled probe photos and prompts reach ``min_cosine``. A text tower
-below it stays fp32 (text runs one query at a time, so int8 buys little there); an image tower below it
-means nothing is written. ``config.json`` records the scheme, the towers' precisions, the figures and the
-CPU they were measured on.
+Each tower gets the first scheme of ``schemes`` whose cosine to fp32 on the bundled probe photos (visual)
+or prompts (textual) reaches ``min_cosine``. A text tower that none reaches stays fp32 (text runs one query
+at a time, so int8 buys little there); an image tower that none reaches means nothing is written. The
+result is a complete model directory (configs and tokenizer copied), written atomically; ``config.json``
+records each tower's scheme, the figures and the CPU they were measured on.
 """
 
 from __future__ import annotations
@@ -68,12 +70,13 @@ class Scheme:
 SCHEMES = {
     s.name: s
     for s in (
-        Scheme("u8u8", "uint8", per_channel=True, reduce_range=False, faithful_everywhere=True),
         Scheme("s8-reduced", "int8", per_channel=True, reduce_range=True, faithful_everywhere=True),
+        Scheme("u8u8", "uint8", per_channel=True, reduce_range=False, faithful_everywhere=True),
         Scheme("s8", "int8", per_channel=False, reduce_range=False, faithful_everywhere=False),
     )
 }
-DEFAULT_SCHEME = "u8u8"
+# Fastest first: each tower takes the first that is faithful on the probe set.
+DEFAULT_SCHEMES = ("s8-reduced", "u8u8")
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class Quantized:
 
     path: Path
     fidelity: Fidelity
-    towers: dict[str, str]  # tower -> "int8" or "fp32"
+    towers: dict[str, str]  # tower -> the scheme it was quantised with, or "fp32"
 
 
 class _DropPreprocessHint(logging.Filter):
@@ -119,44 +122,32 @@ def _cosines(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float
     )
 
 
-def measure_fidelity(
-    fp32_dir: Path,
-    int8_dir: Path,
-    *,
-    images: Sequence[bytes] | None = None,
-    texts: Sequence[str] = PROBE_TEXTS,
-    threads: int = 1,
-) -> Fidelity:
-    """Image and text cosine of the int8 model to the fp32 one (full decode and preprocess path)."""
+def _embed_probe(model_dir: Path, precision: str, tower: str, threads: int) -> NDArray[np.float32]:
+    """One tower's vectors of the probe set: photos through the full decode and preprocess path, or texts."""
     from indexer.model.encoder import ClipEncoder
 
-    data = list(images) if images is not None else probe_images()
-    vectors: list[tuple[NDArray[np.float32], NDArray[np.float32]]] = []
-    for path, precision in ((fp32_dir, "fp32"), (int8_dir, "int8")):
-        enc = ClipEncoder(path, model_id="fidelity-probe", precision=precision, threads=threads)
-        try:
-            out = enc.embed_image_bytes(data, max_pixels=10**9)
-            bad = [o.error for o in out if o.vector is None]
-            if bad:
-                raise ModelUnavailable(f"probe photo failed to embed: {bad[0]}", {"path": str(path)})
-            image = np.stack([np.asarray(o.vector, dtype=np.float32) for o in out])
-            vectors.append((image, enc.encode_texts(list(texts))[0]))
-        finally:
-            enc.close()
-            enc.unload()
-    (fi, ft), (qi, qt) = vectors
-    ci, ct = _cosines(fi, qi), _cosines(ft, qt)
-    return Fidelity(
-        image_min=float(ci.min()),
-        image_median=float(np.median(ci)),
-        text_min=float(ct.min()),
-        text_median=float(np.median(ct)),
-    )
+    enc = ClipEncoder(model_dir, model_id="fidelity-probe", precision=precision, threads=threads)
+    try:
+        if tower == "textual":
+            return enc.encode_texts(list(PROBE_TEXTS))[0]
+        out = enc.embed_image_bytes(probe_images(), max_pixels=10**9)
+        bad = [o.error for o in out if o.vector is None]
+        if bad:
+            raise ModelUnavailable(f"probe photo failed to embed: {bad[0]}", {"path": str(model_dir)})
+        return np.stack([np.asarray(o.vector, dtype=np.float32) for o in out])
+    finally:
+        enc.close()
+        enc.unload()
+
+
+def _min_median(cos: NDArray[np.float64]) -> tuple[float, float]:
+    return float(cos.min()), float(np.median(cos))
 
 
 def _quantize_tower(model: Path, out: Path, scheme: Scheme) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    out.unlink(missing_ok=True)
     quantize_dynamic(
         model,
         out,
@@ -168,18 +159,14 @@ def _quantize_tower(model: Path, out: Path, scheme: Scheme) -> None:
     )
 
 
-def quantization_record(scheme: Scheme, fidelity: Fidelity, towers: dict[str, str]) -> dict[str, Any]:
+def quantization_record(fidelity: Fidelity, towers: dict[str, str]) -> dict[str, Any]:
     """What ``config.json`` keeps under ``quantization`` (and ``/health`` shows)."""
     import onnxruntime
 
     cpu, features = cpu_description()
     return {
-        "scheme": scheme.name,
         "towers": towers,
-        "weights": scheme.weights,
-        "per_channel": scheme.per_channel,
-        "reduce_range": scheme.reduce_range,
-        "faithful_on_every_cpu": scheme.faithful_everywhere,
+        "faithful_on_every_cpu": all(t == "fp32" or SCHEMES[t].faithful_everywhere for t in towers.values()),
         "cosine_to_fp32": {k: round(v, 6) for k, v in asdict(fidelity).items()},
         "measured_on": {"cpu": cpu, "features": list(features), "onnxruntime": onnxruntime.__version__},
     }
@@ -189,18 +176,18 @@ def quantize_model_dir(
     src: Path,
     dst: Path,
     *,
-    scheme: str = DEFAULT_SCHEME,
+    schemes: Sequence[str] = DEFAULT_SCHEMES,
     min_cosine: float = 0.999,
     threads: int = 1,
 ) -> Quantized:
     """Write the int8 copy of ``src`` to ``dst``; return where, with its measured fidelity and towers.
 
-    Raises ModelUnavailable, leaving ``dst`` as it was, when the image or text cosine to fp32 on the probe
-    set is below ``min_cosine``.
+    Raises ModelUnavailable, leaving ``dst`` as it was, when no scheme brings the image tower's cosine to
+    fp32 on the probe photos up to ``min_cosine``.
     """
-    if scheme not in SCHEMES:
-        raise ModelUnavailable(f"unknown int8 scheme {scheme!r}", {"schemes": sorted(SCHEMES)})
-    chosen = SCHEMES[scheme]
+    unknown = [name for name in schemes if name not in SCHEMES]
+    if unknown or not schemes:
+        raise ModelUnavailable(f"unknown int8 scheme {unknown or schemes!r}", {"schemes": sorted(SCHEMES)})
     validate_model_dir(src)
     hint_filter = _DropPreprocessHint()
     logging.getLogger().addFilter(hint_filter)
@@ -209,36 +196,43 @@ def quantize_model_dir(
         shutil.rmtree(tmp)
     try:
         for name in REQUIRED_FILES:
-            if name.endswith(".onnx"):
-                continue
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / name, tmp / name)
+        towers: dict[str, str] = {}
+        figures: dict[str, tuple[float, float]] = {}
         for tower in ("visual", "textual"):
-            log.info("quantising %s (%s)", src / tower / "model.onnx", chosen.name)
-            _quantize_tower(src / tower / "model.onnx", tmp / tower / "model.onnx", chosen)
-        towers = {"visual": "int8", "textual": "int8"}
-        fidelity = measure_fidelity(src, tmp, threads=threads)
-        if fidelity.text_min < min_cosine <= fidelity.image_min:
-            # The text tower runs one query at a time (latency, not throughput): keep it exact rather than
-            # unfaithful, and say so. Small text towers quantise worst (per-tensor activation scales).
-            log.warning(
-                "int8 text tower: cosine %.5f < %s; keeping the text tower in fp32",
-                fidelity.text_min,
-                min_cosine,
-            )
-            shutil.copyfile(src / "textual" / "model.onnx", tmp / "textual" / "model.onnx")
-            towers["textual"] = "fp32"
-            fidelity = measure_fidelity(src, tmp, threads=threads)
-        if fidelity.worst < min_cosine:
-            raise ModelUnavailable(
-                f"int8 model of {src} is not faithful enough: cosine to fp32 is {fidelity.image_min:.5f} "
-                f"(images) and {fidelity.text_min:.5f} (texts), below INT8_MIN_COSINE={min_cosine}; "
-                "nothing was written",
-                {"path": str(src), "threshold": min_cosine, "scheme": chosen.name, **asdict(fidelity)},
-            )
+            reference = _embed_probe(src, "fp32", tower, threads)
+            model = tmp / tower / "model.onnx"
+            for name in schemes:
+                log.info("quantising %s with %s", src / tower / "model.onnx", name)
+                _quantize_tower(src / tower / "model.onnx", model, SCHEMES[name])
+                cos = _cosines(reference, _embed_probe(tmp, "int8", tower, threads))
+                figures[tower] = _min_median(cos)
+                log.info("%s %s: cosine to fp32 min %.5f", tower, name, figures[tower][0])
+                if figures[tower][0] >= min_cosine:
+                    towers[tower] = name
+                    break
+            else:
+                if tower == "visual":
+                    raise ModelUnavailable(
+                        f"int8 model of {src} is not faithful enough: image cosine to fp32 is "
+                        f"{figures[tower][0]:.5f} with {schemes[-1]}, below INT8_MIN_COSINE={min_cosine}; "
+                        "nothing was written",
+                        {
+                            "path": str(src),
+                            "threshold": min_cosine,
+                            "schemes": list(schemes),
+                            "image_min": figures[tower][0],
+                        },
+                    )
+                log.warning("int8 text tower below %s with every scheme; it stays fp32", min_cosine)
+                model.unlink()
+                shutil.copyfile(src / tower / "model.onnx", model)
+                towers[tower], figures[tower] = "fp32", (1.0, 1.0)
+        fidelity = Fidelity(*figures["visual"], *figures["textual"])
         config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
         config["precision"] = "int8"
-        config["quantization"] = quantization_record(chosen, fidelity, towers)
+        config["quantization"] = quantization_record(fidelity, towers)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         if dst.exists():
             shutil.rmtree(dst)
