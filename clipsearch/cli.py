@@ -17,11 +17,15 @@ from clipsearch.client import ApiClient, image_files
 from clipsearch.stack import LocalStack
 from indexer.errors import ClipsearchError, ModelUnavailable
 from indexer.settings import Settings
+from search_api.guard import check_bind
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_COLLECTION = "demo"
 
 MAX_WORKER_RESTARTS = 5
+ALLOW_OPEN_HELP = (
+    "serve on a non-loopback address without API_KEYS (ALLOW_OPEN_BIND=true): only behind a trusted network"
+)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -68,6 +72,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start everything in the foreground and stop it all on Ctrl-C or SIGTERM."""
     if args.port:
         settings = settings.model_copy(update={"api_port": args.port})
+    if args.allow_open:
+        settings = settings.model_copy(update={"allow_open_bind": True})
+    check_bind(settings.api_host, settings)  # before anything starts or downloads
     if not settings.model_dir:
         settings = ensure_model(settings, allow_download=not args.offline)
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -112,7 +119,15 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the API alone under gunicorn (for deployments; point it at WEAVIATE_URL and REDIS_URL)."""
-    bind = f"{args.host or settings.api_host}:{args.port or settings.api_port}"
+    host = args.host or settings.api_host
+    if args.allow_open:
+        settings = settings.model_copy(update={"allow_open_bind": True})
+    check_bind(host, settings)
+    # The gunicorn entry checks again (search_api.wsgi), and answers for this host name.
+    os.environ["ALLOW_OPEN_BIND"] = "true" if settings.allow_open_bind else "false"
+    os.environ["API_HOST"] = host
+    address = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    bind = f"{address}:{args.port or settings.api_port}"
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several gunicorn processes: metrics are summed across them only in multiprocess mode, which
         # needs an empty directory of its own.
@@ -181,12 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="API port (default: API_PORT or 8000)")
     up.add_argument("--demo", action="store_true", help="index the bundled demo photos into `demo`")
     up.add_argument("--offline", action="store_true", help="never download a model")
+    up.add_argument("--allow-open", action="store_true", help=ALLOW_OPEN_HELP)
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run the HTTP API alone")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1, help="gunicorn processes")
+    serve.add_argument("--allow-open", action="store_true", help=ALLOW_OPEN_HELP)
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run one Celery worker alone")

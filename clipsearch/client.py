@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 from tqdm import tqdm
 
 from indexer.errors import ClipsearchError
@@ -15,29 +16,83 @@ from indexer.errors import ClipsearchError
 UPLOAD_BATCH = 64
 
 
+RETRY_POST_STATUSES = (502, 503, 504)
+MAX_BACKOFF_S = 10.0
+
+
+class _Transient(Exception):
+    """A failure worth retrying: no connection, or a 5xx."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        error = response.json()["error"]
+        return f"{error['message']} ({response.status_code})"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+_backoff = wait_exponential(multiplier=0.5, max=MAX_BACKOFF_S)
+
+
+def _wait_for_retry(state: RetryCallState) -> float:
+    """Exponential backoff (0.5 s doubling, at most 10 s); a Retry-After the server sent wins, capped."""
+    outcome = state.outcome
+    exc = outcome.exception() if outcome is not None else None
+    if isinstance(exc, _Transient) and exc.retry_after_s is not None:
+        return min(max(exc.retry_after_s, 0.0), MAX_BACKOFF_S)
+    return float(_backoff(state))
+
+
 class ApiClient:
-    def __init__(self, base_url: str, api_key: str | None = None) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, retry_for_s: float = 120.0) -> None:
         self.base = base_url.rstrip("/")
+        self.retry_for_s = retry_for_s
         self.session = requests.Session()
         self.session.trust_env = False
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
 
     def call(self, method: str, path: str, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        """One API call; transient failures (no connection, 5xx, a 503 for a dependency outage) are
+        retried with backoff, honouring Retry-After, for up to `retry_for_s` seconds."""
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(_Transient),
+                wait=_wait_for_retry,
+                stop=stop_after_delay(self.retry_for_s),
+                reraise=True,
+            ):
+                with attempt:
+                    response = self._send(method, path, **kwargs)
+        except _Transient as exc:
+            raise ClipsearchError(f"{exc} (gave up after {self.retry_for_s:.0f} s of retries)") from exc
+        if response.status_code not in expect:
+            raise ClipsearchError(_message(response))
+        return response.json() if response.content else None
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
             response = self.session.request(method, self.base + path, timeout=300, **kwargs)
-        except requests.ConnectionError as exc:
-            raise ClipsearchError(
-                f"cannot reach clipsearch at {self.base}: is `clipsearch up` running?"
-            ) from exc
-        if response.status_code not in expect:
-            try:
-                error = response.json()["error"]
-                message = f"{error['message']} ({response.status_code})"
-            except (ValueError, KeyError, TypeError):
-                message = f"HTTP {response.status_code}: {response.text[:200]}"
-            raise ClipsearchError(message)
-        return response.json() if response.content else None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Transient(f"cannot reach clipsearch at {self.base}: is `clipsearch up` running?") from exc
+        # A POST is retried only when the server said it did nothing (its dependency or gateway was down);
+        # reads and deletes are safe to repeat on any 5xx.
+        transient = RETRY_POST_STATUSES if method.upper() == "POST" else range(500, 600)
+        if response.status_code in transient:
+            raise _Transient(_message(response), _retry_after(response))
+        return response
 
     def ensure_collection(self, name: str) -> None:
         existing = {c["name"] for c in self.call("GET", "/collections")["collections"]}

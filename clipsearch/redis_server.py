@@ -1,7 +1,15 @@
-"""The managed local redis-server (Debian's package), bound to loopback."""
+"""The managed local redis-server (Debian's package), bound to loopback, with a password.
+
+Loopback alone would let any local user enqueue tasks or rewrite job records, so every start generates
+a fresh password (`requirepass`). It reaches redis-server through a 0600 config file in its data
+directory (never the command line, which `ps` shows to every user), and the stack's own processes
+through REDIS_URL in their environment (which only the same user can read).
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -10,17 +18,24 @@ import redis
 from clipsearch.processes import LOOPBACK, ManagedProcess, ensure_port_free, ensure_writable_dir, free_port
 from indexer.errors import StartupError
 
+CONFIG_NAME = "clipsearch-redis.conf"
+
 
 class RedisServer:
-    def __init__(self, data_dir: Path, log_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, log_dir: Path, port: int | None = None, password: str | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.password = password or secrets.token_hex(32)
+        self.config_path = data_dir / CONFIG_NAME
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.binary = Path(binary)
         self.process = ManagedProcess(
             "redis",
             [
                 str(self.binary),
+                str(self.config_path),
                 "--bind",
                 LOOPBACK,
                 "--port",
@@ -41,7 +56,18 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        """The URL with the password: hand it only to processes of this user (environment, not argv)."""
+        return f"redis://:{self.password}@{LOOPBACK}:{self.port}/0"
+
+    def write_config(self) -> None:
+        """The password in a file only this user can read (re-written with 0600 on every start)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.config_path, flags, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, f"# written by clipsearch on every start\nrequirepass {self.password}\n".encode())
+        finally:
+            os.close(fd)
 
     def _ready(self) -> bool:
         return bool(redis.Redis.from_url(self.url, socket_timeout=1).ping())
@@ -54,6 +80,7 @@ class RedisServer:
             )
         ensure_writable_dir(self.data_dir, "Redis")
         ensure_port_free(self.port, "Redis")
+        self.write_config()
         self.process.start()
         self.process.wait_ready(self._ready, timeout_s)
 

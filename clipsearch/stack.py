@@ -18,6 +18,7 @@ from clipsearch.redis_server import RedisServer
 from clipsearch.weaviate_server import WeaviateServer
 from indexer.errors import StartupError
 from indexer.settings import Settings
+from search_api.guard import check_bind
 from workers.celery_factory import make_celery
 
 
@@ -71,6 +72,8 @@ class LocalStack:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.want_api:
+            check_bind(self.settings.api_host, self.settings)  # no open API without keys or consent
         try:
             if self.want_api:
                 ensure_port_free(self.api_port, "the API", self.settings.api_host)
@@ -118,6 +121,8 @@ class LocalStack:
     def start_api(self, timeout_s: float = 60.0) -> None:
         env = self.child_env()
         env["API_PORT"] = str(self.api_port)
+        env["API_HOST"] = self.settings.api_host  # a Host header the API answers for
+        env["ALLOW_OPEN_BIND"] = "true" if self.settings.allow_open_bind else "false"
         self.api = ManagedProcess(
             "api",
             [

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
+
+from indexer.errors import InvalidInput
+
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+
+
+def check_sha256(sha256: object) -> str:
+    """A content hash as stored: exactly 64 lowercase hex characters (so never a path)."""
+    if not isinstance(sha256, str) or not SHA256_PATTERN.fullmatch(sha256):
+        raise InvalidInput("malformed sha256: expected exactly 64 lowercase hex characters")
+    return sha256
 
 
 class BlobStore:
@@ -12,9 +24,11 @@ class BlobStore:
         self.root = root
 
     def original_path(self, sha256: str) -> Path:
+        check_sha256(sha256)
         return self.root / "originals" / sha256[:2] / sha256
 
     def thumbnail_path(self, sha256: str) -> Path:
+        check_sha256(sha256)
         return self.root / "thumbnails" / sha256[:2] / f"{sha256}.jpg"
 
     @staticmethod
@@ -40,3 +54,14 @@ class BlobStore:
         path = self.thumbnail_path(sha256)
         self._write_atomic(path, jpeg)
         return path
+
+    def delete(self, sha256: str) -> int:
+        """Remove the original and the thumbnail of these bytes (blob_gc decides when); 1 if any was there."""
+        removed = 0
+        for path in (self.original_path(sha256), self.thumbnail_path(sha256)):
+            try:
+                path.unlink()
+                removed = 1
+            except FileNotFoundError:
+                pass
+        return removed

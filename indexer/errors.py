@@ -46,6 +46,18 @@ class Forbidden(ClipsearchError):
     code = "forbidden"
 
 
+class CrossSiteRefused(Forbidden):
+    """A state-changing request sent by a page of another origin (CSRF guard)."""
+
+    code = "cross_site_refused"
+
+
+class MisdirectedRequest(ClipsearchError):
+    """The Host header names a host this service does not answer for (DNS-rebinding guard)."""
+
+    code = "untrusted_host"
+
+
 class ServiceUnavailable(ClipsearchError):
     """A backing service (Weaviate, Redis, workers, model) is not ready."""
 
@@ -62,3 +74,69 @@ class StartupError(ClipsearchError):
     """A managed server could not start; the message names the cause."""
 
     code = "startup_failed"
+
+
+class DependencyUnavailable(ServiceUnavailable):
+    """Redis, Weaviate or the queue did not answer: a transient outage, worth retrying later."""
+
+    code = "dependency_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        dependency: str = "",
+        retry_after_s: int = 5,
+    ) -> None:
+        super().__init__(message, {"dependency": dependency, **(details or {})} if dependency else details)
+        self.dependency = dependency
+        self.retry_after_s = retry_after_s
+
+
+_WEAVIATE_TRANSIENT_STATUS = {502, 503, 504}
+_GRPC_TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "connection refused", "failed to connect")
+
+
+def dependency_failure(exc: BaseException, retry_after_s: int = 5) -> DependencyUnavailable | None:
+    """The DependencyUnavailable that a client library's exception means, or None when it is not an
+    outage (a bad query, a bug). One place that knows the client exception types of Redis, the Celery
+    broker (kombu) and Weaviate (REST, gRPC)."""
+    import kombu.exceptions
+    import redis
+    import weaviate.exceptions as wvx
+
+    def down(dependency: str) -> DependencyUnavailable:
+        return DependencyUnavailable(
+            f"{dependency} is unavailable, retry later: {exc.__class__.__name__}",
+            dependency=dependency,
+            retry_after_s=retry_after_s,
+        )
+
+    if isinstance(exc, DependencyUnavailable):
+        return exc
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):  # BusyLoadingError included
+        return down("redis")
+    if isinstance(exc, kombu.exceptions.OperationalError):
+        return down("redis")
+    if isinstance(
+        exc,
+        wvx.WeaviateConnectionError
+        | wvx.WeaviateTimeoutError
+        | wvx.WeaviateGRPCUnavailableError
+        | wvx.WeaviateClosedClientError
+        | wvx.WeaviateRetryError
+        | wvx.WeaviateStartUpError,
+    ):
+        return down("weaviate")
+    if isinstance(exc, wvx.UnexpectedStatusCodeError) and exc.status_code in _WEAVIATE_TRANSIENT_STATUS:
+        return down("weaviate")
+    if isinstance(exc, wvx.WeaviateQueryError) and any(mark in str(exc) for mark in _GRPC_TRANSIENT):
+        return down("weaviate")
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - weaviate-client depends on it
+        return None
+    if isinstance(exc, httpx.ConnectError | httpx.TimeoutException):
+        return down("weaviate")
+    return None

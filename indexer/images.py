@@ -234,34 +234,69 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise _corrupt("webp", "unknown chunk")
 
 
+# TIFF field types that libtiff reads as an unsigned integer (TIFFReadDirEntryLong): format, signed.
+_TIFF_INT_TYPES: Final[dict[int, str]] = {
+    1: "B",  # BYTE
+    3: "H",  # SHORT
+    4: "I",  # LONG
+    6: "b",  # SBYTE
+    8: "h",  # SSHORT
+    9: "i",  # SLONG
+    13: "I",  # IFD
+    16: "Q",  # LONG8
+    17: "q",  # SLONG8
+    18: "Q",  # IFD8
+}
+TIFF_MAX_IFD_ENTRIES: Final = 4096  # libtiff refuses a directory with more (its sanity check)
+
+
 def _tiff_size(data: bytes) -> tuple[int, int]:
+    """ImageWidth and ImageLength of the first IFD, the one page that OpenCV's imdecode decodes.
+
+    Read the way libtiff reads them, so that the pixel cap sees what the decoder will allocate: the
+    FIRST entry of a tag counts (libtiff ignores later duplicates), the value must be one integer of a
+    type libtiff accepts, and BigTIFF is read like classic TIFF. Anything libtiff would not take as it
+    is, is refused as corrupt rather than guessed at."""
     endian = "<" if data[:2] == b"II" else ">"
     big = data[2:4] in (b"+\x00", b"\x00+")
     try:
         if big:
+            offset_size, zero = struct.unpack(endian + "HH", data[4:8])
+            if offset_size != 8 or zero != 0:
+                raise _corrupt("tiff", "bad BigTIFF header")
             (ifd,) = struct.unpack(endian + "Q", data[8:16])
-            (count,) = struct.unpack(endian + "Q", data[ifd : ifd + 8])
-            entry_size, base, head = 20, ifd + 8, endian + "HHQ"
+            header, count_fmt, entry_size, head = 16, "Q", 20, endian + "HHQ"
         else:
             (ifd,) = struct.unpack(endian + "I", data[4:8])
-            (count,) = struct.unpack(endian + "H", data[ifd : ifd + 2])
-            entry_size, base, head = 12, ifd + 2, endian + "HHI"
+            header, count_fmt, entry_size, head = 8, "H", 12, endian + "HHI"
+        if ifd < header or ifd >= len(data):
+            raise _corrupt("tiff", "first IFD offset outside the file")
+        count_size = struct.calcsize(count_fmt)
+        (count,) = struct.unpack(endian + count_fmt, data[ifd : ifd + count_size])
+        if count > TIFF_MAX_IFD_ENTRIES:
+            raise _corrupt("tiff", f"IFD with {count} entries")
+        base = ifd + count_size
+        if base + count * entry_size > len(data):
+            raise _corrupt("tiff", "short IFD")
         found: dict[int, int] = {}
-        for i in range(min(count, 4096)):
+        for i in range(count):
             off = base + i * entry_size
-            tag, typ, _n = struct.unpack(head, data[off : off + struct.calcsize(head)])
-            if tag in (256, 257):
-                value_off = off + struct.calcsize(head)
-                if typ == 3:  # SHORT
-                    (found[tag],) = struct.unpack(endian + "H", data[value_off : value_off + 2])
-                elif typ in (4, 16):  # LONG, LONG8
-                    fmt = endian + ("Q" if typ == 16 else "I")
-                    (found[tag],) = struct.unpack(fmt, data[value_off : value_off + struct.calcsize(fmt)])
-            if len(found) == 2:
-                return found[256], found[257]
+            tag, typ, n = struct.unpack(head, data[off : off + struct.calcsize(head)])
+            if tag not in (256, 257) or tag in found:  # libtiff keeps the first of duplicate tags
+                continue
+            fmt = _TIFF_INT_TYPES.get(typ)
+            if fmt is None or n != 1:
+                raise _corrupt("tiff", f"tag {tag} of type {typ} with {n} values")
+            value_off = off + struct.calcsize(head)
+            (value,) = struct.unpack(endian + fmt, data[value_off : value_off + struct.calcsize(fmt)])
+            if value < 0 or value > 0xFFFFFFFF:
+                raise _corrupt("tiff", f"tag {tag} value {value} out of range")
+            found[tag] = value
     except struct.error as exc:
         raise _corrupt("tiff", "short IFD") from exc
-    raise _corrupt("tiff", "no image dimensions")
+    if 256 not in found or 257 not in found:
+        raise _corrupt("tiff", "no image dimensions")
+    return found[256], found[257]
 
 
 _SIZE_READERS = {

@@ -12,19 +12,21 @@ import logging
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import weaviate
 from numpy.typing import NDArray
 
 from indexer import metrics
+from indexer.blob_gc import BlobCollector
 from indexer.blobs import BlobStore
 from indexer.errors import ClipsearchError
 from indexer.images import DecodedImage, make_thumbnail
 from indexer.jobs import FINAL_STATES, REEMBED, JobState, JobStore, Outcome
 from indexer.model.encoder import ClipEncoder
 from indexer.settings import Settings
-from indexer.sources import Item, ItemReader
+from indexer.sources import Item, ItemReader, item_name
 from indexer.store.images import ImageRecord, ImageStore
 from indexer.store.schema import image_uuid
 from indexer.user_collections import get_collection, switch_model
@@ -105,15 +107,20 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
     already = jobs.recorded(job_id, indexes)
 
     pending: list[_Pending] = []
-    reader = ItemReader(rt.settings)
+    reader = ItemReader(rt.settings, job_id)
     try:
         for index, item in zip(indexes, items, strict=True):
             if index in already:
                 continue
             try:
-                data = reader.read(item)
+                data = reader.read(item)  # checks the item first: a malformed one is failed, not run
             except ClipsearchError as exc:
-                _record(jobs, job_id, index, Outcome.FAILED, item["name"], exc.message)
+                _record(jobs, job_id, index, Outcome.FAILED, item_name(item, index), exc.message)
+                continue
+            except Exception as exc:  # one unreadable item fails alone, never its whole chunk
+                log.exception("job %s item %d could not be read", job_id, index)
+                reason = f"cannot read: {exc.__class__.__name__}: {exc}"
+                _record(jobs, job_id, index, Outcome.FAILED, item_name(item, index), reason)
                 continue
             sha = hashlib.sha256(data).hexdigest()
             if jobs.claim_content(job_id, sha, index) != index:
@@ -143,6 +150,28 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
         _reembed_records(rt, str(options["from_model"]), fresh, job_id, store, vectors)
         _finish(rt, job_id)
         return
+    # Pinned from before the blobs are written until the objects that refer to them are stored, so that
+    # a delete elsewhere of the same bytes cannot collect them in between (indexer/blob_gc.py).
+    with BlobCollector(rt.weaviate, rt.jobs.redis, rt.blobs).pinned([p.sha256 for p in fresh]):
+        errors = _store(rt, job_id, info.name, options, fresh, store, vectors)
+    for p in fresh:
+        if p.uuid in errors:
+            _record(jobs, job_id, p.index, Outcome.FAILED, p.item["name"], f"vector store: {errors[p.uuid]}")
+        else:
+            _record(jobs, job_id, p.index, Outcome.INDEXED)
+    _finish(rt, job_id)
+
+
+def _store(
+    rt: IngestRuntime,
+    job_id: str,
+    collection: str,
+    options: dict[str, Any],
+    fresh: list[_Pending],
+    store: ImageStore,
+    vectors: NDArray[np.float32],
+) -> dict[str, str]:
+    """Write the blobs and the image objects; returns uuid -> error for the objects that failed."""
     records = []
     now = datetime.now(UTC)
     for p in fresh:
@@ -152,7 +181,7 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
         records.append(
             ImageRecord(
                 id=p.uuid,
-                collection=info.name,
+                collection=collection,
                 filename=p.item["name"],
                 source=_source(p.item),
                 sha256=p.sha256,
@@ -166,13 +195,7 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
                 metadata=dict(options.get("metadata") or {}),
             )
         )
-    errors = store.insert(records, np.asarray(vectors))
-    for p in fresh:
-        if p.uuid in errors:
-            _record(jobs, job_id, p.index, Outcome.FAILED, p.item["name"], f"vector store: {errors[p.uuid]}")
-        else:
-            _record(jobs, job_id, p.index, Outcome.INDEXED)
-    _finish(rt, job_id)
+    return store.insert(records, np.asarray(vectors))
 
 
 def _reembed_records(
@@ -260,5 +283,5 @@ def fail_remaining(rt: IngestRuntime, job_id: str, start: int, end: int, reason:
     already = rt.jobs.recorded(job_id, indexes)
     for index, item in zip(indexes, items, strict=True):
         if index not in already:
-            _record(rt.jobs, job_id, index, Outcome.FAILED, item["name"], reason)
+            _record(rt.jobs, job_id, index, Outcome.FAILED, item_name(item, index), reason)
     _finish(rt, job_id)

@@ -3,11 +3,15 @@
 Every item's outcome is recorded once (HSETNX), and the counters move only when an outcome is new, so a
 chunk that a second worker re-runs after a crash cannot count an image twice. The last outcome of a job
 flips it to `completed` in the same atomic script.
+
+Every move to a final state (completed, failed, cancelled) gives all the job's keys a TTL (JOB_TTL_S,
+a week by default) and updates the per-state counters that `count_by_state` reads in O(1).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from enum import StrEnum
@@ -21,6 +25,14 @@ from indexer.errors import Conflict, NotFound
 PREFIX = "clipsearch:job:"
 REEMBED = "reembed"  # the job kind that moves a collection's images to another model
 INDEX = "clipsearch:jobs"
+# Jobs by state, kept as the states change, so that a metrics scrape costs a few commands, not one per
+# job: a hash of the queued and running counts, and one sorted set per final state (job id by finish
+# time) whose entries older than the TTL are pruned as jobs finish.
+ACTIVE = "clipsearch:jobs:active"
+ENDED = "clipsearch:jobs:ended:"
+PARTS = ("", "items", "outcome", "errors", "sha")  # every Redis key of a job: PREFIX + id [+ ":" + part]
+DEFAULT_TTL_S = 7 * 24 * 3600  # Settings.job_ttl_s
+PRUNE_BATCH = 100
 
 
 class JobState(StrEnum):
@@ -64,24 +76,98 @@ class JobReport(BaseModel):
     errors: list[FileError] = Field(default_factory=list)
 
 
-# KEYS: job hash, outcome hash, errors hash. ARGV: item index, outcome, error JSON or "", now.
-_RECORD = """
-if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+# Shared Lua: move a job to a final state (ARGV: state, now, ttl) and give every key of the job a TTL.
+# KEYS[1..5] are the job's keys (PARTS: KEYS[1] the job hash), KEYS[6] the ACTIVE hash, KEYS[7] INDEX;
+# the sorted set of a final state is ENDED .. state.
+_FINISH_LUA = """
+local function finish(keys, state, now, ttl, prefix, ended)
+  local old = redis.call('HGET', keys[1], 'state')
+  if old == state then return end
+  if old == 'queued' or old == 'running' then
+    redis.call('HINCRBY', keys[6], old, -1)
+  elseif old then
+    redis.call('ZREM', ended .. old, keys[1])
+  end
+  redis.call('HSET', keys[1], 'state', state, 'finished_at', now)
+  local set = ended .. state
+  redis.call('ZADD', set, now, keys[1])
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. (tonumber(now) - tonumber(ttl)))
+  for i = 1, 5 do redis.call('EXPIRE', keys[i], ttl) end
+  -- the index of jobs by creation time: drop a few entries whose records are gone
+  local cut = tonumber(now) - tonumber(ttl)
+  local old_ids = redis.call('ZRANGEBYSCORE', keys[7], '-inf', cut, 'LIMIT', 0, {batch})
+  for _, id in ipairs(old_ids) do
+    if redis.call('EXISTS', prefix .. id) == 0 then redis.call('ZREM', keys[7], id) end
+  end
+end
+""".replace("{batch}", str(PRUNE_BATCH))
+
+# KEYS: as _FINISH_LUA. ARGV: item index, outcome, error JSON or "", now, ttl, PREFIX, ENDED.
+_RECORD = _FINISH_LUA + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[3]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[3]) end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
-local seen = redis.call('HLEN', KEYS[2])
+local seen = redis.call('HLEN', KEYS[3])
 local state = redis.call('HGET', KEYS[1], 'state')
 if seen >= total and (state == 'running' or state == 'queued') then
-  redis.call('HSET', KEYS[1], 'state', 'completed', 'finished_at', ARGV[4])
+  finish(KEYS, 'completed', ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+elseif state ~= 'running' and state ~= 'queued' then
+  -- an outcome recorded after the job ended (a late chunk): its keys keep the TTL
+  for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 end
 return 1
+"""
+
+# KEYS: as _FINISH_LUA. ARGV: state, now, ttl, PREFIX, ENDED, failure reason, only_if_active ("1"/"0").
+# Returns the state before the call.
+_END = _FINISH_LUA + """
+local old = redis.call('HGET', KEYS[1], 'state')
+if not old then return false end
+if ARGV[7] == '1' and old ~= 'queued' and old ~= 'running' then return old end
+finish(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'failure', ARGV[6]) end
+return old
+"""
+
+# KEYS[1]: job hash, KEYS[2]: ACTIVE. ARGV: now. Only a queued job starts running.
+_RUN = """
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1])
+if redis.call('HGET', KEYS[1], 'state') == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'running')
+  redis.call('HINCRBY', KEYS[2], 'queued', -1)
+  redis.call('HINCRBY', KEYS[2], 'running', 1)
+end
+"""
+
+# KEYS[1]: the job's content hash, KEYS[2]: the job hash. ARGV: sha256, item index. A key made after the
+# job ended takes the job's remaining TTL.
+_CLAIM = """
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return redis.call('HGET', KEYS[1], ARGV[1])
 """
 
 
 def _text(value: object) -> str:
     """A Redis reply as str (the client returns bytes)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+
+
+def check_job_id(job_id: object) -> str:
+    """A job id as `new_job_id` makes them (32 lowercase hex characters); anything else is unknown."""
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
+        shown = repr(job_id)[:80]
+        raise NotFound(
+            f"unknown job {shown}: a job id is 32 lowercase hex characters",
+            {"reason": "malformed_job_id"},
+        )
+    return job_id
 
 
 def new_job_id() -> str:
@@ -94,13 +180,35 @@ def chunks(total: int, size: int) -> list[tuple[int, int]]:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis) -> None:
+    """Job records in Redis. A finished job's keys expire `ttl_s` seconds after it ends (JOB_TTL_S)."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int = DEFAULT_TTL_S) -> None:
         self.redis = client
+        self.ttl_s = ttl_s
         self._record = client.register_script(_RECORD)
+        self._end = client.register_script(_END)
+        self._run = client.register_script(_RUN)
+        self._claim = client.register_script(_CLAIM)
+
+    def keys(self, job_id: str) -> list[str]:
+        """Every Redis key of the job (the ones that exist and the ones that may come)."""
+        return [self._key(job_id, part) for part in PARTS]
+
+    def _finish_keys(self, job_id: str) -> list[str]:
+        return [*self.keys(job_id), ACTIVE, INDEX]
+
+    def _end_job(
+        self, job_id: str, state: JobState, reason: str = "", only_if_active: bool = False
+    ) -> str | None:
+        """Move the job to a final state and start its TTL; returns the state before (None: no job)."""
+        args = [state.value, time.time(), self.ttl_s, PREFIX, ENDED, reason, "1" if only_if_active else "0"]
+        old = self._end(keys=self._finish_keys(job_id), args=args)
+        return _text(old) if old is not None else None
 
     @staticmethod
     def _key(job_id: str, part: str = "") -> str:
-        return f"{PREFIX}{job_id}{':' + part if part else ''}"
+        # The id is checked here, where it becomes a Redis key: "abc:items" must not name another key.
+        return f"{PREFIX}{check_job_id(job_id)}{':' + part if part else ''}"
 
     def create(
         self,
@@ -134,11 +242,10 @@ class JobStore:
         if items:
             pipe.rpush(self._key(job_id, "items"), *[json.dumps(item) for item in items])
         pipe.zadd(INDEX, {job_id: now})
+        pipe.hincrby(ACTIVE, JobState.QUEUED.value, 1)
         pipe.execute()
         if not items:
-            self.redis.hset(
-                self._key(job_id), mapping={"state": JobState.COMPLETED.value, "finished_at": now}
-            )
+            self._end_job(job_id, JobState.COMPLETED)
         return job_id
 
     def options(self, job_id: str) -> dict[str, Any]:
@@ -149,8 +256,19 @@ class JobStore:
         return loaded
 
     def items(self, job_id: str, start: int, end: int) -> list[dict[str, Any]]:
+        """The planned items; one that is not a JSON object comes back as a refused item, so that it is
+        failed with the reason alone (workers check every item again before they act on it)."""
         raw = self.redis.lrange(self._key(job_id, "items"), start, end - 1)
-        return [json.loads(entry) for entry in raw]
+        items: list[dict[str, Any]] = []
+        for index, entry in enumerate(raw, start):
+            try:
+                item = json.loads(entry)
+            except (ValueError, UnicodeDecodeError):
+                item = None
+            if not isinstance(item, dict):
+                item = {"kind": "rejected", "name": f"item {index}", "reason": "malformed job item: not JSON"}
+            items.append(item)
+        return items
 
     def recorded(self, job_id: str, indexes: list[int]) -> dict[int, str]:
         """Outcomes already recorded for these items (a redelivered chunk skips them)."""
@@ -161,26 +279,17 @@ class JobStore:
 
     def claim_content(self, job_id: str, sha256: str, index: int) -> int:
         """The first item of this job with these bytes: later ones are duplicates within the job."""
-        key = self._key(job_id, "sha")
-        self.redis.hsetnx(key, sha256, index)
-        owner = self.redis.hget(key, sha256)
+        owner = self._claim(keys=[self._key(job_id, "sha"), self._key(job_id)], args=[sha256, index])
         return int(owner) if owner is not None else index
 
     def record(self, job_id: str, index: int, outcome: Outcome, file: str = "", reason: str = "") -> bool:
         error = json.dumps({"file": file, "reason": reason}) if outcome is Outcome.FAILED else ""
-        keys = [self._key(job_id), self._key(job_id, "outcome"), self._key(job_id, "errors")]
-        return bool(self._record(keys=keys, args=[index, outcome.value, error, time.time()]))
+        args = [index, outcome.value, error, time.time(), self.ttl_s, PREFIX, ENDED]
+        return bool(self._record(keys=self._finish_keys(job_id), args=args))
 
     def mark_running(self, job_id: str) -> None:
-        key = self._key(job_id)
-        self.redis.hsetnx(key, "started_at", time.time())
         # Only a queued job starts running; a cancelled or finished one stays as it is.
-        self.redis.eval(
-            "if redis.call('HGET', KEYS[1], 'state') == 'queued' then "
-            "redis.call('HSET', KEYS[1], 'state', 'running') end",
-            1,
-            key,
-        )
+        self._run(keys=[self._key(job_id), ACTIVE], args=[time.time()])
 
     def state(self, job_id: str) -> JobState:
         value = self.redis.hget(self._key(job_id), "state")
@@ -189,19 +298,15 @@ class JobStore:
         return JobState(_text(value))
 
     def cancel(self, job_id: str) -> JobReport:
-        state = self.state(job_id)
-        if state in FINAL_STATES:
-            raise Conflict(f"job {job_id} is already {state.value}")
-        self.redis.hset(
-            self._key(job_id), mapping={"state": JobState.CANCELLED.value, "finished_at": time.time()}
-        )
+        old = self._end_job(job_id, JobState.CANCELLED, only_if_active=True)
+        if old is None:
+            raise NotFound(f"unknown job {job_id!r}")
+        if JobState(old) in FINAL_STATES:
+            raise Conflict(f"job {job_id} is already {old}")
         return self.get(job_id)
 
     def fail(self, job_id: str, reason: str) -> None:
-        self.redis.hset(
-            self._key(job_id),
-            mapping={"state": JobState.FAILED.value, "finished_at": time.time(), "failure": reason},
-        )
+        self._end_job(job_id, JobState.FAILED, reason)
 
     def get(self, job_id: str, *, with_errors: bool = True) -> JobReport:
         raw = self.redis.hgetall(self._key(job_id))
@@ -255,9 +360,18 @@ class JobStore:
         return reports
 
     def count_by_state(self) -> dict[str, int]:
+        """Jobs by state: queued and running now, and those that ended within the TTL (their records are
+        still there). A fixed number of commands in one round trip, however many jobs there were."""
+        since = time.time() - self.ttl_s
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(ACTIVE, [JobState.QUEUED.value, JobState.RUNNING.value])
+        final = [state for state in JobState if state in FINAL_STATES]
+        for state in final:
+            pipe.zcount(ENDED + state.value, since, "+inf")
+        active, *ended = pipe.execute()
         counts = {state.value: 0 for state in JobState}
-        for raw_id in self.redis.zrange(INDEX, 0, -1):
-            value = self.redis.hget(self._key(_text(raw_id)), "state")
-            if value is not None:
-                counts[_text(value)] += 1
+        counts[JobState.QUEUED.value] = max(0, int(active[0] or 0))
+        counts[JobState.RUNNING.value] = max(0, int(active[1] or 0))
+        for state, count in zip(final, ended, strict=True):
+            counts[state.value] = int(count)
         return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from indexer.errors import InvalidInput
 from indexer.store.images import ImageStore, ScoredImage, meta_kv
 
 WEAVIATE_MAX_RESULTS = 10_000
+DEFAULT_SORT_WINDOW = 1000  # Settings.search_sort_window
 SORT_FIELDS = {"ingested_at", "filename", "width", "height", "bytes", "format"}
 
 
@@ -53,8 +55,9 @@ class SearchOptions(BaseModel):
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0, description="cosine similarity cut-off")
     sort_by: str | None = Field(
         default=None,
-        description="after the min_score cut, order by a field instead of score: ingested_at, filename, "
-        "width, height, bytes, format or metadata.<key>; prefix '-' for descending",
+        description="after the min_score cut, order the best SEARCH_SORT_WINDOW (1000) matches by a field "
+        "instead of score: ingested_at, filename, width, height, bytes, format or metadata.<key>; prefix "
+        "'-' for descending. Mixed values: numbers, then texts, then others; missing values last",
     )
 
     @model_validator(mode="after")
@@ -93,11 +96,31 @@ class ImageSearchRequest(SearchOptions):
     image_id: str | None = None
 
 
-def check_limits(options: SearchOptions, max_limit: int) -> None:
+def check_limits(
+    options: SearchOptions,
+    max_limit: int,
+    *,
+    sort_window: int = DEFAULT_SORT_WINDOW,
+    max_queries: int | None = None,
+) -> None:
     if options.limit > max_limit:
         raise InvalidInput(f"limit {options.limit} is over the maximum of {max_limit}")
     if options.offset + options.limit > WEAVIATE_MAX_RESULTS:
         raise InvalidInput(f"offset + limit must not exceed {WEAVIATE_MAX_RESULTS}")
+    window = min(sort_window, WEAVIATE_MAX_RESULTS)
+    if options.sort_by is not None and options.offset + options.limit > window:
+        raise InvalidInput(
+            f"with sort_by, offset + limit must not exceed {window}: the best {window} matches are sorted "
+            "(SEARCH_SORT_WINDOW)",
+            {"offset": options.offset, "limit": options.limit, "sort_window": window},
+        )
+    if max_queries is not None and isinstance(options, TextSearchRequest):
+        for name, queries in (("positive", options.positive), ("negative", options.negative)):
+            if len(queries) > max_queries:
+                raise InvalidInput(
+                    f"{len(queries)} `{name}` queries, over the limit of {max_queries} (SEARCH_MAX_QUERIES)",
+                    {"field": name, "count": len(queries), "limit": max_queries},
+                )
 
 
 def build_filters(collection: str, filters: SearchFilters) -> _Filters:
@@ -129,27 +152,49 @@ def combine(vectors: NDArray[np.float32], weights: list[float]) -> NDArray[np.fl
     return result
 
 
+_NUMBER, _TEXT, _TIME, _OTHER = 0, 1, 2, 3
+
+
 def _sort_key(field: str) -> Callable[[ScoredImage], tuple[bool, Any]]:
+    """A key that orders any mix of values (a metadata key can hold a number on one image and a text on
+    another): numbers (booleans as 0/1), then texts, then times, then anything else by its JSON text;
+    the flag marks a missing value (None), which sorts last in either direction."""
+
     def key(hit: ScoredImage) -> tuple[bool, Any]:
         if field.startswith("metadata."):
             value = hit.image.metadata.get(field[9:])
         else:
             value = getattr(hit.image, field)
+        if value is None:
+            return (True, (_OTHER, ""))
         if isinstance(value, bool | int | float):
-            value = float(value)
-        elif value is not None and not isinstance(value, datetime):
-            value = str(value)
-        return (value is None, value)
+            number = float(value)
+            return (False, (_NUMBER, number if number == number else float("inf")))  # NaN after numbers
+        if isinstance(value, str):
+            return (False, (_TEXT, value))
+        if isinstance(value, datetime):
+            return (False, (_TIME, value.timestamp()))
+        return (False, (_OTHER, json.dumps(value, sort_keys=True, default=str)))
 
     return key
 
 
-def run_search(store: ImageStore, vector: NDArray[np.float32], options: SearchOptions) -> list[ScoredImage]:
-    """Near-vector search with filters; min_score first, then an optional sort, then the page."""
+def run_search(
+    store: ImageStore,
+    vector: NDArray[np.float32],
+    options: SearchOptions,
+    sort_window: int = DEFAULT_SORT_WINDOW,
+) -> list[ScoredImage]:
+    """Near-vector search with filters; min_score first, then an optional sort, then the page.
+
+    With sort_by, the best `sort_window` matches (SEARCH_SORT_WINDOW) are ordered by the field: one query
+    of that size, not of Weaviate's whole 10,000-result window. Ties keep the score order (a stable sort).
+    """
     filters = build_filters(options.collection, options.filters)
     if options.sort_by is None:
         return store.near_vector(vector, filters, options.limit, options.offset, options.min_score)
-    hits = store.near_vector(vector, filters, WEAVIATE_MAX_RESULTS, 0, options.min_score)
+    window = min(sort_window, WEAVIATE_MAX_RESULTS)
+    hits = store.near_vector(vector, filters, window, 0, options.min_score)
     key = _sort_key(options.sort_by.removeprefix("-"))
     keyed = [(key(h), h) for h in hits]
     present = [(k[1], h) for k, h in keyed if not k[0]]

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Host headers the API answers (besides localhost, 127.0.0.1, [::1] and API_HOST): "name" (any
+    # port) or "name:port"; "*" turns the check off. Anything else is a 421 (DNS-rebinding guard).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Origins (scheme://host[:port]) besides the API's own that may send POST/PUT/PATCH/DELETE.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Start the API on a non-loopback address without API_KEYS only when this says so.
+    allow_open_bind: bool = False
 
     # Model.
     model_id: str = "ViT-B-32__openai"
@@ -70,11 +77,20 @@ class Settings(BaseSettings):
     folder_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     url_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)  # "host" or "host:port"
     url_max_bytes: int = 50 * 1024 * 1024
+    # One wall-clock deadline per download (DNS, connect, headers, body, every redirect); in /embed/image
+    # and /compare, for all the URLs of one request together.
     url_timeout_s: float = 20.0
     url_max_redirects: int = 5
+    url_max_length: int = 2048
+    # Zip caps: the entry count (directories included) and the central directory's size are read from
+    # the end-of-central-directory record and refused before the directory is parsed.
     zip_max_entries: int = 10_000
+    zip_max_directory_bytes: int = 4 * 1024 * 1024
     zip_max_total_bytes: int = 4 * 1024 * 1024 * 1024
+    zip_max_entry_bytes: int = 256 * 1024 * 1024
     zip_max_ratio: float = 100.0
+    # Files (and refused links) that one server-side folder may yield.
+    folder_max_files: int = 100_000
     thumbnail_size: int = 256
 
     # Limits on input.
@@ -82,7 +98,33 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     max_batch: int = 64
     max_search_limit: int = 1000
-    health_timeout_s: float = 1.0
+
+    # Outages, amplification caps and retention (issue 10).
+    # Retry-After (seconds) of the 503 answered while Redis, the broker or Weaviate is unreachable.
+    dependency_retry_after_s: int = Field(default=5, ge=1)
+    # sort_by orders the best this-many matches (after min_score) by the field; offset + limit must fit.
+    search_sort_window: int = Field(default=1000, ge=1, le=10_000)
+    # Weighted text search: at most this many `positive` and this many `negative` queries.
+    search_max_queries: int = Field(default=16, ge=1)
+    # /classifiers/<c>/apply on a collection: offset + limit at most this, and at most
+    # classify_apply_max_candidates hits fetched over all the classifier's references.
+    classify_apply_max_window: int = Field(default=1000, ge=1, le=10_000)
+    classify_apply_max_candidates: int = Field(default=100_000, ge=1)
+    # Tags and metadata stored on each image.
+    max_tags: int = 100
+    max_tag_length: int = 128
+    max_metadata_keys: int = 64
+    max_metadata_key_length: int = 128
+    max_metadata_value_length: int = 2048
+    max_metadata_bytes: int = 16 * 1024
+    # A worker re-runs a chunk (idempotent) in place for up to this long while Redis or Weaviate is away,
+    # before it hands the chunk to Celery's retry (which itself needs Redis to publish).
+    task_outage_retry_s: float = Field(default=60.0, ge=0)
+    # A finished job's Redis records (report, items, outcomes, errors) expire this long after it ends.
+    job_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    # Each worker writes a heartbeat to Redis this often; /health counts the workers whose heartbeat is
+    # younger than 3 intervals (a SIGKILLed worker drops out within that).
+    worker_heartbeat_s: float = Field(default=2.0, gt=0)
 
     # Observability: logs and metrics.
     log_level: str = "INFO"
@@ -92,7 +134,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = None
     worker_metrics_host: str = "127.0.0.1"
 
-    @field_validator("api_keys", "folder_roots", "url_allow", mode="before")
+    @field_validator(
+        "api_keys", "folder_roots", "url_allow", "allowed_hosts", "allowed_origins", mode="before"
+    )
     @classmethod
     def _keys(cls, value: object) -> object:
         return _split_csv(value)

@@ -6,18 +6,21 @@ and refuses what is unsafe before any work is queued. `ItemReader` later reads o
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
-import zipfile
+import time
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from indexer.blobs import BlobStore
+from indexer import ziparchive
+from indexer.blobs import BlobStore, check_sha256
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from indexer.images import sniff_format
 from indexer.settings import Settings
-from indexer.url_fetch import check_url, fetch_url
+from indexer.url_fetch import UrlTimeout, fetch_url, parse_url, resolve, vet
+from indexer.ziparchive import Entry
 
 Item = dict[str, Any]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -64,43 +67,72 @@ def _unsafe_member(name: str) -> bool:
     return ".." in re.split(r"[\\/]", name)
 
 
+def _zip_problem(entry: Entry, settings: Settings) -> str | None:
+    """Why one archive entry is refused (the archive as a whole may still be used)."""
+    if entry.problem:
+        return entry.problem
+    if _unsafe_member(entry.name):
+        return "unsafe path in archive (absolute or '..': zip-slip)"
+    if "\x00" in entry.name:
+        return "entry name contains a NUL byte"
+    if stat.S_ISLNK(entry.external_attr >> 16):
+        return "symbolic link in archive"
+    if entry.file_size == 0:
+        return "empty file (0 bytes)"
+    if entry.file_size > settings.zip_max_entry_bytes:
+        return f"entry expands to {entry.file_size} bytes, over the limit of {settings.zip_max_entry_bytes}"
+    return None
+
+
 def plan_zip(path: Path, display: str, settings: Settings) -> list[Item]:
-    """Items for each file of a zip archive. A bomb refuses the whole archive; unsafe entries are refused."""
+    """Items for each file of a zip archive. A bomb refuses the whole archive; unsafe entries are refused.
+
+    The entry count and the central directory's size come from the end-of-central-directory record and
+    are capped before one directory record is parsed (`indexer.ziparchive`)."""
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InvalidInput(f"{display} is not a valid zip archive: {exc}") from exc
-    with archive:
-        infos = [info for info in archive.infolist() if not info.is_dir()]
-    if len(infos) > settings.zip_max_entries:
-        raise PayloadTooLarge(
-            f"{display} has {len(infos)} entries, over the limit of {settings.zip_max_entries}"
-        )
-    total = sum(info.file_size for info in infos)
+        with path.open("rb") as f:
+            directory = ziparchive.read_directory(f, path.stat().st_size, display)
+            ziparchive.check_directory(
+                directory,
+                display,
+                max_entries=settings.zip_max_entries,
+                max_directory_bytes=settings.zip_max_directory_bytes,
+            )
+            entries = ziparchive.iter_entries(f, directory, display)
+    except OSError as exc:
+        raise InvalidInput(f"{display} is not a valid zip archive: {exc.strerror or exc}") from exc
+    total = sum(entry.file_size for entry in entries)
     if total > settings.zip_max_total_bytes:
         raise PayloadTooLarge(
             f"{display} would expand to {total} bytes, over the limit of {settings.zip_max_total_bytes} "
-            "(zip bomb?)"
+            "(zip bomb?)",
+            {"reason": "zip_too_large", "bytes": total, "limit": settings.zip_max_total_bytes},
         )
     items: list[Item] = []
-    for info in infos:
-        name = f"{display}:{info.filename}"
-        ratio = info.file_size / max(info.compress_size, 1)
-        if ratio > settings.zip_max_ratio:
+    for entry in entries:
+        if entry.is_dir:
+            continue
+        name = f"{display}:{entry.name}"
+        ratio = entry.file_size / max(entry.compress_size, 1)
+        if ratio > settings.zip_max_ratio and not entry.problem:
             raise PayloadTooLarge(
-                f"{display}: entry {info.filename!r} expands {ratio:.0f}-fold, over the limit of "
-                f"{settings.zip_max_ratio:.0f} (zip bomb?)"
+                f"{display}: entry {entry.name!r} expands {ratio:.0f}-fold, over the limit of "
+                f"{settings.zip_max_ratio:.0f} (zip bomb?)",
+                {"reason": "zip_ratio", "entry": entry.name, "limit": settings.zip_max_ratio},
             )
-        if _unsafe_member(info.filename):
-            items.append(rejected(name, "unsafe path in archive (absolute or '..': zip-slip)"))
-        elif info.flag_bits & 0x1:
-            items.append(rejected(name, "encrypted archive entry"))
-        elif stat.S_ISLNK(info.external_attr >> 16):
-            items.append(rejected(name, "symbolic link in archive"))
-        elif info.file_size == 0:
-            items.append(rejected(name, "empty file (0 bytes)"))
+        problem = _zip_problem(entry, settings)
+        if problem:
+            items.append(rejected(name, problem))
         else:
-            items.append({"kind": "zip", "path": str(path), "entry": info.filename, "name": name})
+            items.append(
+                {
+                    "kind": "zip",
+                    "path": str(path),
+                    "entry": entry.name,
+                    "record": entry.record_offset,
+                    "name": name,
+                }
+            )
     return items
 
 
@@ -112,11 +144,40 @@ def _root_for(real: Path, roots: list[Path]) -> Path | None:
     return None
 
 
+def _resolve(path: Path) -> tuple[Path | None, str]:
+    """The real path, or None and why not (a symlink loop, a name the OS refuses)."""
+    try:
+        return path.resolve(strict=True), ""
+    except FileNotFoundError:
+        return None, "broken symbolic link (its target does not exist)"
+    except RuntimeError:  # Python < 3.13 reports a symlink loop this way
+        return None, "symbolic link loop"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "symbolic link loop"
+        return None, f"cannot resolve path: {exc.strerror or exc}"
+    except ValueError as exc:  # an embedded NUL byte
+        return None, f"invalid path: {exc}"
+
+
 def plan_folder(folder: str, settings: Settings) -> list[Item]:
-    """Every file below `folder`, which must lie under an allow-listed root; no symlink leaves the root."""
+    """Every file below `folder`, which must lie under an allow-listed root.
+
+    Links are never followed out of the root: a file link that resolves outside it, a dangling link and
+    a link loop are each refused with the reason; a linked directory is not walked (reported once)."""
     if not settings.folder_roots:
         raise Forbidden("server-side folders are disabled: set FOLDER_ROOTS to the directories to allow")
-    real = Path(folder).resolve()
+    if "\x00" in folder:
+        raise InvalidInput("invalid folder path: it contains a NUL byte", {"reason": "nul_in_path"})
+    if not os.path.isabs(folder):
+        raise InvalidInput(f"folder path must be absolute: {folder!r}", {"reason": "relative_path"})
+    try:
+        real = Path(folder).resolve()
+    except (RuntimeError, OSError, ValueError) as exc:  # a symlink loop (RuntimeError before 3.13)
+        raise InvalidInput(
+            f"cannot use folder {folder!r}: symbolic link loop or unresolvable path ({exc})",
+            {"reason": "unresolvable_path"},
+        ) from exc
     root = _root_for(real, settings.folder_roots)
     if root is None:
         allowed = ", ".join(str(r) for r in settings.folder_roots)
@@ -124,37 +185,153 @@ def plan_folder(folder: str, settings: Settings) -> list[Item]:
     if not real.is_dir():
         raise NotFound(f"no such directory: {folder}")
     items: list[Item] = []
-    for dirpath, dirnames, filenames in os.walk(real, followlinks=False):
+    limit = settings.folder_max_files
+
+    def add(item: Item) -> None:
+        items.append(item)
+        if len(items) > limit:
+            raise PayloadTooLarge(
+                f"{folder} holds more than {limit} files (FOLDER_MAX_FILES)",
+                {"reason": "folder_too_large", "limit": limit},
+            )
+
+    def walk_error(exc: OSError) -> None:
+        add(rejected(str(exc.filename or folder), f"cannot read directory: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(real, onerror=walk_error, followlinks=False):
         dirnames.sort()
+        for dirname in [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+            dirnames.remove(dirname)
+            add(rejected(str(Path(dirpath) / dirname), "symbolic link to a directory (not followed)"))
         for filename in sorted(filenames):
             path = Path(dirpath) / filename
-            if path.is_symlink() and _root_for(path.resolve(), [root]) is None:
-                items.append(rejected(str(path), "symbolic link that points outside the allowed root"))
-                continue
-            items.append({"kind": "folder", "path": str(path), "root": str(root), "name": str(path)})
+            if path.is_symlink():
+                target, why = _resolve(path)
+                if target is None:
+                    add(rejected(str(path), why))
+                    continue
+                if _root_for(target, [root]) is None:
+                    add(rejected(str(path), "symbolic link that points outside the allowed root"))
+                    continue
+                if not target.is_file():
+                    add(rejected(str(path), "symbolic link to something that is not a regular file"))
+                    continue
+            add({"kind": "folder", "path": str(path), "root": str(root), "name": str(path)})
     return items
 
 
 def plan_urls(urls: list[str], settings: Settings) -> list[Item]:
+    """Refuse malformed URLs and those whose host resolves to a refused address, before queueing.
+
+    Each host is resolved once, and all resolving shares one URL_TIMEOUT_S budget; a URL whose host
+    could not be resolved within it is queued anyway, since the worker parses, resolves and vets every URL
+    again (and pins the connection to the vetted address) when it downloads it.
+    """
     items: list[Item] = []
+    deadline = time.monotonic() + settings.url_timeout_s
+    resolved: dict[tuple[str, int], list[str] | InvalidInput | None] = {}  # None: not resolved in time
     for url in urls:
+        name = url if len(url) <= 300 else url[:300] + "..."
         try:
-            check_url(url, settings.url_allow)
+            target = parse_url(url, settings.url_max_length)
+            key = (target.host, target.port)
+            if key not in resolved:
+                try:
+                    resolved[key] = resolve(target, deadline)
+                except UrlTimeout:
+                    resolved[key] = None
+                except InvalidInput as exc:
+                    resolved[key] = exc
+            addresses = resolved[key]
+            if isinstance(addresses, InvalidInput):
+                raise addresses
+            if addresses is not None:
+                vet(target, addresses, settings.url_allow)
         except InvalidInput as exc:
-            items.append(rejected(url, exc.message))
+            items.append(rejected(name, exc.message))
             continue
         items.append({"kind": "url", "url": url, "name": url})
     return items
 
 
-class ItemReader:
-    """Reads items' bytes for one chunk, keeping zip archives open between entries."""
+_ITEM_FIELDS: dict[str, dict[str, type]] = {
+    "rejected": {"reason": str},
+    "url": {"url": str},
+    "file": {"path": str},
+    "zip": {"path": str, "entry": str, "record": int},
+    "folder": {"path": str, "root": str},
+    "stored": {"sha256": str},
+}
+MAX_ITEM_TEXT = 8192
 
-    def __init__(self, settings: Settings) -> None:
+
+def item_name(item: object, index: int) -> str:
+    """The name to report an item's outcome under, even for an item too malformed to have one."""
+    name = item.get("name") if isinstance(item, dict) else None
+    return name[:MAX_ITEM_TEXT] if isinstance(name, str) else f"item {index}"
+
+
+def _inside(raw: str, root: Path, what: str) -> Path:
+    """`raw` resolved, refused unless it lies inside `root` (resolved)."""
+    if "\x00" in raw or not os.path.isabs(raw):
+        raise InvalidInput(f"malformed job item: {what} path must be absolute, without NUL bytes")
+    path, why = _resolve(Path(raw))
+    if path is None:
+        if why.startswith("broken"):
+            raise InvalidInput("file disappeared before it could be read")
+        raise InvalidInput(f"cannot read file: {why}")
+    real_root, _ = _resolve(root)
+    if real_root is None or not path.is_relative_to(real_root):
+        raise Forbidden(f"malformed job item: {what} path lies outside {root}")
+    return path
+
+
+def check_item(item: object, settings: Settings, job_id: str | None = None) -> Item:
+    """A job item as read back from Redis, checked before anything is done with it.
+
+    Redis is a trust boundary: whoever can write to it can write items, so an item may name only what
+    planning could have produced: a sha256 of 64 lowercase hex characters, a staged file inside this
+    job's staging directory, a folder file inside one of FOLDER_ROOTS. A bad item is failed with the
+    reason (InvalidInput or Forbidden), never executed."""
+    if not isinstance(item, dict):
+        raise InvalidInput("malformed job item: not an object")
+    kind = item.get("kind")
+    fields = _ITEM_FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise InvalidInput(f"malformed job item: unknown kind {str(kind)[:40]!r}")
+    if not isinstance(item.get("name"), str):
+        raise InvalidInput("malformed job item: no name")
+    for key, typ in fields.items():
+        value = item.get(key)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise InvalidInput(f"malformed job item: `{key}` must be a {typ.__name__}")
+        if isinstance(value, str) and len(value) > MAX_ITEM_TEXT:
+            raise InvalidInput(f"malformed job item: `{key}` is too long")
+    if kind == "stored":
+        check_sha256(item["sha256"])
+    elif kind in ("file", "zip"):
+        staging = settings.staging_dir / job_id if job_id else settings.staging_dir
+        _inside(item["path"], staging, "staged file")
+        if kind == "zip" and item["record"] < 0:
+            raise InvalidInput("malformed job item: negative archive record offset")
+    elif kind == "folder":
+        roots = [r.resolve() for r in settings.folder_roots]
+        root = Path(item["root"])
+        if root not in roots:
+            raise Forbidden("malformed job item: its root is not one of FOLDER_ROOTS")
+        _inside(item["path"], root, "folder file")
+    return item
+
+
+class ItemReader:
+    """Reads items' bytes for one chunk; each item is checked (`check_item`) before it is read."""
+
+    def __init__(self, settings: Settings, job_id: str | None = None) -> None:
         self.settings = settings
-        self._archives: dict[str, zipfile.ZipFile] = {}
+        self.job_id = job_id
 
     def read(self, item: Item) -> bytes:
+        check_item(item, self.settings, self.job_id)
         kind = item["kind"]
         if kind == "rejected":
             raise InvalidInput(item["reason"])
@@ -174,8 +351,6 @@ class ItemReader:
                 raise InvalidInput("the original is missing from the blob store")
             return original.read_bytes()
         path = Path(item["path"])
-        if kind == "folder" and _root_for(path.resolve(), [Path(item["root"])]) is None:
-            raise Forbidden("file now resolves outside the allowed root")
         try:
             return path.read_bytes()
         except FileNotFoundError as exc:
@@ -184,21 +359,23 @@ class ItemReader:
             raise InvalidInput(f"cannot read file: {exc.strerror}") from exc
 
     def _read_zip(self, item: Item) -> bytes:
-        archive = self._archives.get(item["path"])
-        if archive is None:
-            archive = self._archives[item["path"]] = zipfile.ZipFile(item["path"])
-        info = archive.getinfo(item["entry"])
-        limit = info.file_size
+        """The entry whose directory record planning found at `record`: only this entry's damage
+        (a corrupt stream, a CRC mismatch) fails it, never the chunk."""
+        path = Path(item["path"])
         try:
-            with archive.open(info) as entry:
-                data = entry.read(limit + 1)
-        except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
-            raise InvalidInput(f"cannot read archive entry: {exc}") from exc
-        if len(data) > limit:
-            raise PayloadTooLarge("archive entry is larger than its declared size")
-        return data
+            with path.open("rb") as f:
+                directory = ziparchive.read_directory(f, path.stat().st_size)
+                entry = ziparchive.entry_at(f, directory, int(item["record"]))
+                if entry.name != item["entry"]:
+                    raise InvalidInput("malformed job item: the entry at that offset has another name")
+                problem = _zip_problem(entry, self.settings)
+                if problem:
+                    raise InvalidInput(problem)
+                return ziparchive.read_entry(f, entry, self.settings.zip_max_entry_bytes)
+        except FileNotFoundError as exc:
+            raise InvalidInput("archive disappeared before it could be read") from exc
+        except OSError as exc:
+            raise InvalidInput(f"cannot read archive: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
-        for archive in self._archives.values():
-            archive.close()
-        self._archives.clear()
+        """Nothing is held open between items (kept for callers that close readers)."""

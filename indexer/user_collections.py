@@ -10,6 +10,7 @@ import weaviate
 from pydantic import BaseModel
 from weaviate.classes.query import Filter
 
+from indexer.blob_gc import BlobCollector, delete_images
 from indexer.errors import Conflict, InvalidInput, NotFound
 from indexer.store.images import ImageStore
 from indexer.store.scan import scan
@@ -31,7 +32,7 @@ def _registry_uuid(name: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"invalid collection name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -81,10 +82,13 @@ def count_images(client: weaviate.WeaviateClient, info: CollectionInfo) -> int:
     return ImageStore(client, info.model_id).count(info.name)
 
 
-def delete_collection(client: weaviate.WeaviateClient, name: str) -> None:
-    """Delete the collection and every image object in it (blobs are shared by content and stay)."""
+def delete_collection(
+    client: weaviate.WeaviateClient, name: str, collector: BlobCollector | None = None
+) -> None:
+    """Delete the collection and every image object in it; with a collector, also the blobs that no
+    other collection (or class reference) shares."""
     info = get_collection(client, name, with_count=False)
-    ImageStore(client, info.model_id).delete_where(Filter.by_property("collection").equal(name))
+    delete_images(ImageStore(client, info.model_id), Filter.by_property("collection").equal(name), collector)
     client.collections.use(REGISTRY).data.delete_by_id(_registry_uuid(name))
 
 

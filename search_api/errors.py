@@ -13,10 +13,13 @@ from indexer import errors
 
 log = logging.getLogger(__name__)
 
+DEFAULT_RETRY_AFTER_S = 5
+
 STATUS_BY_ERROR: dict[type[errors.ClipsearchError], int] = {
     errors.InvalidInput: 400,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
+    errors.MisdirectedRequest: 421,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
@@ -40,10 +43,23 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     return jsonify({"error": body}), status
 
 
+def _retry_after(app: Flask) -> int:
+    svc = app.extensions.get("clipsearch")  # search_api.services.EXTENSION_KEY
+    return int(getattr(getattr(svc, "settings", None), "dependency_retry_after_s", DEFAULT_RETRY_AFTER_S))
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(errors.ClipsearchError)
     def _typed(exc: errors.ClipsearchError) -> tuple[Response, int]:
-        return error_response(status_for(exc), exc.code, exc.message, exc.details)
+        response, status = error_response(status_for(exc), exc.code, exc.message, exc.details)
+        if status == 503:
+            # A dependency that is down (or not ready yet): tell clients when to try again.
+            if isinstance(exc, errors.DependencyUnavailable):
+                seconds = exc.retry_after_s
+            else:
+                seconds = _retry_after(app)
+            response.headers["Retry-After"] = str(seconds)
+        return response, status
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> tuple[Response, int]:
@@ -61,5 +77,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
+        # Redis, the broker or Weaviate not answering is an outage (503 + Retry-After), not a bug.
+        down = errors.dependency_failure(exc, _retry_after(app))
+        if down is not None:
+            log.warning("dependency unavailable: %s: %s", exc.__class__.__name__, exc)
+            return _typed(down)
         log.exception("unhandled error")
         return error_response(500, "internal", "internal server error")

@@ -7,6 +7,7 @@ from typing import Any
 import redis
 
 from indexer import __version__
+from indexer.heartbeat import live_workers
 from indexer.store.connection import weaviate_status
 from search_api.services import Services
 
@@ -28,11 +29,12 @@ def _redis(svc: Services) -> dict[str, Any]:
 
 
 def _workers(svc: Services) -> dict[str, Any]:
+    """The workers whose heartbeat in Redis has not expired (indexer.heartbeat): two Redis round trips,
+    never a broadcast ping that waits for answers, so /health stays fast however many probe it."""
     try:
-        replies = svc.celery.control.ping(timeout=svc.settings.health_timeout_s) or []
-    except Exception as exc:
+        names = live_workers(svc.redis)
+    except redis.RedisError as exc:
         return {"ready": False, "count": 0, "error": str(exc)}
-    names = sorted(name for reply in replies for name in reply)
     return {"ready": bool(names), "count": len(names), "names": names}
 
 

@@ -1,9 +1,13 @@
 """Prometheus metrics at /metrics.
 
 - `clipsearch_http_request_duration_seconds{method,route,status}`: a histogram per URL rule (the rule,
-  e.g. `/images/<image_id>`, not the concrete path, so ids do not explode the label set).
+  e.g. `/images/<image_id>`, not the concrete path, so ids do not explode the label set). Every label
+  is bounded whatever clients send: a method outside the standard ones is "other", a path that matches
+  no rule is "<unmatched>", a status outside 100-599 is "other".
 - `clipsearch_queue_depth{queue}` and `clipsearch_jobs{state}`: read from Redis at scrape time by a
-  custom collector, so they are right whichever process changed them.
+  custom collector, so they are right whichever process changed them. Jobs by state come from counters
+  that the job store keeps as states change (queued and running now; completed, failed and cancelled
+  within JOB_TTL_S), so a scrape costs a fixed handful of Redis commands however many jobs there were.
 - `clipsearch_images_indexed/failed/duplicate_total`, `clipsearch_inference_seconds`: defined in
   indexer/metrics.py; this process's values plus every local worker's (see IndexerCollector).
 - process_* and python_* of the API process.
@@ -51,6 +55,19 @@ EXTENSION_KEY = "clipsearch.metrics"
 
 bp = Blueprint("metrics", __name__)
 
+# Methods that get their own label value; anything else a client invents is counted as "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+OTHER = "other"
+UNMATCHED = "<unmatched>"
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else OTHER
+
 
 def queue_keys(queue: str = QUEUE) -> list[str]:
     return [queue] + [f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS]
@@ -70,7 +87,7 @@ class StackCollector(Collector):
             for key in queue_keys():
                 pipe.llen(key)
             depth = sum(int(n) for n in pipe.execute())
-            counts = _job_counts(client)
+            counts = self.svc.jobs.count_by_state()  # a few commands, however many jobs
         except redis.RedisError as exc:
             log.warning("metrics: redis unavailable: %s", exc)
             up.add_metric([], 0)
@@ -82,14 +99,6 @@ class StackCollector(Collector):
         for state, count in counts.items():
             jobs.add_metric([state], count)
         return [up, queue, jobs]
-
-
-def _job_counts(client: redis.Redis) -> dict[str, int]:
-    try:
-        from indexer.jobs import JobStore
-    except ImportError:  # pragma: no cover - only while the job store is not there
-        return {}
-    return JobStore(client).count_by_state()
 
 
 def multiprocess_dir() -> Path | None:
@@ -149,8 +158,8 @@ def install_metrics(app: Flask, svc: Services) -> None:
     def _observe(response: Response) -> Response:
         started = g.get("metrics_started")
         if started is not None:
-            route = request.url_rule.rule if request.url_rule else "<unmatched>"
-            latency.labels(request.method, route, str(response.status_code)).observe(
+            route = request.url_rule.rule if request.url_rule else UNMATCHED
+            latency.labels(method_label(request.method), route, status_label(response.status_code)).observe(
                 time.perf_counter() - started
             )
         return response

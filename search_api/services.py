@@ -12,6 +12,7 @@ import weaviate
 from celery import Celery
 from flask import Flask, current_app
 
+from indexer.blob_gc import BlobCollector
 from indexer.blobs import BlobStore
 from indexer.errors import Conflict
 from indexer.jobs import JobStore
@@ -73,11 +74,15 @@ class Services:
 
     @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(self.redis)
+        return JobStore(self.redis, self.settings.job_ttl_s)
 
     @cached_property
     def blobs(self) -> BlobStore:
         return BlobStore(self.settings.blob_dir)
+
+    def blob_collector(self) -> BlobCollector:
+        """Removes the blobs of deleted images that nothing refers to any more (indexer/blob_gc.py)."""
+        return BlobCollector(self.weaviate, self.redis, self.blobs)
 
     def collection(self, name: str) -> CollectionInfo:
         return get_collection(self.weaviate, name, with_count=False)

@@ -20,6 +20,11 @@ class WorkerRuntime:
         self._lock = threading.Lock()
         self._runtime: IngestRuntime | None = None
 
+    def settings(self) -> Settings:
+        """The settings, without building the clients and the encoder."""
+        rt = self._runtime
+        return rt.settings if rt is not None else Settings()
+
     def get(self) -> IngestRuntime:
         with self._lock:
             rt = self._runtime
@@ -29,7 +34,7 @@ class WorkerRuntime:
                 rt = IngestRuntime(
                     settings=settings,
                     weaviate=connect(settings),
-                    jobs=JobStore(client),
+                    jobs=JobStore(client, settings.job_ttl_s),
                     blobs=BlobStore(settings.blob_dir),
                     encoder=load_encoder(settings),
                 )

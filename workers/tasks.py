@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
 import weaviate.exceptions as wvx
 from celery import Task, shared_task, signals
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from indexer.errors import ServiceUnavailable
+from indexer.errors import ServiceUnavailable, dependency_failure
 from indexer.ingest import fail_remaining, process_chunk
 from workers.runtime import WorkerRuntime
 
@@ -23,6 +25,28 @@ TRANSIENT = (
     wvx.WeaviateTimeoutError,
     wvx.UnexpectedStatusCodeError,
 )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT) or dependency_failure(exc) is not None
+
+
+def _through_outages(run: Callable[[], None]) -> None:
+    """Run a chunk, re-running it in this process (it is idempotent) while Redis or Weaviate is briefly
+    away, for up to TASK_OUTAGE_RETRY_S. Celery's own retry must publish a message to Redis, so during a
+    Redis outage it cannot, and the chunk would be dropped; past this budget it is Celery's turn."""
+    budget = RUNTIME.settings().task_outage_retry_s
+    for attempt in Retrying(
+        retry=retry_if_exception(_is_transient),
+        wait=wait_exponential(multiplier=0.5, max=5),
+        stop=stop_after_delay(budget),
+        before_sleep=lambda state: log.warning(
+            "dependency unavailable, re-running the chunk: %s", state.outcome and state.outcome.exception()
+        ),
+        reraise=True,
+    ):
+        with attempt:
+            run()
 
 
 @signals.worker_process_init.connect(weak=False)
@@ -44,7 +68,7 @@ def ping() -> str:
 def ingest_chunk(self: Task[Any, Any], job_id: str, start: int, end: int) -> None:
     """Embed and store items [start, end) of a job. Idempotent: safe to re-run after a crash."""
     try:
-        process_chunk(RUNTIME.get(), job_id, start, end)
+        _through_outages(lambda: process_chunk(RUNTIME.get(), job_id, start, end))
     except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             fail_remaining(RUNTIME.get(), job_id, start, end, f"gave up after retries: {exc}")
@@ -62,7 +86,7 @@ def label_chunk(self: Task[Any, Any], job_id: str, start: int, end: int) -> None
 
     rt = RUNTIME.get()
     try:
-        labelling.label_chunk(rt.weaviate, rt.jobs, job_id, start, end)
+        _through_outages(lambda: labelling.label_chunk(rt.weaviate, rt.jobs, job_id, start, end))
     except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             labelling.fail_remaining(rt.jobs, job_id, start, end, f"gave up after retries: {exc}")

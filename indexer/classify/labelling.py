@@ -24,8 +24,9 @@ from weaviate.classes.query import Filter
 from indexer.classify.scoring import assign
 from indexer.classify.service import Scorer, load_scorer
 from indexer.classify.store import ClassSetRecord, ClassStore, Kind
+from indexer.errors import InvalidInput
 from indexer.jobs import FINAL_STATES, JobStore, Outcome
-from indexer.store.images import ImageStore
+from indexer.store.images import ImageStore, check_image_id
 from indexer.store.scan import scan, vector_of
 
 JOB_KIND = "label"
@@ -115,7 +116,15 @@ def label_chunk(client: weaviate.WeaviateClient, jobs: JobStore, job_id: str, st
     items = jobs.items(job_id, start, end)
     indexes = list(range(start, start + len(items)))
     already = jobs.recorded(job_id, indexes)
-    todo = {item["id"]: index for index, item in zip(indexes, items, strict=True) if index not in already}
+    todo: dict[str, int] = {}
+    for index, item in zip(indexes, items, strict=True):
+        if index in already:
+            continue
+        try:  # an item is checked before it reaches a Weaviate filter: Redis is a trust boundary
+            todo[check_image_id(str(item.get("id", "")))] = index
+        except InvalidInput as exc:
+            name = str(item.get("name", f"item {index}"))[:200]
+            jobs.record(job_id, index, Outcome.FAILED, name, f"malformed job item: {exc.message}")
     if not todo:
         return
     result = images.collection.query.fetch_objects(

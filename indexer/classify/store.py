@@ -124,7 +124,7 @@ def owner_uuid(kind: Kind, name: str) -> str:
 
 
 def validate_set_name(name: str, kind: Kind) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"invalid {NOUN[kind]} name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"

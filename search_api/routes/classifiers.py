@@ -129,7 +129,11 @@ class ApplyResponse(BaseModel):
     threshold: float
     results: list[Verdict]
     count: int
-    total: int | None = Field(default=None, description="collection: every match above the threshold")
+    total: int | None = Field(
+        default=None,
+        description="collection: every match above the threshold; null when there are more than the "
+        "offset + limit that were fetched",
+    )
 
 
 def _view(store: ClassStore, name: str) -> ClassSetView:
@@ -332,11 +336,33 @@ def _verdicts(
 
 def _collection_matches(
     svc: Services, scorer: Scorer, collection: str, threshold: float, limit: int, offset: int
-) -> tuple[list[Verdict], int]:
-    """Every image of the collection at or above the threshold, best first: a near-vector query with a
-    distance cut per reference, merged by the best score (the classifier's score is the max)."""
+) -> tuple[list[Verdict], int | None]:
+    """The images of the collection at or above the threshold, best first: a near-vector query with a
+    distance cut per reference, merged by the best score (the classifier's score is the max).
+
+    Each reference asks for offset + limit hits, not Weaviate's 10,000: an image on the page has its
+    best reference among that reference's first offset + limit hits, so the page is exact. The total is
+    known only when no reference filled its window (else None). The window and the hits over all
+    references are capped (CLASSIFY_APPLY_MAX_WINDOW, CLASSIFY_APPLY_MAX_CANDIDATES)."""
     from weaviate.classes.query import Filter
 
+    settings = svc.settings
+    window = offset + limit
+    if window > settings.classify_apply_max_window:
+        raise InvalidInput(
+            f"offset + limit must not exceed {settings.classify_apply_max_window} "
+            "(CLASSIFY_APPLY_MAX_WINDOW); label the collection with POST /classifiers/<name>/label to "
+            "score every image",
+            {"offset": offset, "limit": limit, "max_window": settings.classify_apply_max_window},
+        )
+    references = len(scorer.references.vectors)
+    if references * window > settings.classify_apply_max_candidates:
+        raise InvalidInput(
+            f"classifier {scorer.record.name!r} has {references} references: {references} x {window} hits "
+            f"is over the limit of {settings.classify_apply_max_candidates} (CLASSIFY_APPLY_MAX_CANDIDATES); "
+            "ask for a smaller page, or label the collection with POST /classifiers/<name>/label",
+            {"references": references, "window": window, "limit": settings.classify_apply_max_candidates},
+        )
     info = svc.collection(collection)
     if info.model_id != scorer.record.model_id:
         raise InvalidInput(
@@ -346,8 +372,11 @@ def _collection_matches(
     images = svc.image_store(info)
     where = Filter.by_property("collection").equal(collection)
     best: dict[str, tuple[float, int]] = {}
+    complete = True
     for row, vector in enumerate(scorer.references.vectors):
-        for hit in images.near_vector(vector, where, WEAVIATE_MAX_RESULTS, 0, threshold - TOLERANCE):
+        hits = images.near_vector(vector, where, window, 0, threshold - TOLERANCE)
+        complete = complete and len(hits) < window
+        for hit in hits:
             if hit.score >= threshold - TOLERANCE and hit.score > best.get(hit.image.id, (-2.0, 0))[0]:
                 best[hit.image.id] = (hit.score, int(scorer.references.order[row]))
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
@@ -355,7 +384,7 @@ def _collection_matches(
     return [
         Verdict(image_id=image_id, score=score, match=True, reference=scorer.explain(ref))
         for image_id, (score, ref) in page
-    ], len(ranked)
+    ], len(ranked) if complete else None
 
 
 @bp.post("/classifiers/<name>/apply")

@@ -97,5 +97,6 @@ def reembed(name: str) -> tuple[Response, int]:
 @bp.delete("/collections/<name>")
 @endpoint("Delete a collection and its images", status=204, tags=["collections"])
 def delete(name: str) -> tuple[str, int]:
-    delete_collection(services().weaviate, name)
+    svc = services()
+    delete_collection(svc.weaviate, name, svc.blob_collector())
     return "", 204

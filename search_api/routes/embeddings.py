@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from indexer.embeddings import compare, embed_images, embed_texts
 from indexer.errors import InvalidInput, PayloadTooLarge
 from indexer.images import check_content_type
-from indexer.url_fetch import fetch_url
+from indexer.url_fetch import fetch_url, parse_url
 from search_api.services import Services, services
 from search_api.validation import endpoint, json_body, parse
 
@@ -110,7 +111,15 @@ class CompareResponse(BaseModel):
     best: int
 
 
-def _image_bytes(svc: Services, ref: ImageRef) -> bytes:
+def _check_urls(svc: Services, refs: list[ImageRef]) -> float:
+    """Parse every URL of a request before any is downloaded; the deadline that all downloads share."""
+    for ref in refs:
+        if ref.url is not None:
+            parse_url(ref.url, svc.settings.url_max_length)
+    return time.monotonic() + svc.settings.url_timeout_s
+
+
+def _image_bytes(svc: Services, ref: ImageRef, deadline: float | None = None) -> bytes:
     if ref.url is not None:
         settings = svc.settings
         return fetch_url(
@@ -119,6 +128,8 @@ def _image_bytes(svc: Services, ref: ImageRef) -> bytes:
             max_bytes=settings.url_max_bytes,
             timeout_s=settings.url_timeout_s,
             max_redirects=settings.url_max_redirects,
+            max_length=settings.url_max_length,
+            deadline=deadline,
         )
     try:
         return base64.b64decode(ref.base64 or "", validate=True)
@@ -126,8 +137,8 @@ def _image_bytes(svc: Services, ref: ImageRef) -> bytes:
         raise InvalidInput(f"`base64` is not valid base64: {exc}") from exc
 
 
-def _item(svc: Services, item: Item) -> str | bytes:
-    return item.text if item.text is not None else _image_bytes(svc, item)
+def _item(svc: Services, item: Item, deadline: float) -> str | bytes:
+    return item.text if item.text is not None else _image_bytes(svc, item, deadline)
 
 
 def _uploads(field: str) -> list[bytes]:
@@ -170,7 +181,8 @@ def embed_image() -> Response:
             raise PayloadTooLarge(
                 f"{len(req.images)} images in one request, over the limit of {svc.settings.max_batch}"
             )
-        images, normalize = [_image_bytes(svc, ref) for ref in req.images], req.normalize
+        deadline = _check_urls(svc, list(req.images))
+        images, normalize = [_image_bytes(svc, ref, deadline) for ref in req.images], req.normalize
     result = embed_images(
         svc.encoder,
         images,
@@ -208,8 +220,15 @@ def compare_route() -> Response:
         prompts = list(raw)
     else:
         req = parse(CompareRequest, json_body())
-        subject = _item(svc, req.subject)
-        prompts = [_item(svc, p) for p in req.prompts]
+        # The batch limit is checked before anything is downloaded, and every URL is parsed first.
+        if len(req.prompts) > svc.settings.max_batch:
+            raise PayloadTooLarge(
+                f"{len(req.prompts)} prompts in one request, over the limit of {svc.settings.max_batch}",
+                {"field": "prompts", "count": len(req.prompts), "limit": svc.settings.max_batch},
+            )
+        deadline = _check_urls(svc, [req.subject, *req.prompts])
+        subject = _item(svc, req.subject, deadline)
+        prompts = [_item(svc, p, deadline) for p in req.prompts]
     result = compare(
         svc.encoder,
         subject,

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Literal
 
-from flask import Blueprint, Response, send_file
+from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict
+from werkzeug.http import dump_options_header
 
 from indexer.errors import InvalidInput
-from indexer.export import write_npy_zip, write_parquet
+from indexer.export import stream_npy_zip, stream_parquet
 from search_api.services import services
 from search_api.validation import endpoint, parse_query
 
@@ -42,21 +41,13 @@ def export(name: str) -> Response:
             f"collection {name!r} uses model {info.model_id}; this service runs {svc.encoder.model_id}"
         )
     dim = svc.encoder.dim
-    staging = svc.settings.staging_dir
-    staging.mkdir(parents=True, exist_ok=True)
-    suffix = ".parquet" if query.format == "parquet" else ".zip"
-    fd, tmp = tempfile.mkstemp(dir=staging, prefix="export-", suffix=suffix)
-    path = Path(tmp)
-    try:
-        with open(fd, "wb"):
-            pass
-        if query.format == "parquet":
-            write_parquet(path, store, name, dim)
-        else:
-            write_npy_zip(path, store, name, dim)
-        handle = path.open("rb")  # closed by the response once sent
-    finally:
-        path.unlink(missing_ok=True)  # the open handle keeps the data until the response is sent
-    return send_file(
-        handle, mimetype="application/octet-stream", as_attachment=True, download_name=f"{name}{suffix}"
+    # Streamed as Weaviate's pages arrive (indexer/export.py): memory holds one page, not the collection.
+    if query.format == "parquet":
+        chunks, suffix = stream_parquet(store, name, dim), ".parquet"
+    else:
+        chunks, suffix = stream_npy_zip(store, name, dim, svc.settings.staging_dir), ".zip"
+    return Response(
+        chunks,
+        mimetype="application/octet-stream",
+        headers={"Content-Disposition": dump_options_header("attachment", {"filename": name + suffix})},
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, send_file
 from pydantic import BaseModel, ConfigDict
 
+from indexer.blob_gc import delete_images
 from indexer.errors import NotFound
+from indexer.limits import check_filters
 from indexer.search import SearchFilters, build_filters
 from indexer.store.images import ImageRecord, find_image
 from search_api.services import services
@@ -72,8 +74,10 @@ def original(image_id: str) -> Response:
 @bp.delete("/images/<image_id>")
 @endpoint("Delete one image", status=204, tags=["images"])
 def delete(image_id: str) -> tuple[str, int]:
-    store, record, _ = find_image(services().weaviate, image_id)
+    svc = services()
+    store, record, _ = find_image(svc.weaviate, image_id)
     store.delete(record.id)
+    svc.blob_collector().collect([record.sha256])  # the blobs go unless another object shares them
     return "", 204
 
 
@@ -88,5 +92,7 @@ def delete_many() -> tuple[Response, int]:
     svc = services()
     req = parse(DeleteImages, json_body())
     info = svc.collection(req.collection)
-    deleted = svc.image_store(info).delete_where(build_filters(info.name, req.filters))
+    check_filters(req.filters, svc.settings)
+    filters = build_filters(info.name, req.filters)
+    deleted = delete_images(svc.image_store(info), filters, svc.blob_collector())
     return respond(Deleted(deleted=deleted))

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from indexer.errors import InvalidInput
 from indexer.images import decode_image
+from indexer.limits import check_filters
 from indexer.search import (
     ImageSearchRequest,
     SearchOptions,
@@ -70,7 +71,14 @@ def search_text() -> tuple[Response, int]:
     started = time.perf_counter()
     svc = services()
     req = parse(TextSearchRequest, json_body())
-    check_limits(req, svc.settings.max_search_limit)
+    settings = svc.settings
+    check_limits(
+        req,
+        settings.max_search_limit,
+        sort_window=settings.search_sort_window,
+        max_queries=settings.search_max_queries,
+    )
+    check_filters(req.filters, settings)
     info = svc.encodable_collection(req.collection)
     encoder = svc.encoder
     texts, weights = zip(*req.weighted(), strict=True)
@@ -78,7 +86,8 @@ def search_text() -> tuple[Response, int]:
         encoder.model_id, list(texts), lambda batch: encoder.encode_texts(batch)[0]
     )
     vector = combine(vectors, list(weights))
-    return _respond(svc, req, run_search(svc.image_store(info), vector, req), started, cache_hit)
+    hits = run_search(svc.image_store(info), vector, req, settings.search_sort_window)
+    return _respond(svc, req, hits, started, cache_hit)
 
 
 def _image_request() -> tuple[ImageSearchRequest, bytes | None]:
@@ -118,7 +127,8 @@ def search_image() -> tuple[Response, int]:
     started = time.perf_counter()
     svc = services()
     req, data = _image_request()
-    check_limits(req, svc.settings.max_search_limit)
+    check_limits(req, svc.settings.max_search_limit, sort_window=svc.settings.search_sort_window)
+    check_filters(req.filters, svc.settings)
     info = svc.encodable_collection(req.collection)
     store = svc.image_store(info)
     if data is not None:
@@ -131,4 +141,4 @@ def search_image() -> tuple[Response, int]:
         vector = np.asarray(stored, dtype=np.float32)
     else:
         raise InvalidInput("give an uploaded `image` (multipart) or an `image_id`")
-    return _respond(svc, req, run_search(store, vector, req), started)
+    return _respond(svc, req, run_search(store, vector, req, svc.settings.search_sort_window), started)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import Any
+from typing import Any, Self
 
 from flask import Blueprint, Response, request, url_for
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from indexer.errors import InvalidInput, UnsupportedMediaType
 from indexer.images import check_content_type
 from indexer.jobs import chunks, new_job_id
+from indexer.limits import check_ingest_options
+from indexer.settings import Settings
 from indexer.sources import Item, plan_folder, plan_urls, plan_zip, rejected, stage_upload
 from indexer.user_collections import CollectionInfo
 from search_api.logs import current_request_id
@@ -38,8 +40,15 @@ class JobAccepted(BaseModel):
 class IngestOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tags: list[str] = Field(default_factory=list, max_length=100)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list, description="at most MAX_TAGS tags")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="capped by MAX_METADATA_KEYS/_KEY_LENGTH/_VALUE_LENGTH/_BYTES"
+    )
+
+    def checked(self, settings: Settings) -> Self:
+        """These options, once their tags and metadata are within the caps (else InvalidInput)."""
+        check_ingest_options(self.tags, self.metadata, settings)
+        return self
 
 
 class FolderRequest(IngestOptions):
@@ -59,7 +68,7 @@ def _form_options() -> IngestOptions:
             metadata = json.loads(raw_meta)
         except ValueError as exc:
             raise InvalidInput(f"form field `metadata` is not valid JSON: {exc}") from exc
-    return parse(IngestOptions, {"tags": tags, "metadata": metadata})
+    return parse(IngestOptions, {"tags": tags, "metadata": metadata}).checked(services().settings)
 
 
 def start_job(
@@ -73,14 +82,18 @@ def start_job(
         shutil.rmtree(svc.settings.staging_dir / job_id, ignore_errors=True)
         message = "nothing to index" if not items else "no usable image in the request"
         raise InvalidInput(message, {"rejected": [r.model_dump() for r in refused]})
-    svc.jobs.create(
-        kind,
-        info.name,
-        items,
-        options=options.model_dump(),
-        request_id=current_request_id(),
-        job_id=job_id,
-    )
+    try:
+        svc.jobs.create(
+            kind,
+            info.name,
+            items,
+            options=options.model_dump(),
+            request_id=current_request_id(),
+            job_id=job_id,
+        )
+    except Exception:  # Redis down (a 503): nothing will read the staged files
+        shutil.rmtree(svc.settings.staging_dir / job_id, ignore_errors=True)
+        raise
     for start, end in chunks(len(items), svc.settings.ingest_chunk_size):
         svc.celery.send_task("clipsearch.ingest_chunk", args=[job_id, start, end])
     body = JobAccepted(
@@ -159,7 +172,7 @@ def upload_zip(name: str) -> tuple[Response, int]:
 )
 def index_folder(name: str) -> tuple[Response, int]:
     svc = services()
-    req = parse(FolderRequest, json_body())
+    req = parse(FolderRequest, json_body()).checked(svc.settings)
     info = svc.encodable_collection(name)
     items = plan_folder(req.path, svc.settings)
     return start_job(svc, info, "folder", items, req, new_job_id())
@@ -171,6 +184,6 @@ def index_folder(name: str) -> tuple[Response, int]:
 )
 def index_urls(name: str) -> tuple[Response, int]:
     svc = services()
-    req = parse(UrlsRequest, json_body())
+    req = parse(UrlsRequest, json_body()).checked(svc.settings)
     info = svc.encodable_collection(name)
     return start_job(svc, info, "urls", plan_urls(req.urls, svc.settings), req, new_job_id())

@@ -57,6 +57,7 @@ def stack_env(
     env = {
         "FOLDER_ROOTS": str(folder_root),
         "URL_ALLOW": f"127.0.0.1:{url_port}",
+        "URL_TIMEOUT_S": "3",  # test_security_urls: a slow server is cut within seconds
         "INGEST_CHUNK_SIZE": "8",
         "DATA_DIR": str(data_dir),
         "MODEL_DIR": str(tiny_model_dir()),
