@@ -4,6 +4,7 @@ and text latency.
 
     python benchmarks/encoder.py                       # the full-size random ViT-B/32 if generated, else tiny
     python benchmarks/encoder.py --model-dir PATH --images 96 --threads 2
+    python benchmarks/encoder.py --formats             # decode ms per image: JPEG vs HEIC, AVIF, JPEG XL, DNG
 
 Generate the full-size model with ``python scripts/make_tiny_model.py --no-tiny --vit-b32
 ~/.cache/clipsearch/models/ViT-B-32-random`` (reference environment). The JPEGs are the test photos
@@ -117,6 +118,45 @@ def bench(encoder: ClipEncoder, jpegs: list[bytes], repeat: int) -> dict[str, fl
     return res
 
 
+def decode_formats(sizes: list[tuple[int, int]], repeat: int) -> None:
+    """Decode ms per image (one thread, median of ``repeat``) of the same photo at the same size in each
+    format: full resolution (``min_side=None``) and the service's path (``min_side=336``, ViT-B/32's
+    reduced-decode floor: JPEG's DCT scaling, a RAW's embedded preview). Needs the dev extra (pillow-heif
+    and tifffile write the HEIC and DNG files)."""
+    from tests import formatgen as g
+
+    photo = np.asarray(
+        cv2.cvtColor(
+            cv2.imread(str(REPO / "tests" / "fixtures" / "images" / "astronaut.jpg")), cv2.COLOR_BGR2RGB
+        )
+    )
+    cv2.setNumThreads(1)
+    print("| size | format | kB | full-res decode ms | service decode ms (min_side 336) |")
+    print("|---|---|---|---|---|")
+    for w, h in sizes:
+        rgb = np.asarray(cv2.resize(photo, (w, h), interpolation=cv2.INTER_CUBIC))
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        files = {
+            "jpeg q90": jpeg.tobytes(),
+            "heic q90": g.heic(rgb, quality=90),
+            "avif q90": g.avif(rgb, quality=90),
+            "jxl d1": g.jxl(rgb, distance=1.0),
+            "dng (demosaic)": g.dng(rgb),
+            "dng + full-size preview": g.dng(rgb, preview=rgb),
+        }
+        for name, data in files.items():
+            cells = []
+            for side in (None, 336):
+                times = []
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    decode_image(data, 10**9, min_side=side)
+                    times.append((time.perf_counter() - t0) * 1000)
+                cells.append(f"{statistics.median(times):.1f}")
+            print(f"| {w}x{h} | {name} | {len(data) / 1e3:.0f} | {cells[0]} | {cells[1]} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,7 +172,15 @@ def main() -> None:
         help=f"int8 schemes to compare, comma-separated: auto (the default of `clipsearch models quantize`) "
         f"or one of {sorted(SCHEMES)} for both towers (s8 is the legacy one)",
     )
+    parser.add_argument(
+        "--formats",
+        action="store_true",
+        help="only the decode table: ms per image for JPEG, HEIC, AVIF, JPEG XL and DNG at the same sizes",
+    )
     args = parser.parse_args()
+    if args.formats:
+        decode_formats([(1024, 768), (2048, 1536), (4032, 3024)], max(args.repeat, 5))
+        return
     model_dir = args.model_dir or (
         DEFAULT_BIG if (DEFAULT_BIG / "config.json").is_file() else tiny_model_dir()
     )

@@ -25,9 +25,11 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from indexer import codecs, raw
 from indexer.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
-FORMATS: Final = ("jpeg", "png", "webp", "gif", "bmp", "tiff")
+# HEIF/HEIC, AVIF and JPEG XL decode in indexer.codecs, camera RAW in indexer.raw; the rules are the same.
+FORMATS: Final = ("jpeg", "png", "webp", "gif", "bmp", "tiff", *codecs.FORMATS, *raw.FORMATS)
 FORMAT_MIME: Final[dict[str, str]] = {
     "jpeg": "image/jpeg",
     "png": "image/png",
@@ -35,6 +37,8 @@ FORMAT_MIME: Final[dict[str, str]] = {
     "gif": "image/gif",
     "bmp": "image/bmp",
     "tiff": "image/tiff",
+    **codecs.FORMAT_MIME,
+    **raw.FORMAT_MIME,
 }
 # Content types a client may declare for an upload; the bytes decide the format in the end.
 ACCEPTED_CONTENT_TYPES: Final[frozenset[str]] = frozenset(
@@ -47,6 +51,8 @@ ACCEPTED_CONTENT_TYPES: Final[frozenset[str]] = frozenset(
         "image/x-bmp",
         "image/tif",
         "image/x-tiff",
+        *codecs.CONTENT_TYPE_ALIASES,
+        *raw.CONTENT_TYPE_ALIASES,
         "application/octet-stream",
     }
 )
@@ -94,7 +100,10 @@ class DecodedImage:
 
 # --------------------------------------------------------------------------------------- sniffing
 def sniff_format(data: bytes) -> str | None:
-    """The format named by the magic bytes, or None."""
+    """The format named by the magic bytes, or None. DNG, NEF and ARW look like TIFF here: only the whole
+    header (``read_header``) tells them apart."""
+    if kind := raw.sniff(data) or codecs.sniff(data):
+        return kind
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -319,8 +328,18 @@ def read_header(data: bytes) -> ImageHeader:
             "not an image (unrecognised format)",
             {"reason": "unrecognised_format", "supported": list(FORMATS)},
         )
+    if fmt == "tiff":
+        fmt = raw.tiff_raw_kind(data) or fmt
     try:
-        width, height = _SIZE_READERS[fmt](data)
+        if fmt in codecs.HEIF_FORMATS:  # the primary item's codec decides heic or avif
+            heif = codecs.heif_header(data)
+            fmt, width, height = heif.format, heif.width, heif.height
+        elif fmt in raw.FORMATS:
+            width, height = raw.raw_size(data, fmt)
+        elif fmt == "jxl":
+            width, height = codecs.jxl_size(data)
+        else:
+            width, height = _SIZE_READERS[fmt](data)
     except struct.error as exc:
         raise _corrupt(fmt, "short header") from exc
     if width <= 0 or height <= 0:
@@ -345,16 +364,22 @@ def check_pixels(header: ImageHeader, max_pixels: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------- decoding
-def decode_image(data: bytes, max_pixels: int, *, min_side: int | None = None) -> DecodedImage:
+def decode_image(
+    data: bytes, max_pixels: int, *, min_side: int | None = None, exif_orientation: bool = True
+) -> DecodedImage:
     """Decode to RGB uint8 in display orientation.
 
     ``min_side``: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (much faster) as long
-    as its shorter side stays >= ``min_side``. None means full resolution.
+    as its shorter side stays >= ``min_side``, and a camera RAW may use its embedded preview when that is
+    at least as large. None means full resolution. ``exif_orientation=False`` leaves a JPEG as stored
+    (a RAW's preview, which the RAW's own orientation turns).
     """
     header = read_header(data)
     check_pixels(header, max_pixels)
     if header.format == "jpeg" and not _jpeg_complete(data):
         raise _corrupt("jpeg", "no end-of-image marker")
+    if header.format in codecs.FORMATS or header.format in raw.FORMATS:
+        return _decode_other(data, header, max_pixels, min_side)
 
     reduction, flags = 1, _RGB_FLAG
     if header.format == "jpeg" and min_side is not None:
@@ -363,6 +388,8 @@ def decode_image(data: bytes, max_pixels: int, *, min_side: int | None = None) -
             if short // factor >= min_side:
                 reduction, flags = factor, (flag & ~cv2.IMREAD_COLOR) | _RGB_FLAG
                 break
+    if not exif_orientation:
+        flags |= cv2.IMREAD_IGNORE_ORIENTATION
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         decoded = cv2.imdecode(buf, flags)
@@ -377,6 +404,26 @@ def decode_image(data: bytes, max_pixels: int, *, min_side: int | None = None) -
     if (got_w > got_h) != (width > height) and width != height:  # EXIF orientation 5-8 swapped the axes
         width, height = height, width
     return DecodedImage(pixels=pixels, format=header.format, width=width, height=height, reduction=reduction)
+
+
+def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: int | None) -> DecodedImage:
+    """HEIF/HEIC, AVIF and JPEG XL (indexer.codecs), camera RAW (indexer.raw); header already checked."""
+    if header.format in raw.FORMATS:
+
+        def preview(jpeg: bytes, side: int | None) -> NDArray[np.uint8]:
+            return decode_image(jpeg, max_pixels, min_side=side, exif_orientation=False).pixels
+
+        image = raw.decode(data, header.format, max_pixels, min_side, preview)
+        short = min(image.pixels.shape[:2])
+        return DecodedImage(
+            pixels=image.pixels,
+            format=header.format,
+            width=image.width,
+            height=image.height,
+            reduction=max(1, round(min(image.width, image.height) / max(short, 1))),
+        )
+    pixels = codecs.decode(data, header.format)  # always full resolution, transforms (irot, clap) applied
+    return DecodedImage(pixels=pixels, format=header.format, width=pixels.shape[1], height=pixels.shape[0])
 
 
 def make_thumbnail(image: DecodedImage | NDArray[np.uint8], max_side: int, quality: int = 85) -> bytes:

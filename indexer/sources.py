@@ -32,7 +32,10 @@ def reject_reason(head: bytes, size: int) -> str | None:
     if size == 0:
         return "empty file (0 bytes)"
     if sniff_format(head) is None:
-        return "not an image: unrecognised format (JPEG, PNG, WebP, BMP, TIFF and GIF are accepted)"
+        return (
+            "not an image: unrecognised format (JPEG, PNG, WebP, BMP, TIFF, GIF, HEIC/HEIF, AVIF, "
+            "JPEG XL and camera RAW are accepted)"
+        )
     return None
 
 

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict
 
 from indexer.blob_gc import delete_images
 from indexer.errors import NotFound
+from indexer.images import FORMAT_MIME
 from indexer.limits import check_filters
 from indexer.search import SearchFilters, build_filters
 from indexer.store.images import ImageRecord, find_image
@@ -56,7 +57,8 @@ def _send(path_of: str, image_id: str, mimetype: str | None) -> Response:
     )
     if not path.is_file():
         raise NotFound(f"the {path_of} of image {image_id} is missing from the blob store")
-    return send_file(path, mimetype=mimetype or f"image/{record.format}", max_age=86400)
+    mimetype = mimetype or FORMAT_MIME.get(record.format, "application/octet-stream")
+    return send_file(path, mimetype=mimetype, max_age=86400)
 
 
 @bp.get("/images/<image_id>/thumbnail")

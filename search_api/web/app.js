@@ -169,7 +169,9 @@ function setupCollections() {
 let chosenFiles = [];
 
 function choose(files) {
-  chosenFiles = Array.from(files).filter((f) => f.type.startsWith("image/") || !f.type);
+  // HEIC, AVIF, JPEG XL and camera RAW files often come with no type, or application/octet-stream.
+  const imageName = /\.(heic|heif|avif|jxl|dng|cr2|cr3|nef|arw|raf|orf)$/i;
+  chosenFiles = Array.from(files).filter((f) => f.type.startsWith("image/") || !f.type || imageName.test(f.name));
   $("#upload-chosen").textContent = chosenFiles.length ? `${chosenFiles.length} file(s) ready` : "";
 }
 
