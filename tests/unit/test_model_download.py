@@ -155,7 +155,10 @@ def test_quantize_cli_writes_int8(
 
     monkeypatch.setenv("CACHE_DIR", str(settings.cache_dir))
     assert main(["models", "quantize", "tiny-test-clip"]) == 0
-    assert "text cosine >=" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cosine to fp32 on the probe set: images min 0.99" in out and "(threshold 0.999)" in out
+    assert "image tower: s8-reduced" in out or "image tower: u8u8" in out
+    assert "measured on " in out
     encoder = load_encoder(settings.model_copy(update={"model_id": "tiny-test-clip"}), precision="int8")
     assert encoder.precision == "int8" and encoder.model_dir.is_relative_to(settings.cache_dir)
     vectors = encoder.encode_images([np.zeros((100, 100, 3), np.uint8)])
