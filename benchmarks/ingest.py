@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.encoder import DEFAULT_BIG, make_jpegs  # noqa: E402
+from benchmarks.synthetic import fill  # noqa: E402
+from clipsearch.client import ApiClient, image_files  # noqa: E402
 from clipsearch.processes import free_port  # noqa: E402
 from clipsearch.stack import LocalStack  # noqa: E402
 from indexer.model.encoder import load_encoder  # noqa: E402
@@ -40,7 +41,9 @@ from indexer.model.files import model_id_for_dir, quantized_dir, tiny_model_dir 
 from indexer.model.quantize import quantize_model_dir  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 from indexer.store.connection import connect  # noqa: E402
-from indexer.store.images import ImageRecord, ImageStore  # noqa: E402
+from indexer.store.images import ImageStore  # noqa: E402
+
+RAW_BATCH = 32  # the issue's reference: the raw session at batch 32
 
 
 def raw_images_per_s(settings: Settings, batch: int, seconds: float = 8.0) -> float:
@@ -57,63 +60,65 @@ def raw_images_per_s(settings: Settings, batch: int, seconds: float = 8.0) -> fl
     return rate
 
 
-def ingest_images_per_s(base: str, jpegs: list[bytes], batch: int) -> float:
-    """Upload one request per chunk (as `clipsearch index` streams a directory), so the worker starts on
-    the first chunk while the rest upload; the clock stops once every image is indexed and searchable."""
-    name = f"bench-{uuid.uuid4().hex[:6]}"
-    requests.post(f"{base}/collections", json={"name": name}, timeout=60).raise_for_status()
-    start = time.perf_counter()
-    jobs = []
-    for first in range(0, len(jpegs), batch):
-        files = [
-            ("files", (f"b{i}.jpg", jpegs[i], "image/jpeg"))
-            for i in range(first, min(first + batch, len(jpegs)))
-        ]
-        response = requests.post(f"{base}/collections/{name}/images", files=files, timeout=300)
-        jobs.append(response.json()["job_id"])
+def _wait_searchable(base: str, name: str, jobs: list[str], expected: int) -> None:
     done = 0
     for job in jobs:
         while (report := requests.get(f"{base}/jobs/{job}", timeout=60).json())["state"] not in {
             "completed",
             "failed",
         }:
-            time.sleep(0.05)
+            time.sleep(0.1)
         done += report["done"]
+    assert done == expected, (done, expected)
     hits = requests.post(
         f"{base}/search/text", json={"collection": name, "query": "x", "limit": 1}, timeout=60
     )
     assert hits.json()["count"] == 1
-    elapsed = time.perf_counter() - start
-    assert done == len(jpegs), (done, len(jpegs))
-    return len(jpegs) / elapsed
 
 
-def fill(settings: Settings, collection: str, model_id: str, dim: int, target: int) -> None:
+def cli_upload_images_per_s(base: str, folder: Path) -> float:
+    """What `clipsearch index DIR` does (the CLI's own ApiClient: one request per UPLOAD_BATCH files, the
+    worker starts on the first while the rest upload); the clock stops once every image is searchable."""
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    api = ApiClient(base, None)
+    api.ensure_collection(name)
+    paths = list(image_files(folder))
+    start = time.perf_counter()
+    jobs, refused = api.upload_paths(name, folder, paths)
+    assert not refused, refused
+    _wait_searchable(base, name, jobs, len(paths))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def folder_images_per_s(base: str, folder: Path, count: int) -> float:
+    """POST /collections/<c>/folder for the same files, to searchable."""
+    name = f"dir-{uuid.uuid4().hex[:6]}"
+    requests.post(f"{base}/collections", json={"name": name}, timeout=60).raise_for_status()
+    start = time.perf_counter()
+    response = requests.post(f"{base}/collections/{name}/folder", json={"path": str(folder)}, timeout=300)
+    response.raise_for_status()
+    _wait_searchable(base, name, [response.json()["job_id"]], count)
+    return count / (time.perf_counter() - start)
+
+
+def worker_peak_rss_mib(stack: LocalStack) -> float:
+    """The largest VmHWM (peak resident set) among the workers' pool processes, in MiB."""
+    peak = 0
+    for worker in stack.workers:
+        if worker.pid is None:
+            continue
+        for child in Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split():
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+    return peak / 1024
+
+
+def fill_collection(settings: Settings, collection: str, model_id: str, dim: int, target: int) -> None:
     """Insert synthetic unit vectors until the collection holds `target` objects."""
     client = connect(settings)
     try:
-        store = ImageStore(client, model_id)
-        have = store.count(collection)
-        rng = np.random.default_rng(have)
-        now = datetime.now(UTC)
-        with store.collection.batch.fixed_size(batch_size=1000, concurrent_requests=2) as batch:
-            for i in range(have, target):
-                vector = rng.standard_normal(dim).astype(np.float32)
-                vector /= np.linalg.norm(vector)
-                record = ImageRecord(
-                    id=str(uuid.uuid4()),
-                    collection=collection,
-                    filename=f"syn{i}.jpg",
-                    sha256=f"{i:064x}",
-                    format="jpeg",
-                    width=1,
-                    height=1,
-                    ingested_at=now,
-                )
-                from indexer.store.images import to_properties
-
-                batch.add_object(properties=to_properties(record), uuid=record.id, vector=vector.tolist())
-        assert store.count(collection) >= target, "synthetic insert fell short"
+        fill(ImageStore(client, model_id), collection, dim, target)
     finally:
         client.close()
 
@@ -136,7 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--images", type=int, default=192)
+    parser.add_argument("--images", type=int, default=300)
     parser.add_argument(
         "--model-dir", type=Path, default=DEFAULT_BIG if DEFAULT_BIG.is_dir() else tiny_model_dir()
     )
@@ -150,12 +155,17 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     for precision in args.precisions:
         with tempfile.TemporaryDirectory(prefix="clipsearch-bench-") as tmp:
+            folder = Path(tmp) / "photos"
+            folder.mkdir()
+            for i, data in enumerate(jpegs):
+                (folder / f"b{i:04d}.jpg").write_bytes(data)
             env = {
-                "DATA_DIR": tmp,
+                "DATA_DIR": str(Path(tmp) / "data"),
                 "MODEL_DIR": str(args.model_dir),
                 "MODEL_PRECISION": precision,
                 "ONNX_THREADS": str(args.threads),
                 "API_PORT": str(free_port()),
+                "FOLDER_ROOTS": str(folder),
             }
             os.environ.update(env)
             settings = Settings()
@@ -163,24 +173,33 @@ def main() -> None:
                 qdir = quantized_dir(settings, model_id_for_dir(args.model_dir, settings))
                 if not (qdir / "visual" / "model.onnx").is_file():
                     quantize_model_dir(args.model_dir, qdir)
-            raw = raw_images_per_s(settings, settings.ingest_chunk_size)
+            raw = raw_images_per_s(settings, RAW_BATCH)
             stack = LocalStack(settings)
             stack.start()
             try:
                 stack.wait_healthy()
-                e2e = ingest_images_per_s(stack.api_url, jpegs, settings.ingest_chunk_size)
+                cli = cli_upload_images_per_s(stack.api_url, folder)
+                by_folder = folder_images_per_s(stack.api_url, folder, len(jpegs))
+                rows.append((f"ingest {precision}: raw session, batch {RAW_BATCH}", f"{raw:.1f}", "img/s"))
                 rows.append(
                     (
-                        f"ingest {precision}: raw session, batch {settings.ingest_chunk_size}",
-                        f"{raw:.1f}",
-                        "img/s",
+                        f"ingest {precision}: CLI upload -> searchable, {len(jpegs)} JPEGs",
+                        f"{cli:.1f}",
+                        f"img/s ({cli / raw:.2f} of raw)",
                     )
                 )
                 rows.append(
                     (
-                        f"ingest {precision}: HTTP upload -> searchable, {len(jpegs)} JPEGs",
-                        f"{e2e:.1f}",
-                        f"img/s ({e2e / raw:.2f} of raw)",
+                        f"ingest {precision}: folder route -> searchable, {len(jpegs)} JPEGs",
+                        f"{by_folder:.1f}",
+                        f"img/s ({by_folder / raw:.2f} of raw)",
+                    )
+                )
+                rows.append(
+                    (
+                        f"ingest {precision}: worker peak RSS (VmHWM, pool process)",
+                        f"{worker_peak_rss_mib(stack):.0f}",
+                        "MiB",
                     )
                 )
                 if precision == args.precisions[0] and args.scales:
@@ -198,7 +217,7 @@ def main() -> None:
                     )
                     for scale in args.scales:
                         t0 = time.perf_counter()
-                        fill(stack_settings, name, info["model_id"], dim, scale)
+                        fill_collection(stack_settings, name, info["model_id"], dim, scale)
                         fill_s = time.perf_counter() - t0
                         p50, p99 = query_latency(
                             stack.api_url, name, args.queries, distinct=True, tag=str(scale)

@@ -78,7 +78,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.model_dir:
         settings = ensure_model(settings, allow_download=not args.offline)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    stack = LocalStack(settings)
+    stack = LocalStack(settings, object_store=args.object_store, weaviate_nodes=args.weaviate_nodes)
     restarts = 0
     try:
         print("starting redis, weaviate, a worker and the API ...", flush=True)
@@ -197,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--demo", action="store_true", help="index the bundled demo photos into `demo`")
     up.add_argument("--offline", action="store_true", help="never download a model")
     up.add_argument("--allow-open", action="store_true", help=ALLOW_OPEN_HELP)
+    up.add_argument(
+        "--object-store",
+        action="store_true",
+        help="also start a loopback S3-compatible store (rclone serve s3) for staging and blobs",
+    )
+    up.add_argument(
+        "--weaviate-nodes", type=int, default=1, help="start a Weaviate cluster of this many loopback nodes"
+    )
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run the HTTP API alone")

@@ -60,6 +60,8 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
                 "image_size": r.image_size,
                 "embed_dim": r.embed_dim,
                 "approx_size_mb": r.approx_size_mb,
+                "family": r.family,
+                "scoring": r.scoring,
                 "path": str(r.path) if r.path else None,
                 "int8_path": str(r.int8_path) if r.int8_path else None,
                 "default": r.default,
@@ -68,13 +70,17 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         ]
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{'':2}{'MODEL':34} {'INPUT':>5} {'DIM':>5} {'SIZE':>7}  {'INT8':4}  STATUS")
+    width = max(len(r.model_id) for r in rows)
+    print(f"{'':2}{'MODEL':{width}} {'FAMILY':12} {'INPUT':>5} {'DIM':>5} {'SIZE':>7}  {'INT8':4}  STATUS")
     for r in rows:
         mark = "* " if r.default else "  "
         status = str(r.path) if r.path else "not downloaded"
         int8 = "yes" if r.int8_path else "-"
         size = f"{r.approx_size_mb}MB"
-        print(f"{mark}{r.model_id:34} {r.image_size:>5} {r.embed_dim:>5} {size:>7}  {int8:4}  {status}")
+        print(
+            f"{mark}{r.model_id:{width}} {r.family:12} {r.image_size:>5} {r.embed_dim:>5} {size:>7}  "
+            f"{int8:4}  {status}"
+        )
     print(f"\n* = MODEL_ID ({settings.model_id}); cache: {settings.cache_dir}")
     return 0
 

@@ -10,12 +10,14 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import requests
 
+from clipsearch.object_store_server import ObjectStoreServer, object_store_binary
 from clipsearch.processes import LOOPBACK, ManagedProcess, ensure_port_free
 from clipsearch.redis_server import RedisServer
-from clipsearch.weaviate_server import WeaviateServer
+from clipsearch.weaviate_server import WeaviateCluster, WeaviateServer
 from indexer.errors import StartupError
 from indexer.settings import Settings
 from search_api.guard import check_bind
@@ -23,14 +25,36 @@ from workers.celery_factory import make_celery
 
 
 class LocalStack:
-    def __init__(self, settings: Settings, *, api: bool = True, worker: bool = True) -> None:
+    """``object_store``: also start the S3-compatible store (rclone serve s3) and put staging and blobs
+    there; ``weaviate_nodes`` > 1: a loopback Weaviate cluster instead of a single node."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api: bool = True,
+        worker: bool = True,
+        object_store: bool = False,
+        weaviate_nodes: int = 1,
+    ) -> None:
         self.settings = settings
         self.log_dir = settings.data_dir / "logs"
         self.redis = None if settings.redis_url else RedisServer(settings.data_dir / "redis", self.log_dir)
-        self.weaviate = (
-            None
-            if settings.weaviate_url
-            else WeaviateServer(settings.weaviate_binary_path, settings.data_dir / "weaviate", self.log_dir)
+        self.weaviate: WeaviateServer | WeaviateCluster | None = None
+        if settings.weaviate_url:
+            pass
+        elif weaviate_nodes > 1:
+            self.weaviate = WeaviateCluster(
+                settings.weaviate_binary_path, settings.data_dir / "weaviate", self.log_dir, weaviate_nodes
+            )
+        else:
+            self.weaviate = WeaviateServer(
+                settings.weaviate_binary_path, settings.data_dir / "weaviate", self.log_dir
+            )
+        self.object_store = (
+            ObjectStoreServer(object_store_binary(settings), settings.data_dir / "object-store", self.log_dir)
+            if object_store and not settings.blob_store_url
+            else None
         )
         self.want_api = api
         self.want_worker = worker
@@ -55,9 +79,22 @@ class LocalStack:
     def api_url(self) -> str:
         return f"http://{self.settings.api_host}:{self.api_port}"
 
+    def service_settings(self) -> Settings:
+        """These settings pointed at this stack's parts (for in-process clients: tests, the CLI)."""
+        settings = self.settings.model_copy(
+            update={
+                "redis_url": self.redis_url,
+                "weaviate_url": self.weaviate_url,
+                "weaviate_grpc_port": self.weaviate_grpc_port,
+            }
+        )
+        return self.object_store.settings(settings) if self.object_store else settings
+
     def child_env(self) -> dict[str, str]:
         """The environment that makes a child process talk to this stack."""
         env = dict(os.environ)
+        if self.object_store:
+            env.update(self.object_store.env())
         env.update(
             {
                 "REDIS_URL": self.redis_url,
@@ -79,6 +116,8 @@ class LocalStack:
                 ensure_port_free(self.api_port, "the API", self.settings.api_host)
             if self.redis:
                 self.redis.start()
+            if self.object_store:
+                self.object_store.start()
             if self.weaviate:
                 self.weaviate.start()
             if self.want_worker:
@@ -89,8 +128,13 @@ class LocalStack:
             self.stop()
             raise
 
-    def start_worker(self, timeout_s: float = 60.0) -> ManagedProcess:
+    def start_worker(self, timeout_s: float = 60.0, data_dir: Path | None = None) -> ManagedProcess:
+        """Start one more worker; ``data_dir``: its own DATA_DIR (a worker on another machine, which
+        shares only the URLs of Redis, Weaviate and the object store)."""
         name = f"worker-{uuid.uuid4().hex[:8]}@{LOOPBACK}"
+        env = self.child_env()
+        if data_dir is not None:
+            env["DATA_DIR"] = str(data_dir)
         proc = ManagedProcess(
             name,
             [
@@ -110,7 +154,7 @@ class LocalStack:
                 "--without-mingle",
             ],
             self.log_dir / f"{name.split('@')[0]}.log",
-            env=self.child_env(),
+            env=env,
         )
         proc.start()
         self.workers.append(proc)
@@ -168,7 +212,11 @@ class LocalStack:
         procs: list[ManagedProcess] = []
         if self.redis:
             procs.append(self.redis.process)
-        if self.weaviate:
+        if self.object_store:
+            procs.append(self.object_store.process)
+        if isinstance(self.weaviate, WeaviateCluster):
+            procs.extend(node.process for node in self.weaviate.nodes)
+        elif self.weaviate:
             procs.append(self.weaviate.process)
         procs.extend(self.workers)
         if self.api:
@@ -183,5 +231,7 @@ class LocalStack:
         self.workers.clear()
         if self.weaviate:
             self.weaviate.stop()
+        if self.object_store:
+            self.object_store.stop()
         if self.redis:
             self.redis.stop()

@@ -55,8 +55,17 @@ class WeaviatePorts:
         }
 
 
-def weaviate_env(data_path: Path, ports: WeaviatePorts) -> dict[str, str]:
-    """The environment that a single loopback-only node needs (after weaviate-client's embedded.py)."""
+def weaviate_env(
+    data_path: Path,
+    ports: WeaviatePorts,
+    *,
+    hostname: str = "clipsearch-node",
+    cluster_join: str | None = None,
+    raft_join: str | None = None,
+    bootstrap_expect: int = 1,
+) -> dict[str, str]:
+    """The environment that a loopback-only node needs (after weaviate-client's embedded.py); a single
+    node by default, one node of a loopback cluster with the join arguments (`WeaviateCluster`)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CLUSTER_", "RAFT_"))}
     env.update(
         {
@@ -70,7 +79,7 @@ def weaviate_env(data_path: Path, ports: WeaviatePorts) -> dict[str, str]:
             "QUERY_DEFAULTS_LIMIT": "20",
             "LIMIT_RESOURCES": "true",
             "LOG_LEVEL": "warning",
-            "CLUSTER_HOSTNAME": "clipsearch-node",
+            "CLUSTER_HOSTNAME": hostname,
             "CLUSTER_IN_LOCALHOST": "true",
             "CLUSTER_BIND_ADDR": LOOPBACK,
             "CLUSTER_GOSSIP_BIND_PORT": str(ports.gossip),
@@ -78,9 +87,13 @@ def weaviate_env(data_path: Path, ports: WeaviatePorts) -> dict[str, str]:
             "GRPC_PORT": str(ports.grpc),
             "RAFT_PORT": str(ports.raft),
             "RAFT_INTERNAL_RPC_PORT": str(ports.raft_rpc),
-            "RAFT_BOOTSTRAP_EXPECT": "1",
+            "RAFT_BOOTSTRAP_EXPECT": str(bootstrap_expect),
         }
     )
+    if cluster_join:  # the gossip address of a node already up (memberlist join)
+        env["CLUSTER_JOIN"] = cluster_join
+    if raft_join:  # "name:raftport,..." of every voter (with CLUSTER_IN_LOCALHOST each has its own port)
+        env["RAFT_JOIN"] = raft_join
     return env
 
 
@@ -88,13 +101,20 @@ class WeaviateServer:
     """Start and stop the Weaviate binary that scripts/build_weaviate.sh built and cached."""
 
     def __init__(
-        self, binary: Path, data_dir: Path, log_dir: Path, ports: WeaviatePorts | None = None
+        self,
+        binary: Path,
+        data_dir: Path,
+        log_dir: Path,
+        ports: WeaviatePorts | None = None,
+        name: str = "weaviate",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.binary = binary
         self.data_dir = data_dir
         self.ports = ports or WeaviatePorts()
+        self.name = name
         self.process = ManagedProcess(
-            "weaviate",
+            name,
             [
                 str(binary),
                 "--host",
@@ -108,8 +128,8 @@ class WeaviateServer:
                 "--write-timeout",
                 "600s",
             ],
-            log_dir / "weaviate.log",
-            env=weaviate_env(data_dir, self.ports),
+            log_dir / f"{name}.log",
+            env=env or weaviate_env(data_dir, self.ports),
         )
 
     @property
@@ -118,6 +138,28 @@ class WeaviateServer:
 
     def _ready(self) -> bool:
         return requests.get(self.url + READY_PATH, timeout=1).status_code == 200
+
+    @property
+    def grpc_url(self) -> str:
+        """This node in WEAVIATE_URL form, with its own gRPC port (a loopback cluster has one each)."""
+        return f"{self.url}?grpc_port={self.ports.grpc}"
+
+    def launch(self, check_ports: bool = True) -> None:
+        """Start the process without waiting (a cluster's nodes must all be up to elect a leader).
+        ``check_ports=False`` restarts a node on its own ports, which may still linger in TIME_WAIT
+        (Weaviate binds with SO_REUSEADDR, so they are usable; the check would refuse them)."""
+        if not self.binary.is_file():
+            raise StartupError(
+                f"Weaviate binary not found at {self.binary}; run scripts/setup.sh to build it",
+                {"path": str(self.binary)},
+            )
+        ensure_writable_dir(self.data_dir, "Weaviate")
+        for purpose, port in self.ports.named().items() if check_ports else ():
+            ensure_port_free(port, f"{purpose} ({self.name})")
+        self.process.start()
+
+    def wait(self, timeout_s: float = 90.0) -> None:
+        self.process.wait_ready(self._ready, timeout_s)
 
     def start(self, timeout_s: float = 90.0) -> None:
         if not self.binary.is_file():
@@ -133,3 +175,52 @@ class WeaviateServer:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class WeaviateCluster:
+    """N Weaviate nodes on loopback forming one cluster: each has its own HTTP, gRPC, gossip, data and
+    Raft ports; each joins the gossip ports of all the others (Weaviate retries the join and rejoins
+    periodically, so any node, the first included, can be killed and restarted) and every node lists all
+    voters in RAFT_JOIN."""
+
+    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, nodes: int) -> None:
+        if nodes < 1:
+            raise StartupError("a Weaviate cluster needs at least one node")
+        ports = [WeaviatePorts() for _ in range(nodes)]
+        names = [f"clipsearch-node{i}" for i in range(nodes)]
+        raft_join = ",".join(f"{name}:{p.raft}" for name, p in zip(names, ports, strict=True))
+        self.nodes: list[WeaviateServer] = []
+        for i, (name, p) in enumerate(zip(names, ports, strict=True)):
+            node_dir = data_dir / f"node{i}"
+            env = weaviate_env(
+                node_dir,
+                p,
+                hostname=name,
+                cluster_join=",".join(f"{LOOPBACK}:{o.gossip}" for o in ports if o is not p) or None,
+                raft_join=raft_join,
+                bootstrap_expect=nodes,
+            )
+            self.nodes.append(WeaviateServer(binary, node_dir, log_dir, p, name=f"weaviate-{i}", env=env))
+
+    @property
+    def url(self) -> str:
+        """WEAVIATE_URL for the whole cluster: every node, comma-separated, each with its gRPC port."""
+        return ",".join(node.grpc_url for node in self.nodes)
+
+    @property
+    def ports(self) -> WeaviatePorts:
+        return self.nodes[0].ports
+
+    @property
+    def process(self) -> ManagedProcess:
+        return self.nodes[0].process
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        for node in self.nodes:
+            node.launch()
+        for node in self.nodes:
+            node.wait(timeout_s)
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()

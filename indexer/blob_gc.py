@@ -29,11 +29,11 @@ from typing import Any
 import redis
 import weaviate
 from weaviate.classes.query import Filter
-from weaviate.collections.classes.filters import _Filters
 
 from indexer.blobs import BlobStore
 from indexer.store.images import ImageStore
 from indexer.store.scan import scan
+from indexer.store.types import WhereFilter
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class BlobCollector:
         return removed
 
 
-def delete_images(store: ImageStore, filters: _Filters, collector: BlobCollector | None) -> int:
+def delete_images(store: ImageStore, filters: WhereFilter, collector: BlobCollector | None) -> int:
     """Delete every image object that matches `filters` (one user collection), page by page, and
     collect the blobs that no other object refers to. Returns how many objects were deleted."""
     if collector is None:

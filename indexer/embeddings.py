@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from indexer.classify.scoring import probabilities
 from indexer.errors import ClipsearchError, InvalidInput, PayloadTooLarge
 from indexer.model.encoder import ClipEncoder
 
@@ -76,16 +77,20 @@ class ImageEmbeddingResult:
 class CompareResult:
     model_id: str
     logit_scale: float
+    logit_bias: float | None  # SigLIP: probabilities are sigmoid(logit_scale * similarity + logit_bias)
     subject_kind: Literal["text", "image"]
     prompt_kinds: list[Literal["text", "image"]]
     similarities: list[float]  # cosine of the subject with each prompt
-    probabilities: list[float]  # softmax(logit_scale * similarities) over the prompts
+    # CLIP: softmax(logit_scale * similarities) over the prompts; SigLIP: each prompt's own sigmoid
+    probabilities: list[float]
     best: int  # index of the most similar prompt
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id,
             "logit_scale": self.logit_scale,
+            "logit_bias": self.logit_bias,
+            "scoring": "softmax" if self.logit_bias is None else "sigmoid",
             "subject": {"kind": self.subject_kind},
             "results": [
                 {"index": i, "kind": k, "similarity": s, "probability": p}
@@ -211,8 +216,9 @@ def compare(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> CompareResult:
-    """Cosine similarity of ``subject`` with each prompt, and softmax probabilities over the prompts at the
-    model's logit scale (CLIP zero-shot classification). Subject and prompts may each be text or image."""
+    """Cosine similarity of ``subject`` with each prompt, and the model family's probabilities: for CLIP the
+    softmax over the prompts at the model's logit scale (zero-shot classification), for SigLIP each prompt's
+    own ``sigmoid(logit_scale * cos + logit_bias)``. Subject and prompts may each be text or image."""
     subject_kind = _kind(subject, "subject")
     _check_batch(prompts, "prompts", max_batch)
     kinds = [_kind(p, "prompt", i) for i, p in enumerate(prompts)]
@@ -225,13 +231,11 @@ def compare(
     except ClipsearchError as exc:
         raise type(exc)(f"prompt: {exc.message}", {**exc.details, "field": "prompts"}) from exc
     sims = prompt_vecs @ subject_vec
-    logits = encoder.logit_scale * sims.astype(np.float64)
-    logits -= logits.max()
-    probs = np.exp(logits)
-    probs /= probs.sum()
+    probs = probabilities(sims[None, :], encoder.logit_scale, encoder.logit_bias)[0]
     return CompareResult(
         model_id=encoder.model_id,
         logit_scale=encoder.logit_scale,
+        logit_bias=encoder.logit_bias,
         subject_kind=subject_kind,
         prompt_kinds=kinds,
         similarities=[float(s) for s in sims],

@@ -30,6 +30,20 @@ class Conflict(ClipsearchError):
     code = "conflict"
 
 
+class ModelMismatch(Conflict):
+    """This collection (class set, classifier) uses another model than the one it is used with: vectors
+    of different models are never compared. One rule, raised by `indexer.services.models.require_model`."""
+
+    code = "model_mismatch"
+
+
+class MissingOriginal(NotFound):
+    """The stored original (or thumbnail) of an image is gone from the blob store: raised by
+    `BlobStore.read_original` / `BlobStore.existing_path`, whatever the path that needs it."""
+
+    code = "missing_original"
+
+
 class PayloadTooLarge(ClipsearchError):
     code = "payload_too_large"
 
@@ -132,6 +146,11 @@ def dependency_failure(exc: BaseException, retry_after_s: int = 5) -> Dependency
     if isinstance(exc, wvx.UnexpectedStatusCodeError) and exc.status_code in _WEAVIATE_TRANSIENT_STATUS:
         return down("weaviate")
     if isinstance(exc, wvx.WeaviateQueryError) and any(mark in str(exc) for mark in _GRPC_TRANSIENT):
+        return down("weaviate")
+    # a batch write whose deadline passed or whose node went away (a cluster losing a node): re-run it
+    if isinstance(exc, wvx.WeaviateBatchError) and any(
+        mark.lower() in str(exc).lower() for mark in (*_GRPC_TRANSIENT, "deadline exceeded")
+    ):
         return down("weaviate")
     try:
         import httpx

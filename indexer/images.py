@@ -403,7 +403,24 @@ def decode_image(
     got_h, got_w = pixels.shape[:2]
     if (got_w > got_h) != (width > height) and width != height:  # EXIF orientation 5-8 swapped the axes
         width, height = height, width
+    if reduction == 1 and min_side is not None:
+        pixels, reduction = area_reduce(pixels, min_side)
     return DecodedImage(pixels=pixels, format=header.format, width=width, height=height, reduction=reduction)
+
+
+def area_reduce(pixels: NDArray[np.uint8], min_side: int) -> tuple[NDArray[np.uint8], int]:
+    """A format that cannot decode at reduced scale (PNG, WebP, TIFF...) is decoded in full, then reduced
+    at once by the largest factor of 2, 4 or 8 that keeps its shorter side >= ``min_side`` (area
+    averaging, as libjpeg's DCT scaling does), so that only the small copy is kept: an 8000x8000 PNG's
+    192 MB of pixels live for one resize instead of through preprocessing, whose float planes would
+    take 768 MB more. Returns the pixels and the factor (1: unchanged)."""
+    h, w = pixels.shape[:2]
+    for factor, _ in _JPEG_REDUCED:
+        if min(h, w) // factor >= min_side:
+            size = (max(1, w // factor), max(1, h // factor))
+            reduced = np.asarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+            return reduced, factor
+    return pixels, 1
 
 
 def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: int | None) -> DecodedImage:
@@ -423,7 +440,11 @@ def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: i
             reduction=max(1, round(min(image.width, image.height) / max(short, 1))),
         )
     pixels = codecs.decode(data, header.format)  # always full resolution, transforms (irot, clap) applied
-    return DecodedImage(pixels=pixels, format=header.format, width=pixels.shape[1], height=pixels.shape[0])
+    width, height = pixels.shape[1], pixels.shape[0]
+    reduction = 1
+    if min_side is not None:
+        pixels, reduction = area_reduce(pixels, min_side)
+    return DecodedImage(pixels=pixels, format=header.format, width=width, height=height, reduction=reduction)
 
 
 def make_thumbnail(image: DecodedImage | NDArray[np.uint8], max_side: int, quality: int = 85) -> bytes:

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +27,11 @@ from indexer import metrics
 from indexer.blob_gc import BlobCollector
 from indexer.blobs import BlobStore
 from indexer.errors import ClipsearchError
-from indexer.images import DecodedImage, make_thumbnail
+from indexer.images import decode_image, make_thumbnail
 from indexer.jobs import FINAL_STATES, REEMBED, JobState, JobStore, Outcome
-from indexer.model.encoder import ClipEncoder
+from indexer.model.encoder import FIRST_BATCH, ClipEncoder
+from indexer.objectstore import remove_staging
+from indexer.preprocess import preprocess
 from indexer.settings import Settings
 from indexer.sources import Item, ItemReader, item_name
 from indexer.store.images import ImageRecord, ImageStore
@@ -47,12 +54,17 @@ class IngestRuntime:
 
 @dataclass
 class _Pending:
+    """One item on its way through the pipeline. The decoded pixels are never kept: the preparation
+    thread makes the thumbnail and the model input from them and drops them."""
+
     index: int
     item: Item
     data: bytes
     sha256: str
     uuid: str
-    image: DecodedImage | None = None
+    format: str = ""
+    width: int = 0
+    height: int = 0
     thumbnail: bytes = b""
 
 
@@ -61,6 +73,7 @@ _COUNTERS = {
     Outcome.FAILED: metrics.images_failed,
     Outcome.DUPLICATE: metrics.images_duplicate,
 }
+_STAGE_POLL_S = 0.1
 
 
 def _record(
@@ -82,7 +95,112 @@ def _source(item: Item) -> str:
     return "upload"
 
 
+class _Stopped(Exception):
+    """Another stage of the chunk's pipeline failed or the job was cancelled: stop this one."""
+
+
+class _Cancelled(Exception):
+    """The job was cancelled while its chunk ran."""
+
+
+@dataclass
+class _Stages:
+    """The hand-offs between the pipeline's stages: bounded queues (so at most a few batches are in
+    flight) and one stop flag that every blocking wait checks."""
+
+    stop: threading.Event
+    to_infer: queue.Queue[list[_Pending] | None]
+    to_store: queue.Queue[tuple[Sequence[_Pending], list[Any]] | None]
+
+    def put(self, q: queue.Queue[Any], value: Any) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                q.put(value, timeout=_STAGE_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, q: queue.Queue[Any]) -> Any:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                return q.get(timeout=_STAGE_POLL_S)
+            except queue.Empty:
+                continue
+
+    def batches(self) -> Iterator[list[_Pending]]:
+        while (batch := self.get(self.to_infer)) is not None:
+            yield batch
+
+
+@dataclass
+class _Chunk:
+    """What every stage of one chunk needs."""
+
+    rt: IngestRuntime
+    job_id: str
+    collection: str
+    options: dict[str, Any]
+    store: ImageStore
+    reembed: bool
+
+    def record(self, index: int, outcome: Outcome, file: str = "", reason: str = "") -> None:
+        _record(self.rt.jobs, self.job_id, index, outcome, file, reason)
+
+
+def run_chunk(
+    rt: IngestRuntime,
+    job_id: str,
+    start: int,
+    end: int,
+    crashes: int,
+    split: Callable[[int, int], None],
+) -> None:
+    """A delivery of chunk [start, end) whose worker process died `crashes` times before.
+
+    Below INGEST_MAX_CRASHES it simply runs. A chunk of several items that reached it is split: each item
+    without an outcome gets a task of its own (`split(i, i + 1)`), so the item that kills its worker
+    is isolated and the others index. A single item that reached it is failed with that reason."""
+    limit = rt.settings.ingest_max_crashes
+    if crashes < limit:
+        process_chunk(rt, job_id, start, end)
+        return
+    items = rt.jobs.items(job_id, start, end)
+    indexes = list(range(start, start + len(items)))
+    already = rt.jobs.recorded(job_id, indexes)
+    open_items = [(i, item) for i, item in zip(indexes, items, strict=True) if i not in already]
+    if len(indexes) > 1:
+        log.warning(
+            "chunk %s[%d:%d] killed its worker %d times: one task per item for its %d open items",
+            job_id,
+            start,
+            end,
+            crashes,
+            len(open_items),
+        )
+        for index, _ in open_items:
+            split(index, index + 1)
+        return
+    for index, item in open_items:
+        log.error("job %s item %d killed its worker %d times: failed", job_id, index, crashes)
+        reason = (
+            f"the worker process died while processing this item ({crashes} times: out of memory, or a "
+            "crash in a decoder); it was not indexed"
+        )
+        _record(rt.jobs, job_id, index, Outcome.FAILED, item_name(item, index), reason)
+    _finish(rt, job_id)
+
+
 def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
+    """Items [start, end) of a job, as a pipeline of four stages that overlap across its batches:
+
+    read and hash (a thread) -> decode, thumbnail and preprocess (the encoder's preparation threads)
+    -> inference (this thread, one session, full batches) -> store (a thread: blobs, one Weaviate batch,
+    Redis outcomes). While batch k is in ONNX Runtime, batch k+1 is being decoded and batch k-1 written.
+    """
     jobs = rt.jobs
     if jobs.state(job_id) in FINAL_STATES:
         cleanup_staging(rt, job_id)
@@ -101,65 +219,155 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
             f"{rt.encoder.model_id}",
         )
         return
-    store = ImageStore(rt.weaviate, model_id)
+    store = ImageStore(rt.weaviate, model_id, ensure=True)  # a re-embed may be the first writer of a model
+    chunk = _Chunk(rt, job_id, info.name, options, store, reembed)
+    stages = _Stages(threading.Event(), queue.Queue(maxsize=1), queue.Queue(maxsize=1))
+    with ThreadPoolExecutor(2, thread_name_prefix="ingest-stage") as pool:
+        reader = pool.submit(_guarded, stages, _read_stage, chunk, stages, start, end)
+        writer = pool.submit(_guarded, stages, _store_stage, chunk, stages)
+        try:
+            for batch, outcomes in rt.encoder.embed_stream(stages.batches(), _preparer(rt)):
+                stages.put(stages.to_store, (batch, outcomes))
+            stages.put(stages.to_store, None)
+        except _Stopped:
+            pass
+        except BaseException:
+            stages.stop.set()
+            raise
+        finally:
+            errors = [f.exception() for f in (reader, writer)]
+    first = next((e for e in errors if e is not None and not isinstance(e, _Stopped)), None)
+    if isinstance(first, _Cancelled):
+        cleanup_staging(rt, job_id)
+        return
+    if first is not None:
+        raise first
+    _finish(rt, job_id)
+
+
+def _guarded(stages: _Stages, stage: Callable[..., None], *args: Any) -> None:
+    """Run one stage; when it fails, stop the others (their blocking waits raise _Stopped)."""
+    try:
+        stage(*args)
+    except BaseException:
+        stages.stop.set()
+        raise
+
+
+def _crash_hook(settings: Settings, sha256: str) -> None:
+    """TEST ONLY (TEST_CRASH_SHA256, empty by default): kill this worker process on these bytes, as an
+    out-of-memory kill or a crash in a decoder would. The poison-item integration test sets it."""
+    if settings.test_crash_sha256 and sha256 == settings.test_crash_sha256:
+        log.error("TEST_CRASH_SHA256 matched item %s: killing this worker process", sha256)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
+    """Read, hash and de-duplicate the chunk's items; hand them on in batches (a short first one, so
+    inference starts early). Items that already have an outcome (a re-delivered chunk) are skipped."""
+    rt, jobs, job_id = chunk.rt, chunk.rt.jobs, chunk.job_id
     items = jobs.items(job_id, start, end)
     indexes = list(range(start, start + len(items)))
     already = jobs.recorded(job_id, indexes)
-
-    pending: list[_Pending] = []
     reader = ItemReader(rt.settings, job_id)
+    size = min(FIRST_BATCH, rt.encoder.batch_size)
+    batch: list[_Pending] = []
     try:
         for index, item in zip(indexes, items, strict=True):
+            if stages.stop.is_set():
+                raise _Stopped
             if index in already:
                 continue
             try:
                 data = reader.read(item)  # checks the item first: a malformed one is failed, not run
             except ClipsearchError as exc:
-                _record(jobs, job_id, index, Outcome.FAILED, item_name(item, index), exc.message)
+                chunk.record(index, Outcome.FAILED, item_name(item, index), exc.message)
                 continue
             except Exception as exc:  # one unreadable item fails alone, never its whole chunk
                 log.exception("job %s item %d could not be read", job_id, index)
                 reason = f"cannot read: {exc.__class__.__name__}: {exc}"
-                _record(jobs, job_id, index, Outcome.FAILED, item_name(item, index), reason)
+                chunk.record(index, Outcome.FAILED, item_name(item, index), reason)
                 continue
             sha = hashlib.sha256(data).hexdigest()
+            _crash_hook(rt.settings, sha)
             if jobs.claim_content(job_id, sha, index) != index:
-                _record(jobs, job_id, index, Outcome.DUPLICATE)
+                chunk.record(index, Outcome.DUPLICATE)
                 continue
-            pending.append(_Pending(index, item, data, sha, image_uuid(info.name, sha)))
+            batch.append(_Pending(index, item, data, sha, image_uuid(chunk.collection, sha)))
+            if len(batch) >= size:
+                _hand_on(chunk, stages, batch)
+                batch, size = [], rt.encoder.batch_size
+        if batch:
+            _hand_on(chunk, stages, batch)
     finally:
         reader.close()
+    stages.put(stages.to_infer, None)
 
-    existing = store.existing([p.uuid for p in pending])
-    candidates: list[_Pending] = []
-    for p in pending:
+
+def _hand_on(chunk: _Chunk, stages: _Stages, batch: list[_Pending]) -> None:
+    """Objects this job already wrote (before a crash) count as indexed, those an earlier upload wrote
+    as duplicates; the rest go to inference."""
+    existing = chunk.store.existing([p.uuid for p in batch])
+    fresh: list[_Pending] = []
+    for p in batch:
         if p.uuid in existing:
-            # Written by this job before a crash: indexed. Written by an earlier upload: a duplicate.
-            outcome = Outcome.INDEXED if existing[p.uuid] == job_id else Outcome.DUPLICATE
-            _record(jobs, job_id, p.index, outcome)
+            outcome = Outcome.INDEXED if existing[p.uuid] == chunk.job_id else Outcome.DUPLICATE
+            chunk.record(p.index, outcome)
         else:
-            candidates.append(p)
-    fresh, vectors = _decode_and_embed(rt, job_id, candidates)
-    if not fresh:
-        _finish(rt, job_id)
-        return
-    if jobs.state(job_id) is JobState.CANCELLED:
-        cleanup_staging(rt, job_id)
-        return
-    if reembed:
-        _reembed_records(rt, str(options["from_model"]), fresh, job_id, store, vectors)
-        _finish(rt, job_id)
-        return
-    # Pinned from before the blobs are written until the objects that refer to them are stored, so that
-    # a delete elsewhere of the same bytes cannot collect them in between (indexer/blob_gc.py).
-    with BlobCollector(rt.weaviate, rt.jobs.redis, rt.blobs).pinned([p.sha256 for p in fresh]):
-        errors = _store(rt, job_id, info.name, options, fresh, store, vectors)
-    for p in fresh:
-        if p.uuid in errors:
-            _record(jobs, job_id, p.index, Outcome.FAILED, p.item["name"], f"vector store: {errors[p.uuid]}")
-        else:
-            _record(jobs, job_id, p.index, Outcome.INDEXED)
-    _finish(rt, job_id)
+            fresh.append(p)
+    if fresh:
+        stages.put(stages.to_infer, fresh)
+
+
+def _preparer(rt: IngestRuntime) -> Callable[[_Pending, NDArray[np.float32]], None]:
+    """Decode, thumbnail and preprocess one item into its batch slot; the pixels die on return."""
+    settings, encoder = rt.settings, rt.encoder
+    cfg, min_side = encoder.preprocess_cfg, encoder.min_decode_side
+
+    def prepare(p: _Pending, slot: NDArray[np.float32]) -> None:
+        image = decode_image(p.data, settings.max_image_pixels, min_side=min_side)
+        p.format, p.width, p.height = image.format, image.width, image.height
+        if not _is_stored(p):
+            p.thumbnail = make_thumbnail(image, settings.thumbnail_size)
+        preprocess(image.pixels, cfg, out=slot)
+
+    return prepare
+
+
+def _is_stored(p: _Pending) -> bool:
+    """A re-embed reads a stored original, whose thumbnail is stored already."""
+    return bool(p.item.get("kind") == "stored")
+
+
+def _store_stage(chunk: _Chunk, stages: _Stages) -> None:
+    rt, jobs, job_id = chunk.rt, chunk.rt.jobs, chunk.job_id
+    while (done := stages.get(stages.to_store)) is not None:
+        batch, outcomes = done
+        fresh: list[_Pending] = []
+        vectors: list[NDArray[np.float32]] = []
+        for p, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, ClipsearchError):
+                chunk.record(p.index, Outcome.FAILED, p.item["name"], outcome.message)
+            else:
+                fresh.append(p)
+                vectors.append(outcome)
+        if not fresh:
+            continue
+        if jobs.state(job_id) is JobState.CANCELLED:
+            raise _Cancelled
+        stacked = np.stack(vectors)
+        if chunk.reembed:
+            _reembed_records(rt, str(chunk.options["from_model"]), fresh, job_id, chunk.store, stacked)
+            continue
+        # Pinned from before the blobs are written until the objects that refer to them are stored, so
+        # that a delete elsewhere of the same bytes cannot collect them in between (indexer/blob_gc.py).
+        with BlobCollector(rt.weaviate, jobs.redis, rt.blobs).pinned([p.sha256 for p in fresh]):
+            errors = _store(rt, job_id, chunk.collection, chunk.options, fresh, chunk.store, stacked)
+        for p in fresh:
+            if p.uuid in errors:
+                chunk.record(p.index, Outcome.FAILED, p.item["name"], f"vector store: {errors[p.uuid]}")
+            else:
+                chunk.record(p.index, Outcome.INDEXED)
 
 
 def _store(
@@ -175,7 +383,6 @@ def _store(
     records = []
     now = datetime.now(UTC)
     for p in fresh:
-        assert p.image is not None
         rt.blobs.put_original(p.sha256, p.data)
         rt.blobs.put_thumbnail(p.sha256, p.thumbnail)
         records.append(
@@ -185,9 +392,9 @@ def _store(
                 filename=p.item["name"],
                 source=_source(p.item),
                 sha256=p.sha256,
-                format=p.image.format,
-                width=p.image.width,
-                height=p.image.height,
+                format=p.format,
+                width=p.width,
+                height=p.height,
                 bytes=len(p.data),
                 ingested_at=now,
                 job_id=job_id,
@@ -246,42 +453,11 @@ def _finish(rt: IngestRuntime, job_id: str) -> None:
 
 
 def cleanup_staging(rt: IngestRuntime, job_id: str) -> None:
-    shutil.rmtree(rt.settings.staging_dir / job_id, ignore_errors=True)
-
-
-def _decode_and_embed(
-    rt: IngestRuntime, job_id: str, candidates: list[_Pending]
-) -> tuple[list[_Pending], NDArray[np.float32]]:
-    """Decode, thumbnail and preprocess in the encoder's preparation thread while it runs inference on
-    the batch before. Undecodable items are recorded as failed; the rest come back with their vectors."""
-    settings = rt.settings
-
-    def keep(i: int, image: DecodedImage) -> None:
-        candidates[i].image = image
-        candidates[i].thumbnail = make_thumbnail(image, settings.thumbnail_size)
-
-    outcomes = rt.encoder.embed_image_bytes(
-        [p.data for p in candidates], max_pixels=settings.max_image_pixels, on_decoded=keep
-    )
-    fresh: list[_Pending] = []
-    vectors: list[NDArray[np.float32]] = []
-    for p, outcome in zip(candidates, outcomes, strict=True):
-        if outcome.error is not None or outcome.vector is None:
-            reason = outcome.error.message if outcome.error is not None else "could not embed"
-            _record(rt.jobs, job_id, p.index, Outcome.FAILED, p.item["name"], reason)
-            continue
-        fresh.append(p)
-        vectors.append(outcome.vector)
-    stacked = np.stack(vectors) if vectors else np.empty((0, rt.encoder.dim), dtype=np.float32)
-    return fresh, stacked
+    remove_staging(rt.settings, job_id)  # DATA_DIR/staging/<job>, and the object store's when there is one
 
 
 def fail_remaining(rt: IngestRuntime, job_id: str, start: int, end: int, reason: str) -> None:
-    """Record every item of the chunk that has no outcome yet as failed, so the job still finishes."""
-    items = rt.jobs.items(job_id, start, end)
-    indexes = list(range(start, start + len(items)))
-    already = rt.jobs.recorded(job_id, indexes)
-    for index, item in zip(indexes, items, strict=True):
-        if index not in already:
-            _record(rt.jobs, job_id, index, Outcome.FAILED, item_name(item, index), reason)
+    """Fail the chunk's items that have no outcome yet (JobStore.fail_remaining), so the job still
+    finishes, and complete the job if that was its last chunk."""
+    metrics.images_failed(rt.jobs.fail_remaining(job_id, start, end, reason))
     _finish(rt, job_id)

@@ -33,6 +33,7 @@ ENDED = "clipsearch:jobs:ended:"
 PARTS = ("", "items", "outcome", "errors", "sha")  # every Redis key of a job: PREFIX + id [+ ":" + part]
 DEFAULT_TTL_S = 7 * 24 * 3600  # Settings.job_ttl_s
 PRUNE_BATCH = 100
+MAX_ITEM_NAME = 8192  # indexer.sources.MAX_ITEM_TEXT: the longest name an outcome is reported under
 
 
 class JobState(StrEnum):
@@ -73,6 +74,9 @@ class JobReport(BaseModel):
     images_per_s: float | None = None
     eta_s: float | None = None
     request_id: str | None = None
+    failure: str | None = Field(
+        default=None, description="why the job failed as a whole (state `failed`), e.g. a model mismatch"
+    )
     errors: list[FileError] = Field(default_factory=list)
 
 
@@ -111,7 +115,9 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[3]) end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
 local seen = redis.call('HLEN', KEYS[3])
 local state = redis.call('HGET', KEYS[1], 'state')
-if seen >= total and (state == 'running' or state == 'queued') then
+-- an open upload job (JobStore.create(open_ended=True)) completes only once it is closed
+local open = redis.call('HGET', KEYS[1], 'open') == '1'
+if seen >= total and not open and (state == 'running' or state == 'queued') then
   finish(KEYS, 'completed', ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 elseif state ~= 'running' and state ~= 'queued' then
   -- an outcome recorded after the job ended (a late chunk): its keys keep the TTL
@@ -219,7 +225,10 @@ class JobStore:
         options: dict[str, Any] | None = None,
         request_id: str | None = None,
         job_id: str | None = None,
+        open_ended: bool = False,
     ) -> str:
+        """Record a job and its planned items. An `open_ended` job takes more items later (`append`) and
+        cannot complete before `close`."""
         job_id = job_id or new_job_id()
         now = time.time()
         pipe = self.redis.pipeline()
@@ -237,6 +246,7 @@ class JobStore:
                 "created_at": now,
                 "request_id": request_id or "",
                 "options": json.dumps(options or {}),
+                **({"open": "1"} if open_ended else {}),
             },
         )
         if items:
@@ -244,7 +254,7 @@ class JobStore:
         pipe.zadd(INDEX, {job_id: now})
         pipe.hincrby(ACTIVE, JobState.QUEUED.value, 1)
         pipe.execute()
-        if not items:
+        if not items and not open_ended:
             self._end_job(job_id, JobState.COMPLETED)
         return job_id
 
@@ -277,6 +287,20 @@ class JobStore:
         values = self.redis.hmget(self._key(job_id, "outcome"), [str(i) for i in indexes])
         return {i: _text(v) for i, v in zip(indexes, values, strict=True) if v is not None}
 
+    def begin_delivery(self, job_id: str, start: int, end: int) -> int:
+        """Count a start of chunk [start, end); returns how many earlier starts never finished, i.e.
+        how many times a worker process died on this chunk (a finished run calls `end_delivery`)."""
+        key = self._key(job_id, "deliveries")
+        pipe = self.redis.pipeline()
+        pipe.hincrby(key, f"{start}-{end}", 1)
+        pipe.expire(key, self.ttl_s)
+        count, _ = pipe.execute()
+        return int(count) - 1
+
+    def end_delivery(self, job_id: str, start: int, end: int) -> None:
+        """The chunk's run ended in this process (done, failed or handed to Celery's retry)."""
+        self.redis.hdel(self._key(job_id, "deliveries"), f"{start}-{end}")
+
     def claim_content(self, job_id: str, sha256: str, index: int) -> int:
         """The first item of this job with these bytes: later ones are duplicates within the job."""
         owner = self._claim(keys=[self._key(job_id, "sha"), self._key(job_id)], args=[sha256, index])
@@ -306,7 +330,22 @@ class JobStore:
         return self.get(job_id)
 
     def fail(self, job_id: str, reason: str) -> None:
+        """End the job as failed; `reason` is what `get` reports as `failure`."""
         self._end_job(job_id, JobState.FAILED, reason)
+
+    def fail_remaining(self, job_id: str, start: int, end: int, reason: str) -> int:
+        """Record every item of [start, end) that has no outcome yet as failed with ``reason`` (a chunk
+        that cannot run), so that the job still finishes; returns how many were newly failed."""
+        items = self.items(job_id, start, end)
+        indexes = list(range(start, start + len(items)))
+        already = self.recorded(job_id, indexes)
+        failed = 0
+        for index, item in zip(indexes, items, strict=True):
+            if index not in already:
+                name = item.get("name")
+                file = name[:MAX_ITEM_NAME] if isinstance(name, str) else f"item {index}"
+                failed += self.record(job_id, index, Outcome.FAILED, file, reason)
+        return failed
 
     def get(self, job_id: str, *, with_errors: bool = True) -> JobReport:
         raw = self.redis.hgetall(self._key(job_id))
@@ -346,6 +385,7 @@ class JobStore:
             images_per_s=round(rate, 2) if rate is not None else None,
             eta_s=round(eta, 1) if eta is not None else None,
             request_id=fields.get("request_id") or None,
+            failure=fields.get("failure") or None,
             errors=errors,
         )
 

@@ -38,6 +38,19 @@ class Settings(BaseSettings):
     weaviate_binary: Path | None = None
     weaviate_version: str = WEAVIATE_VERSION
 
+    # Object store of staged uploads and blobs (originals, thumbnails). Empty: the local directory DATA_DIR
+    # (one machine). "s3://bucket/prefix": any S3-compatible store at BLOB_STORE_ENDPOINT (empty: AWS),
+    # so that the API and workers on other machines share nothing but URLs (indexer/objectstore.py).
+    blob_store_url: str = ""
+    blob_store_endpoint: str = ""
+    blob_store_access_key: str = ""
+    blob_store_secret_key: str = ""
+    blob_store_region: str = "us-east-1"
+    # Weaviate cluster (WEAVIATE_URL may list several nodes, comma-separated: the client fails over).
+    # Replication factor of new image and reference collections; 0: min(nodes, 3).
+    weaviate_replication_factor: int = Field(default=0, ge=0)
+    weaviate_consistency: Literal["ONE", "QUORUM", "ALL"] = "QUORUM"
+
     # Redis. Unset REDIS_URL means "start the managed local redis-server".
     redis_url: str | None = None
 
@@ -66,8 +79,22 @@ class Settings(BaseSettings):
     # Worker.
     worker_concurrency: int = 1
     # Redis re-delivers a task whose worker vanished once this many seconds have passed.
+    # (raised at start-up above the hard time limit of the largest ingest task, so that a task still
+    # running is never handed to a second worker).
     task_visibility_timeout_s: int = 300
-    ingest_chunk_size: int = 32
+    # Items per ingest task. A task runs its items as a pipeline of encoder batches (read, decode,
+    # infer and store overlap), so larger tasks keep the session busy longer between task boundaries.
+    ingest_chunk_size: int = 128
+    # Per-task time limits, scaled with the task's size: soft = base + per_item * items (the task fails
+    # its open items with the reason), hard = soft + max(10 s, soft / 4) (the pool process is killed).
+    task_time_limit_base_s: float = Field(default=60.0, gt=0)
+    task_time_limit_per_item_s: float = Field(default=10.0, gt=0)
+    # A chunk whose worker process died this many times (out of memory, a crash in a decoder) is split
+    # into one task per item; an item whose task dies this many times is failed with that reason.
+    ingest_max_crashes: int = Field(default=2, ge=1)
+    # TEST ONLY, empty (off) by default: a worker process that reads bytes with this sha256 kills itself
+    # with SIGKILL, as an out-of-memory kill would (tests/integration/test_ingest_pipeline.py).
+    test_crash_sha256: str = ""
     # Bulk labelling: stored vectors scored per task (no ONNX, so far larger than an ingest chunk).
     label_chunk_size: int = 1000
     # Duplicates and edge lists compare every pair of a collection's vectors: at most this many images.
@@ -96,6 +123,11 @@ class Settings(BaseSettings):
     # Limits on input.
     max_image_pixels: int = 64_000_000
     max_upload_bytes: int = 512 * 1024 * 1024
+    # The web page's folder upload (issue 16): files per request (each request also stays under
+    # max_upload_bytes), requests in flight at once, and sha256 values per "already stored?" lookup.
+    upload_max_files_per_request: int = Field(default=100, ge=1, le=5000)
+    upload_parallel_requests: int = Field(default=3, ge=1, le=16)
+    upload_max_hash_lookup: int = Field(default=1000, ge=1, le=10_000)
     max_batch: int = 64
     max_search_limit: int = 1000
 

@@ -1,6 +1,6 @@
-"""The similarity network of a collection (after Graphext's link_embeddings): nearest neighbours of one
-image, the pairs above a cosine threshold (an edge list), and groups of near-duplicates (the connected
-components of that graph).
+"""The similarity network of a collection (after Graphext's link_embeddings): the pairs above a cosine
+threshold (an edge list), and groups of near-duplicates (the connected components of that graph). The
+neighbours of one image are a search: `indexer.services.search.SearchService.similar`.
 
 Pairs are exact: the collection's vectors are read once and compared block by block in numpy
 (``n^2 d`` work; 10,000 images of dimension 512 take a few seconds on 2 cores), so the size of a
@@ -18,7 +18,7 @@ from weaviate.classes.query import Filter
 
 from indexer.classify.prompts import normalise_rows
 from indexer.errors import InvalidInput
-from indexer.store.images import ImageStore, ScoredImage
+from indexer.store.images import ImageStore
 from indexer.store.scan import scan, vector_of
 
 BLOCK = 1024
@@ -104,16 +104,6 @@ def components(n: int, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> list
         groups.setdefault(find(x), []).append(x)
     found = [members for members in groups.values() if len(members) > 1]
     return sorted(found, key=lambda members: (-len(members), members[0]))
-
-
-def similar(store: ImageStore, image_id: str, limit: int, min_score: float | None) -> list[ScoredImage]:
-    """The nearest images of the same collection, the image itself left out."""
-    record, vector = store.get(image_id, include_vector=True)
-    if vector is None:
-        raise InvalidInput(f"image {image_id} has no vector")
-    where = Filter.by_property("collection").equal(record.collection)
-    hits = store.near_vector(vector, where, limit + 1, 0, min_score)
-    return [hit for hit in hits if hit.image.id != image_id][:limit]
 
 
 def iter_edges(data: CollectionVectors, threshold: float) -> Iterator[tuple[str, str, float]]:

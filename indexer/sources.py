@@ -9,7 +9,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import stat
+import tempfile
 import time
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -18,6 +20,7 @@ from indexer import ziparchive
 from indexer.blobs import BlobStore, check_sha256
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from indexer.images import sniff_format
+from indexer.objectstore import ObjectMissing, ObjectStore, check_key, staging_store
 from indexer.settings import Settings
 from indexer.url_fetch import UrlTimeout, fetch_url, parse_url, resolve, vet
 from indexer.ziparchive import Entry
@@ -62,6 +65,53 @@ def stage_upload(staging: Path, index: int, filename: str, stream: IO[bytes]) ->
         path.unlink()
         return rejected(display, reason)
     return {"kind": "file", "path": str(path), "name": display}
+
+
+def _safe_name(display: str) -> str:
+    return _SAFE_NAME.sub("_", PurePosixPath(display.replace("\\", "/")).name)[:100] or "file"
+
+
+def stage_upload_object(
+    store: ObjectStore, prefix: str, index: int, filename: str, stream: IO[bytes]
+) -> Item:
+    """Stage one uploaded file in the object store (BLOB_STORE_URL), under ``prefix`` (the job's id): a
+    worker on another machine reads it from there. Empty and non-image files are refused at once."""
+    display = filename or f"upload-{index}"
+    key = f"{prefix}/{index:06d}-{_safe_name(display)}"
+    size, head = store.put_stream(key, stream, HEAD_BYTES)
+    reason = reject_reason(head, size)
+    if reason:
+        store.delete(key)
+        return rejected(display, reason)
+    return {"kind": "staged", "key": key, "name": display}
+
+
+def stage(
+    settings: Settings, job_id: str, sub: str | None, index: int, filename: str, stream: IO[bytes]
+) -> Item:
+    """Stage one upload where this deployment's workers read it: DATA_DIR/staging/<job>[/<sub>] on one
+    machine, the object store's staging/<job>[/<sub>]/ when BLOB_STORE_URL is set."""
+    if settings.blob_store_url:
+        prefix = f"{job_id}/{sub}" if sub else job_id
+        return stage_upload_object(staging_store(settings), prefix, index, filename, stream)
+    staging = settings.staging_dir / job_id
+    return stage_upload(staging / sub if sub else staging, index, filename, stream)
+
+
+def stage_zip_items(settings: Settings, job_id: str, path: Path, items: list[Item]) -> list[Item]:
+    """With an object store, move a planned archive there and point its items at it (``staged_zip``);
+    on one machine the items keep reading the archive from DATA_DIR/staging."""
+    if not settings.blob_store_url:
+        return items
+    key = f"{job_id}/archive.zip"
+    staging_store(settings).put_file(key, path)
+    shutil.rmtree(path.parent, ignore_errors=True)
+    staged: list[Item] = []
+    for item in items:
+        if item["kind"] == "zip":
+            item = {k: v for k, v in item.items() if k != "path"} | {"kind": "staged_zip", "key": key}
+        staged.append(item)
+    return staged
 
 
 def _unsafe_member(name: str) -> bool:
@@ -264,6 +314,8 @@ _ITEM_FIELDS: dict[str, dict[str, type]] = {
     "zip": {"path": str, "entry": str, "record": int},
     "folder": {"path": str, "root": str},
     "stored": {"sha256": str},
+    "staged": {"key": str},
+    "staged_zip": {"key": str, "entry": str, "record": int},
 }
 MAX_ITEM_TEXT = 8192
 
@@ -312,6 +364,12 @@ def check_item(item: object, settings: Settings, job_id: str | None = None) -> I
             raise InvalidInput(f"malformed job item: `{key}` is too long")
     if kind == "stored":
         check_sha256(item["sha256"])
+    elif kind in ("staged", "staged_zip"):
+        key = check_key(item["key"])
+        if job_id and not key.startswith(f"{job_id}/"):
+            raise Forbidden("malformed job item: staged key lies outside this job's staging area")
+        if kind == "staged_zip" and item["record"] < 0:
+            raise InvalidInput("malformed job item: negative archive record offset")
     elif kind in ("file", "zip"):
         staging = settings.staging_dir / job_id if job_id else settings.staging_dir
         _inside(item["path"], staging, "staged file")
@@ -332,6 +390,8 @@ class ItemReader:
     def __init__(self, settings: Settings, job_id: str | None = None) -> None:
         self.settings = settings
         self.job_id = job_id
+        self._archives: dict[str, Path] = {}  # staged_zip: archives fetched from the object store
+        self._tmp: str | None = None
 
     def read(self, item: Item) -> bytes:
         check_item(item, self.settings, self.job_id)
@@ -348,11 +408,15 @@ class ItemReader:
             )
         if kind == "zip":
             return self._read_zip(item)
+        if kind == "staged":
+            try:
+                return staging_store(self.settings).get_bytes(item["key"])
+            except ObjectMissing as exc:
+                raise InvalidInput("file disappeared before it could be read") from exc
+        if kind == "staged_zip":
+            return self._read_zip(item, self._archive(item["key"]))
         if kind == "stored":  # re-embedding: the original kept at ingest
-            original = BlobStore(self.settings.blob_dir).original_path(item["sha256"])
-            if not original.is_file():
-                raise InvalidInput("the original is missing from the blob store")
-            return original.read_bytes()
+            return BlobStore.from_settings(self.settings).read_original(item["sha256"])
         path = Path(item["path"])
         try:
             return path.read_bytes()
@@ -361,10 +425,24 @@ class ItemReader:
         except OSError as exc:
             raise InvalidInput(f"cannot read file: {exc.strerror}") from exc
 
-    def _read_zip(self, item: Item) -> bytes:
+    def _archive(self, key: str) -> Path:
+        """A staged archive copied from the object store once per reader (removed by `close`)."""
+        path = self._archives.get(key)
+        if path is None:
+            if self._tmp is None:
+                self._tmp = tempfile.mkdtemp(prefix="clipsearch-zip-")
+            path = Path(self._tmp) / f"{len(self._archives)}.zip"
+            try:
+                staging_store(self.settings).download(key, path)
+            except ObjectMissing as exc:
+                raise InvalidInput("archive disappeared before it could be read") from exc
+            self._archives[key] = path
+        return path
+
+    def _read_zip(self, item: Item, path: Path | None = None) -> bytes:
         """The entry whose directory record planning found at `record`: only this entry's damage
         (a corrupt stream, a CRC mismatch) fails it, never the chunk."""
-        path = Path(item["path"])
+        path = path or Path(item["path"])
         try:
             with path.open("rb") as f:
                 directory = ziparchive.read_directory(f, path.stat().st_size)
@@ -381,4 +459,8 @@ class ItemReader:
             raise InvalidInput(f"cannot read archive: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
-        """Nothing is held open between items (kept for callers that close readers)."""
+        """Nothing is held open between items; archives copied from the object store are removed."""
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+            self._archives.clear()

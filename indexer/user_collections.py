@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 import weaviate
 from pydantic import BaseModel
 from weaviate.classes.query import Filter
+from weaviate.exceptions import WeaviateQueryError
 
 from indexer.blob_gc import BlobCollector, delete_images
 from indexer.errors import Conflict, InvalidInput, NotFound
-from indexer.store.images import ImageStore
+from indexer.store.images import ImageStore, is_missing_class
 from indexer.store.scan import scan
 from indexer.store.schema import IMAGE_ID_NAMESPACE, REGISTRY, ensure_image_collection, ensure_registry
 
@@ -60,8 +61,14 @@ def create_collection(
 
 
 def get_collection(client: weaviate.WeaviateClient, name: str, *, with_count: bool = True) -> CollectionInfo:
-    ensure_registry(client)
-    obj = client.collections.use(REGISTRY).query.fetch_object_by_id(_registry_uuid(name))
+    """One request (no schema check: the registry is created at start-up and by `create_collection`;
+    where it is missing, no collection exists)."""
+    try:
+        obj = client.collections.use(REGISTRY).query.fetch_object_by_id(_registry_uuid(name))
+    except WeaviateQueryError as exc:
+        if not is_missing_class(exc):
+            raise
+        obj = None
     if obj is None:
         raise NotFound(f"unknown collection {name!r}")
     info = _info(dict(obj.properties))
@@ -71,8 +78,12 @@ def get_collection(client: weaviate.WeaviateClient, name: str, *, with_count: bo
 
 
 def list_collections(client: weaviate.WeaviateClient) -> list[CollectionInfo]:
-    ensure_registry(client)
-    infos = [_info(dict(obj.properties)) for obj in client.collections.use(REGISTRY).iterator()]
+    try:
+        infos = [_info(dict(obj.properties)) for obj in client.collections.use(REGISTRY).iterator()]
+    except WeaviateQueryError as exc:
+        if not is_missing_class(exc):
+            raise
+        return []
     for info in infos:
         info.count = count_images(client, info)
     return sorted(infos, key=lambda info: info.name)

@@ -40,4 +40,5 @@ if [[ ! -f "$stamp" ]]; then
 fi
 
 ./scripts/build_weaviate.sh
+./scripts/build_object_store.sh  # rclone serve s3 (MIT): `clipsearch up --object-store` and the scale-out tests
 ./scripts/build_compose.sh

@@ -18,6 +18,7 @@ from search_api.routes import (
     jobs,
     search,
     similarity,
+    upload_sessions,
     uploads,
 )
 from search_api.services import Services, install
@@ -34,5 +35,6 @@ def create_app(settings: Settings | None = None, svc: Services | None = None) ->
         app.register_blueprint(blueprint)
     for blueprint in (classes.bp, classifiers.bp, similarity.bp, export.bp):  # classification (issue 5)
         app.register_blueprint(blueprint)
+    app.register_blueprint(upload_sessions.bp)  # the web page's folder upload (issue 16)
     install_extensions(app, settings)  # request ids, metrics, API keys, OpenAPI, the web page
     return app

@@ -11,6 +11,7 @@ from indexer.errors import StartupError
 from indexer.settings import Settings
 from search_api.app import create_app
 from search_api.guard import check_bind, listening_addresses
+from search_api.services import EXTENSION_KEY
 
 settings = Settings()
 try:
@@ -21,3 +22,5 @@ except StartupError as exc:
     raise
 
 app = create_app(settings)
+# The Weaviate schema is ensured once here, at start-up, not per request (indexer/services/backends.py).
+app.extensions[EXTENSION_KEY].start()

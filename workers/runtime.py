@@ -11,7 +11,7 @@ from indexer.ingest import IngestRuntime
 from indexer.jobs import JobStore
 from indexer.model.encoder import load_encoder
 from indexer.settings import Settings
-from indexer.store.connection import connect
+from indexer.store.connection import connect, node_answers
 from workers.celery_factory import DEFAULT_REDIS_URL
 
 
@@ -35,10 +35,10 @@ class WorkerRuntime:
                     settings=settings,
                     weaviate=connect(settings),
                     jobs=JobStore(client, settings.job_ttl_s),
-                    blobs=BlobStore(settings.blob_dir),
+                    blobs=BlobStore.from_settings(settings),
                     encoder=load_encoder(settings),
                 )
                 self._runtime = rt
-            elif not rt.weaviate.is_connected():
-                rt.weaviate = connect(rt.settings)
+            elif not rt.weaviate.is_connected() or not node_answers(rt.settings, rt.weaviate):
+                rt.weaviate = connect(rt.settings)  # the first node that answers (a cluster fails over)
             return rt

@@ -1,7 +1,8 @@
-"""Task bodies: a few lines each over indexer."""
+"""Task bodies: one call each over indexer; retries and backoff are Celery's own options."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -9,10 +10,13 @@ from typing import Any
 import redis
 import weaviate.exceptions as wvx
 from celery import Task, shared_task, signals
+from celery.exceptions import SoftTimeLimitExceeded
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from indexer.errors import ServiceUnavailable, dependency_failure
-from indexer.ingest import fail_remaining, process_chunk
+from indexer.ingest import fail_remaining, run_chunk
+from indexer.services.queue import ChunkPayload, TaskKind
+from workers.queue import CeleryJobQueue
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -58,40 +62,97 @@ def _warm_up(**_: object) -> None:
         log.exception("could not prepare the worker runtime at start-up")
 
 
-@shared_task(name="clipsearch.ping")
+def _run(chunk: Callable[[], None]) -> None:
+    """Run a chunk through short outages (above); an outage that outlasts them is raised as transient,
+    so that Celery's own retry (autoretry_for, with backoff) takes over."""
+    try:
+        _through_outages(chunk)
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        down = dependency_failure(exc)
+        if down is not None:
+            raise down from exc
+        raise
+
+
+class ChunkTask(Task):
+    """A task over items [start, end) of a job. Transient failures are retried by Celery with
+    exponential backoff (2, 4, 8... s, at most 60 s, 5 times); when the chunk still fails (retries
+    spent, or a bug), `on_failure` fails its remaining items with the reason, so the job still ends."""
+
+    autoretry_for = TRANSIENT
+    max_retries = 5
+    retry_backoff = 2
+    retry_backoff_max = 60
+    retry_jitter = False
+
+    def fail_chunk(self, job_id: str, start: int, end: int, reason: str) -> None:
+        raise NotImplementedError
+
+    def on_failure(
+        self, exc: Exception, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any
+    ) -> None:
+        job_id, start, end = args
+        if isinstance(exc, TRANSIENT):
+            reason = f"gave up after retries: {exc}"
+        elif isinstance(exc, SoftTimeLimitExceeded):
+            reason = f"the task ran past its time limit ({self.request.timelimit[1] or '?'} s for its items)"
+        else:
+            reason = f"internal error: {exc.__class__.__name__}: {exc}"
+            log.error("chunk %s[%d:%d] failed", job_id, start, end, exc_info=exc)
+        try:
+            self.fail_chunk(job_id, start, end, reason)
+        except Exception:  # Redis still away: the items stay open, the job is re-run by a later chunk
+            log.exception("could not record the failure of chunk %s[%d:%d]", job_id, start, end)
+
+
+class IngestChunkTask(ChunkTask):
+    def fail_chunk(self, job_id: str, start: int, end: int, reason: str) -> None:
+        fail_remaining(RUNTIME.get(), job_id, start, end, reason)
+
+
+class LabelChunkTask(ChunkTask):
+    def fail_chunk(self, job_id: str, start: int, end: int, reason: str) -> None:
+        RUNTIME.get().jobs.fail_remaining(job_id, start, end, reason)
+
+
+@shared_task(name=TaskKind.PING.value)
 def ping() -> str:
-    """A round trip through Redis and a real worker; /health and the tests use it."""
+    """A task that does nothing: a smoke test of the queue."""
     return "pong"
 
 
-@shared_task(name="clipsearch.ingest_chunk", bind=True, max_retries=5)
-def ingest_chunk(self: Task[Any, Any], job_id: str, start: int, end: int) -> None:
-    """Embed and store items [start, end) of a job. Idempotent: safe to re-run after a crash."""
+@shared_task(name=TaskKind.INGEST_CHUNK.value, base=IngestChunkTask, bind=True)
+def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> None:
+    """Embed and store items [start, end) of an ingest or re-embed job. Idempotent: safe to re-run.
+
+    Each start is counted in Redis and each finish uncounts it, so a delivery knows how many times a
+    worker process died on this chunk; past INGEST_MAX_CRASHES the chunk is split into one task per item
+    (indexer.ingest.run_chunk), whose limits scale with their size (workers.queue)."""
+    queue = CeleryJobQueue(self.app, RUNTIME.settings())
+    crashes = RUNTIME.get().jobs.begin_delivery(job_id, start, end)
     try:
-        _through_outages(lambda: process_chunk(RUNTIME.get(), job_id, start, end))
-    except TRANSIENT as exc:
-        if self.request.retries >= self.max_retries:
-            fail_remaining(RUNTIME.get(), job_id, start, end, f"gave up after retries: {exc}")
-            return
-        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
-    except Exception as exc:
-        log.exception("ingest chunk %s[%d:%d] failed", job_id, start, end)
-        fail_remaining(RUNTIME.get(), job_id, start, end, f"internal error: {exc.__class__.__name__}: {exc}")
+        _run(
+            lambda: run_chunk(
+                RUNTIME.get(),
+                job_id,
+                start,
+                end,
+                crashes,
+                lambda a, b: queue.enqueue(
+                    TaskKind.INGEST_CHUNK, ChunkPayload(job_id=job_id, start=a, end=b)
+                ),
+            )
+        )
+    finally:
+        with contextlib.suppress(Exception):  # Redis away: a later delivery counts one crash too many
+            RUNTIME.get().jobs.end_delivery(job_id, start, end)
 
 
-@shared_task(name="clipsearch.label_chunk", bind=True, max_retries=5)
-def label_chunk(self: Task[Any, Any], job_id: str, start: int, end: int) -> None:
+@shared_task(name=TaskKind.LABEL_CHUNK.value, base=LabelChunkTask)
+def label_chunk(job_id: str, start: int, end: int) -> None:
     """Label images [start, end) of a bulk-label job from their stored vectors. Idempotent."""
     from indexer.classify import labelling
 
-    rt = RUNTIME.get()
-    try:
-        _through_outages(lambda: labelling.label_chunk(rt.weaviate, rt.jobs, job_id, start, end))
-    except TRANSIENT as exc:
-        if self.request.retries >= self.max_retries:
-            labelling.fail_remaining(rt.jobs, job_id, start, end, f"gave up after retries: {exc}")
-            return
-        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
-    except Exception as exc:
-        log.exception("label chunk %s[%d:%d] failed", job_id, start, end)
-        labelling.fail_remaining(rt.jobs, job_id, start, end, f"{exc.__class__.__name__}: {exc}")
+    _run(lambda: labelling.label_chunk(RUNTIME.get().weaviate, RUNTIME.get().jobs, job_id, start, end))

@@ -12,8 +12,6 @@ relabels.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,8 +20,8 @@ import weaviate
 from weaviate.classes.query import Filter
 
 from indexer.classify.scoring import assign
-from indexer.classify.service import Scorer, load_scorer
-from indexer.classify.store import ClassSetRecord, ClassStore, Kind
+from indexer.classify.service import Scorer, ScorerCache
+from indexer.classify.store import ClassStore, Kind
 from indexer.errors import InvalidInput
 from indexer.jobs import FINAL_STATES, JobStore, Outcome
 from indexer.store.images import ImageStore, check_image_id
@@ -32,30 +30,7 @@ from indexer.store.scan import scan, vector_of
 JOB_KIND = "label"
 UPDATE_THREADS = 4
 
-
-class ScorerCache:
-    """Scorers by (owner, version, model): a job's chunks load the references once per process."""
-
-    def __init__(self, maxsize: int = 8) -> None:
-        self.maxsize = maxsize
-        self._entries: OrderedDict[tuple[str, int, str], Scorer] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, store: ClassStore, record: ClassSetRecord) -> Scorer:
-        key = (record.uuid, record.version, record.model_id)
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-        scorer = load_scorer(store, record)
-        with self._lock:
-            self._entries[key] = scorer
-            while len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
-        return scorer
-
-
-CACHE = ScorerCache()
+CACHE = ScorerCache(maxsize=8)  # a job's chunks read the references once per worker process
 
 
 def collection_ids(client: weaviate.WeaviateClient, model_id: str, collection: str) -> list[str]:
@@ -65,43 +40,36 @@ def collection_ids(client: weaviate.WeaviateClient, model_id: str, collection: s
 
 
 def plan_label_job(
-    client: weaviate.WeaviateClient,
-    jobs: JobStore,
-    record: ClassSetRecord,
+    store: ClassStore,
+    scorer: Scorer,
     collection: str,
     *,
     threshold: float | None,
     multi_label: bool,
-    request_id: str | None = None,
-) -> tuple[str, int]:
-    """Check the set can score (non-empty), list the images, record the job; returns (job id, total)."""
-    store = ClassStore(client)
-    load_scorer(store, record)  # an empty class set is refused here, before any job exists
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """List the images of the collection: the job's items and options. ``scorer`` (loaded, so an empty
+    class set was refused before any job exists) holds the record. The job itself is started by
+    indexer.services.classify.ClassifyService (record, then enqueue its chunks)."""
+    client = store.client
+    record = scorer.record
     threshold = record.threshold if threshold is None else threshold
     if multi_label and threshold is None:
-        from indexer.errors import InvalidInput
-
         raise InvalidInput("multi_label needs a threshold: set one on the class set or in the request")
     owned = sorted(set(record.labelled_names) | set(record.classes))
     if owned != sorted(record.labelled_names):
         record.labelled_names = owned
         store.save(record)
     ids = collection_ids(client, record.model_id, collection)
-    job_id = jobs.create(
-        JOB_KIND,
-        collection,
-        [{"id": image_id, "name": image_id} for image_id in ids],
-        options={
-            "kind": record.kind.value,
-            "name": record.name,
-            "version": record.version,
-            "threshold": threshold,
-            "multi_label": multi_label,
-            "owned": owned,
-        },
-        request_id=request_id,
-    )
-    return job_id, len(ids)
+    items: list[dict[str, Any]] = [{"id": image_id, "name": image_id} for image_id in ids]
+    options = {
+        "kind": record.kind.value,
+        "name": record.name,
+        "version": record.version,
+        "threshold": threshold,
+        "multi_label": multi_label,
+        "owned": owned,
+    }
+    return items, options
 
 
 def label_chunk(client: weaviate.WeaviateClient, jobs: JobStore, job_id: str, start: int, end: int) -> None:
@@ -162,12 +130,3 @@ def label_chunk(client: weaviate.WeaviateClient, jobs: JobStore, job_id: str, st
         list(pool.map(lambda change: images.update_labels(*change), changes))
     for obj, _ in found:
         jobs.record(job_id, todo[str(obj.uuid)], Outcome.INDEXED)
-
-
-def fail_remaining(jobs: JobStore, job_id: str, start: int, end: int, reason: str) -> None:
-    items = jobs.items(job_id, start, end)
-    indexes = list(range(start, start + len(items)))
-    already = jobs.recorded(job_id, indexes)
-    for index, item in zip(indexes, items, strict=True):
-        if index not in already:
-            jobs.record(job_id, index, Outcome.FAILED, item["name"], reason)

@@ -29,6 +29,7 @@ from indexer.classify.store import (
     validate_class_name,
 )
 from indexer.errors import Conflict, InvalidInput
+from indexer.services.models import require_model
 from indexer.store.images import ImageStore
 
 
@@ -39,11 +40,7 @@ def default_templates(templates: list[str] | None, use_ensemble: bool) -> list[s
 
 
 def _check_model(record: ClassSetRecord, encoder: Encoder) -> None:
-    if record.model_id != encoder.model_id:
-        raise InvalidInput(
-            f"{record.noun} {record.name!r} uses model {record.model_id}; "
-            f"this service runs {encoder.model_id}"
-        )
+    require_model(f"{record.noun} {record.name!r}", record.model_id, encoder.model_id)
 
 
 def _check_count(classes: list[str]) -> None:
@@ -72,6 +69,7 @@ def create(
         name,
         model_id=encoder.model_id,
         logit_scale=encoder.logit_scale,
+        logit_bias=encoder.logit_bias,
         collection=collection,
         description=description,
         threshold=threshold,
@@ -82,9 +80,12 @@ def create(
     if store.exists(kind, name):
         raise Conflict(f"{record.noun} {name!r} already exists")
     refs, vectors = build_classes(encoder, images, classes, record.templates, record.ensemble)
+    # Version 0 while its references are written, then version 1: a reader in between (another
+    # process) never keeps a half-written set (indexer.classify.service.ScorerCache skips version 0).
+    record.version = 0
     store.create(record)
     store.add_references(record, refs, vectors)
-    return record
+    return store.save(record)
 
 
 def update(

@@ -29,6 +29,7 @@ class Encoder(Protocol):
     model_id: str
     dim: int
     logit_scale: float
+    logit_bias: float | None
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]: ...
 

@@ -4,7 +4,10 @@
   Its score for a query is the **maximum** cosine similarity over its references: the best-matching
   reference wins and is reported as the explanation. (Prompt ensembles are averaged *before* this, into
   one reference per prompt; see `prompts.ensemble`.)
-- Probabilities are the softmax of ``logit_scale * scores`` over the classes, CLIP's zero-shot head.
+- Probabilities mean what the model's loss means: for CLIP (contrastive loss) the softmax of
+  ``logit_scale * scores`` over the classes, CLIP's zero-shot head; for SigLIP (sigmoid loss, a learned
+  ``logit_bias``) ``sigmoid(logit_scale * score + logit_bias)`` per class, independent of the other classes
+  (they need not sum to 1, and all may be low).
 - The margin is the top-1 score minus the top-2 score (cosine), None with a single class.
 - When a threshold is set and the top score is below it (by more than TOLERANCE), the prediction is
   ``other``.
@@ -112,6 +115,24 @@ def softmax(scores: NDArray[np.floating], logit_scale: float) -> NDArray[np.floa
     return out
 
 
+def sigmoid(scores: NDArray[np.floating], logit_scale: float, logit_bias: float) -> NDArray[np.float32]:
+    """Element-wise ``sigmoid(logit_scale * scores + logit_bias)``: SigLIP's per-pair match probability."""
+    logits = np.asarray(scores, dtype=np.float64) * float(logit_scale) + float(logit_bias)
+    # 0.5 * (1 + tanh(x / 2)) never overflows, unlike 1 / (1 + exp(-x)) for very negative x
+    out: NDArray[np.float32] = (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)
+    return out
+
+
+def probabilities(
+    scores: NDArray[np.floating], logit_scale: float, logit_bias: float | None = None
+) -> NDArray[np.float32]:
+    """The model family's probabilities for rows of scores: softmax over each row (CLIP) when there is no
+    logit bias, else the sigmoid of each score (SigLIP)."""
+    if logit_bias is None:
+        return softmax(scores, logit_scale)
+    return sigmoid(scores, logit_scale, logit_bias)
+
+
 @dataclass(frozen=True)
 class Ranked:
     class_index: int
@@ -126,7 +147,7 @@ class Prediction:
     label: str  # a class name, or OTHER
     is_other: bool
     score: float  # top-1 cosine
-    probability: float  # top-1 softmax probability
+    probability: float  # top-1 probability (softmax over the classes, or SigLIP's sigmoid)
     margin: float | None  # top-1 minus top-2 cosine; None with one class
     ranked: list[Ranked]
 
@@ -136,12 +157,13 @@ def predict(
     refs: References,
     *,
     logit_scale: float,
+    logit_bias: float | None = None,
     threshold: float | None = None,
     top_k: int = 5,
 ) -> list[Prediction]:
     scores, best = class_scores(queries, refs, with_best=True)
     assert best is not None
-    probs = softmax(scores, logit_scale)
+    probs = probabilities(scores, logit_scale, logit_bias)
     k = max(1, min(top_k, len(refs.classes)))
     out = []
     for i in range(len(scores)):

@@ -4,11 +4,13 @@ calibration, and re-encoding a class set for another model."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 from numpy.typing import NDArray
 
 from indexer.blobs import BlobStore
@@ -17,8 +19,9 @@ from indexer.classify.calibration import ThresholdStats, choose, sweep
 from indexer.classify.references import Encoder, concat, prompt_references, stored_vectors
 from indexer.classify.scoring import Prediction, References, class_scores, predict
 from indexer.classify.store import Calibration, ClassSetRecord, ClassStore, Reference, RefKind
-from indexer.errors import Conflict, InvalidInput, NotFound
+from indexer.errors import Conflict, InvalidInput, MissingOriginal, NotFound
 from indexer.images import decode_image
+from indexer.services.models import require_model
 from indexer.store.images import ImageStore, check_image_id
 from indexer.user_collections import get_collection
 
@@ -40,12 +43,17 @@ class Scorer:
             vectors,
             self.references,
             logit_scale=self.record.logit_scale,
+            logit_bias=self.record.logit_bias,
             threshold=self.record.threshold if threshold is None else threshold,
             top_k=top_k,
         )
 
     def scores(self, vectors: NDArray[np.floating]) -> NDArray[np.float32]:
         return class_scores(vectors, self.references)[0]
+
+    def with_record(self, record: ClassSetRecord) -> Scorer:
+        """The same references under the caller's copy of the record (which the caller may change)."""
+        return Scorer(record=record, refs=self.refs, references=self.references)
 
     def explain(self, index: int) -> dict[str, Any]:
         ref = self.refs[index]
@@ -75,6 +83,30 @@ def load_scorer(store: ClassStore, record: ClassSetRecord) -> Scorer:
     return Scorer(record=record, refs=refs, references=references)
 
 
+class ScorerCache:
+    """Scorers by owner, version, model and creation time: a class set's references are read once per
+    version and process, not on every classify or label chunk. Every change of a class set saves a new
+    version (a new key), including one made by another process; a set deleted and created again under
+    its name has another creation time. A record still being created (version 0: its references are
+    being written) is never cached."""
+
+    def __init__(self, maxsize: int = 32) -> None:
+        self._entries: LRUCache[tuple[str, int, str, datetime], Scorer] = LRUCache(maxsize)
+        self._lock = threading.Lock()
+
+    def get(self, store: ClassStore, record: ClassSetRecord) -> Scorer:
+        key = (record.uuid, record.version, record.model_id, record.created_at)
+        with self._lock:
+            found = self._entries.get(key)
+        if found is not None:
+            return found.with_record(record)
+        scorer = load_scorer(store, record)
+        if record.version > 0:
+            with self._lock:
+                self._entries[key] = scorer
+        return scorer
+
+
 # -- inputs ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class Inputs:
@@ -100,29 +132,38 @@ def image_inputs(
     if (data is None) == (image_id is None):
         raise InvalidInput("give either an uploaded `image` or an `image_id`")
     if (data is not None or boxes is not None) and encoder.model_id != images.model_id:
-        raise InvalidInput(
-            f"encoding an image for model {images.model_id} needs a service running it; this one runs "
-            f"{encoder.model_id} (stored ids without boxes still classify from their stored vectors)"
+        require_model(
+            "the class set's collection",
+            images.model_id,
+            encoder.model_id,
+            hint="stored ids without boxes still classify from their stored vectors",
         )
     if boxes is None:
         if data is not None:
             pixels = decode_image(data, max_pixels, min_side=encoder.min_decode_side).pixels
             return Inputs(encoder.encode_images([pixels]), None)
         assert image_id is not None
-        vector = stored_vectors(images, [image_id])[image_id]
-        return Inputs(vector[None, :], None)
+        return Inputs(stored_vector(images, image_id)[None, :], None)
     if data is None:
         assert image_id is not None
         record, _ = images.get(check_image_id(image_id))
-        path = blobs.original_path(record.sha256)
-        if not path.is_file():
-            raise NotFound(f"the original of image {image_id} is missing from the blob store")
-        data = path.read_bytes()
+        data = blobs.read_original(record.sha256)
     decoded = decode_image(data, max_pixels)  # full resolution: boxes are in the original's pixels
     height, width = decoded.pixels.shape[:2]
     rects = resolve_boxes(boxes, width, height, box_format)
     crops = [crop(decoded.pixels, rect) for rect in rects]
     return Inputs(encoder.encode_images(crops), rects, width, height)
+
+
+def stored_vector(images: ImageStore, image_id: str) -> NDArray[np.float32]:
+    """The stored vector of the image to classify: NotFound (404) when this model's images do not hold
+    it, as for every path that takes one image by id (search, similar, boxes)."""
+    try:
+        return stored_vectors(images, [image_id])[image_id]
+    except InvalidInput as exc:
+        if "unknown_image_ids" not in exc.details:
+            raise  # a malformed id: 400
+        raise NotFound(f"unknown image {image_id!r}", {"image_id": image_id}) from exc
 
 
 # -- model moves ----------------------------------------------------------------------------------
@@ -133,16 +174,20 @@ def ensure_model(
     blobs: BlobStore,
     record: ClassSetRecord,
     max_pixels: int,
+    *,
+    collection_model: str | None = None,
 ) -> ClassSetRecord:
     """A class set follows its collection: when the collection now uses another model (and this
-    service runs it), the references are re-encoded for it first."""
+    service runs it), the references are re-encoded for it first. ``collection_model``: the
+    collection's model when the caller has just read it (else it is read here)."""
     if record.collection:
-        current = get_collection(store.client, record.collection, with_count=False).model_id
+        current = collection_model
+        if current is None:
+            current = get_collection(store.client, record.collection, with_count=False).model_id
         if current != record.model_id:
             if current != encoder.model_id:
-                raise Conflict(
-                    f"class set {record.name!r} needs model {current} (its collection moved); "
-                    f"this service runs {encoder.model_id}"
+                require_model(
+                    f"class set {record.name!r} follows its collection, which", current, encoder.model_id
                 )
             return reencode(store, encoder, images, blobs, record, max_pixels)
     return record
@@ -160,8 +205,11 @@ def reencode(
     images from their vectors under the new model (same ids: ids come from collection and content), and
     uploaded examples from the blob store. Raw embeddings belong to the old model: they are dropped and
     counted in ``dropped``."""
-    if images.model_id != encoder.model_id:
-        raise InvalidInput("the image store and the encoder use different models")
+    require_model(
+        f"{record.noun} {record.name!r} follows its collection, which",
+        images.model_id,
+        encoder.model_id,
+    )
     old_model = record.model_id
     refs, _ = store.references(record)
     prompts: dict[str, list[str]] = {}
@@ -182,12 +230,15 @@ def reencode(
     if uploads:
         pixels = []
         for ref in uploads:
-            path = blobs.original_path(ref.sha256)
-            if not path.is_file():
-                raise Conflict(
-                    f"cannot re-encode: example {ref.filename or ref.sha256} is missing from the blob store"
-                )
-            decoded = decode_image(path.read_bytes(), max_pixels, min_side=encoder.min_decode_side)
+            try:
+                data = blobs.read_original(ref.sha256)
+            except MissingOriginal as exc:  # the one error (404) for a stored original that is gone
+                raise MissingOriginal(
+                    f"cannot re-encode {record.noun} {record.name!r}: example "
+                    f"{ref.filename or ref.sha256} is missing from the blob store",
+                    exc.details,
+                ) from exc
+            decoded = decode_image(data, max_pixels, min_side=encoder.min_decode_side)
             pixels.append(decoded.pixels)
         built.append((uploads, encoder.encode_images(pixels)))
     new_refs, vectors = concat(built, encoder.dim)
@@ -197,6 +248,7 @@ def reencode(
             dropped[ref.class_name] = dropped.get(ref.class_name, 0) + 1
     record.model_id = encoder.model_id
     record.logit_scale = encoder.logit_scale
+    record.logit_bias = encoder.logit_bias
     record.dropped = dropped
     have = {r.class_name for r in new_refs}
     record.classes = [c for c in record.classes if c in have]

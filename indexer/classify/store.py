@@ -26,17 +26,20 @@ import weaviate
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 from weaviate.classes.query import Filter
+from weaviate.exceptions import WeaviateQueryError
 
 from indexer.classify.calibration import ThresholdStats
 from indexer.classify.prompts import DEFAULT_TEMPLATES
 from indexer.classify.scoring import OTHER
 from indexer.errors import Conflict, InvalidInput, NotFound
+from indexer.store.images import is_missing_class
 from indexer.store.scan import scan, vector_of
 from indexer.store.schema import (
     CLASS_REGISTRY,
     IMAGE_ID_NAMESPACE,
     ensure_class_registry,
     ensure_reference_collection,
+    reference_collection_name,
 )
 
 NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -100,6 +103,9 @@ class ClassSetRecord(BaseModel):
     templates: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPLATES))
     ensemble: bool = False
     logit_scale: float = 100.0
+    logit_bias: float | None = Field(
+        default=None, description="SigLIP models: probabilities are sigmoid(scale * cos + bias)"
+    )
     classes: list[str] = Field(default_factory=list)
     labelled_names: list[str] = Field(default_factory=list, description="labels this set has written")
     calibration: Calibration | None = None
@@ -164,9 +170,13 @@ def _from_props(props: dict[str, Any]) -> ClassSetRecord:
 
 
 class ClassStore:
+    """Building one costs no request. The registry and this process's reference collection are created
+    at start-up (`Backends.ensure_schema`); the writers that may be the first user of a model create
+    theirs (`create`, `add_references`). A read of a Weaviate collection that does not exist (never
+    created, or wiped) is "nothing there": NotFound for one record, empty for a list."""
+
     def __init__(self, client: weaviate.WeaviateClient) -> None:
         self.client = client
-        ensure_class_registry(client)
         self.registry = client.collections.use(CLASS_REGISTRY)
 
     # -- registry --------------------------------------------------------------------------------
@@ -174,7 +184,12 @@ class ClassStore:
         return bool(self.registry.data.exists(owner_uuid(kind, name)))
 
     def get(self, kind: Kind, name: str) -> ClassSetRecord:
-        obj = self.registry.query.fetch_object_by_id(owner_uuid(kind, name))
+        try:
+            obj = self.registry.query.fetch_object_by_id(owner_uuid(kind, name))
+        except WeaviateQueryError as exc:
+            if not is_missing_class(exc):
+                raise
+            obj = None
         if obj is None:
             raise NotFound(f"unknown {NOUN[kind]} {name!r}")
         return _from_props(dict(obj.properties))
@@ -183,12 +198,20 @@ class ClassStore:
         where = Filter.by_property("kind").equal(kind.value)
         if collection is not None:
             where = where & Filter.by_property("collection").equal(collection)
-        records = [
-            _from_props(dict(obj.properties)) for page in scan(self.registry, where, "name") for obj in page
-        ]
+        try:
+            records = [
+                _from_props(dict(obj.properties))
+                for page in scan(self.registry, where, "name")
+                for obj in page
+            ]
+        except WeaviateQueryError as exc:
+            if not is_missing_class(exc):
+                raise
+            return []
         return sorted(records, key=lambda r: r.name)
 
     def create(self, record: ClassSetRecord) -> ClassSetRecord:
+        ensure_class_registry(self.client)  # a writer may be the first (a wiped server)
         if self.exists(record.kind, record.name):
             raise Conflict(f"{record.noun} {record.name!r} already exists")
         self.registry.data.insert(properties=_to_props(record), uuid=record.uuid)
@@ -206,11 +229,21 @@ class ClassStore:
         self.registry.data.delete_by_id(record.uuid)
 
     # -- references ------------------------------------------------------------------------------
-    def _refs(self, model_id: str) -> weaviate.collections.Collection[Any, Any]:
-        return self.client.collections.use(ensure_reference_collection(self.client, model_id))
+    def _refs(self, model_id: str, *, ensure: bool = False) -> weaviate.collections.Collection[Any, Any]:
+        if ensure:
+            return self.client.collections.use(ensure_reference_collection(self.client, model_id))
+        return self.client.collections.use(reference_collection_name(model_id))
 
     def references(self, record: ClassSetRecord) -> tuple[list[Reference], NDArray[np.float32]]:
         """Every reference of the record with its vector, in a stable order."""
+        try:
+            return self._read_references(record)
+        except WeaviateQueryError as exc:
+            if not is_missing_class(exc):
+                raise
+            return [], np.empty((0, 0), np.float32)  # no reference of this model was ever stored
+
+    def _read_references(self, record: ClassSetRecord) -> tuple[list[Reference], NDArray[np.float32]]:
         refs: list[Reference] = []
         vectors: list[list[float]] = []
         where = Filter.by_property("owner").equal(record.uuid)
@@ -239,7 +272,8 @@ class ClassStore:
             objects.append(DataObject(properties=props, uuid=ref_id, vector=vector.tolist()))
         if not objects:
             return
-        result = self._refs(record.model_id).data.insert_many(objects)
+        # a writer may be the first user of its model's reference collection (auto-schema must not guess)
+        result = self._refs(record.model_id, ensure=True).data.insert_many(objects)
         if result.errors:
             first = next(iter(result.errors.values()))
             raise InvalidInput(f"the vector store refused a reference: {first.message}")
@@ -260,13 +294,25 @@ class ClassStore:
             where = where & Filter.by_property("class_name").contains_any(class_names)
         refs = self._refs(model_id or record.model_id)
         while True:
-            result = refs.data.delete_many(where=where)
+            try:
+                result = refs.data.delete_many(where=where)
+            except WeaviateQueryError as exc:  # WeaviateDeleteManyError included
+                if is_missing_class(exc):  # no reference of this model was ever stored
+                    return
+                raise
             if result.successful == 0 or result.matches < 10_000:
                 return
 
 
 def new_record(
-    kind: Kind, name: str, *, model_id: str, logit_scale: float, collection: str = "", **config: Any
+    kind: Kind,
+    name: str,
+    *,
+    model_id: str,
+    logit_scale: float,
+    logit_bias: float | None = None,
+    collection: str = "",
+    **config: Any,
 ) -> ClassSetRecord:
     now = datetime.now(UTC)
     return ClassSetRecord(
@@ -277,5 +323,6 @@ def new_record(
         created_at=now,
         updated_at=now,
         logit_scale=logit_scale,
+        logit_bias=logit_bias,
         **config,
     )

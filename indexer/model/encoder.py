@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -26,7 +26,14 @@ from numpy.typing import NDArray
 
 from indexer.errors import ClipsearchError, InvalidInput, ModelUnavailable
 from indexer.images import DecodedImage, decode_image
-from indexer.model.catalogue import TINY_MODEL_ID, get_spec
+from indexer.model.catalogue import (
+    BUNDLED_MODEL_IDS,
+    SIGLIP_FALLBACK_BIAS,
+    SIGLIP_FALLBACK_SCALE,
+    TINY_MODEL_ID,
+    ModelSpec,
+    get_spec,
+)
 from indexer.model.cpu import cpu_description, u8s8_saturates
 from indexer.model.files import (
     ResolvedModel,
@@ -41,6 +48,7 @@ from indexer.settings import Settings
 from indexer.tokenizer import TokenBatch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TEXT_BATCH = 64
 FIRST_BATCH = 4
@@ -101,7 +109,7 @@ class ClipEncoder:
                 f"bad {model_dir / 'config.json'}: {exc}", {"path": str(model_dir)}
             ) from exc
         spec = get_spec(model_id)
-        self.logit_scale = float(config.get("logit_scale") or (spec.logit_scale if spec else 100.0))
+        self.logit_scale, self.logit_bias = _logit_params(config, spec)
         self.model_id = model_id
         self.model_dir = model_dir
         self.precision = precision
@@ -129,7 +137,13 @@ class ClipEncoder:
     # ------------------------------------------------------------------------------------- properties
     @property
     def is_test_model(self) -> bool:
-        return self.model_id == TINY_MODEL_ID
+        return self.model_id in BUNDLED_MODEL_IDS
+
+    @property
+    def scoring(self) -> str:
+        """How zero-shot scores become probabilities: ``softmax`` over the candidates at the logit scale
+        (CLIP's contrastive loss) or ``sigmoid(logit_scale * cos + logit_bias)`` per candidate (SigLIP)."""
+        return "softmax" if self.logit_bias is None else "sigmoid"
 
     @property
     def preprocess_cfg(self) -> PreprocessConfig:
@@ -176,6 +190,9 @@ class ClipEncoder:
             "source": self.source,
             "model_dir": str(self.model_dir),
             "dim": self.dim,
+            "scoring": self.scoring,
+            "logit_scale": self.logit_scale,
+            **({"logit_bias": self.logit_bias} if self.logit_bias is not None else {}),
             "image_size": self.image_size,
             "context_length": self.context_length,
             "loaded": {"visual": self.visual.loaded, "textual": self.textual.loaded},
@@ -263,6 +280,59 @@ class ClipEncoder:
 
         return self._pipeline(len(items), prepare, normalize)
 
+    def embed_stream(
+        self,
+        batches: Iterable[Sequence[T]],
+        prepare: Callable[[T, NDArray[np.float32]], None],
+        normalize: bool = True,
+    ) -> Iterator[tuple[Sequence[T], list[NDArray[np.float32] | ClipsearchError]]]:
+        """Stream batches through one session: while ONNX Runtime runs batch k, the preparation threads
+        prepare batch k+1 (and the caller's iterator may be reading batch k+2).
+
+        ``prepare(item, slot)`` writes the item's model input into ``slot`` in a preparation thread; a
+        ClipsearchError it raises fails that item alone. Yields each batch with, per item, its vector or
+        its error. Only the batch in inference and the one being prepared hold tensors, so memory
+        depends on the batch size, not on how many batches the iterator yields.
+        """
+        h, w = self.preprocess_cfg.size
+        pool = self._executor()
+
+        def submit(batch: Sequence[T]) -> tuple[Sequence[T], NDArray[np.float32], list[Future[None]]]:
+            tensor = np.empty((len(batch), 3, h, w), dtype=np.float32)
+            return batch, tensor, [pool.submit(prepare, item, tensor[j]) for j, item in enumerate(batch)]
+
+        source = iter(batches)
+        first = next(source, None)
+        current = submit(first) if first is not None else None
+        try:
+            while current is not None:
+                # take the next batch (the pool is still preparing this one) and queue its preparation
+                following = next(source, None)
+                upcoming = submit(following) if following is not None else None
+                batch, tensor, futures = current
+                outcomes: list[NDArray[np.float32] | ClipsearchError] = []
+                ok: list[int] = []
+                for j, fut in enumerate(futures):
+                    try:
+                        fut.result()
+                        ok.append(j)
+                        outcomes.append(_PENDING)
+                    except ClipsearchError as exc:
+                        outcomes.append(exc)
+                if ok:
+                    vectors = self.encode_preprocessed(
+                        tensor if len(ok) == len(batch) else tensor[ok], normalize
+                    )
+                    for row, j in enumerate(ok):
+                        outcomes[j] = vectors[row]
+                del tensor
+                current = upcoming
+                yield batch, outcomes
+        finally:
+            if current is not None:  # the consumer stopped early: let the queued preparation finish
+                for fut in current[2]:
+                    fut.cancel()
+
     # -------------------------------------------------------------------------------------- pipeline
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -321,6 +391,9 @@ class ClipEncoder:
         return results
 
 
+_PENDING = np.empty(0, dtype=np.float32)  # a placeholder until the batch's vectors exist
+
+
 def _chunks(n: int, batch_size: int) -> list[range]:
     """Batches of ``batch_size``, except a short first one: inference starts after a few images are ready
     instead of a whole batch, which is the only preprocessing the pipeline cannot hide."""
@@ -362,6 +435,30 @@ def load_encoder(
         batch_size=batch_size,
         source=resolved.source,
     )
+
+
+def _logit_params(config: dict[str, Any], spec: ModelSpec | None) -> tuple[float, float | None]:
+    """(logit_scale, logit_bias or None) for a model: the learned values its config.json records (our exports
+    do), else the catalogue's. A SigLIP-loss model (``init_logit_bias`` in its open_clip config, or a sigmoid
+    family in the catalogue) always gets a bias, so its probabilities are sigmoids, never a softmax."""
+    scale = config.get("logit_scale")
+    bias = config.get("logit_bias")
+    sigmoid = (
+        bias is not None or "init_logit_bias" in config or (spec is not None and spec.scoring == "sigmoid")
+    )
+    if scale is None:
+        scale = spec.logit_scale if spec is not None else (SIGLIP_FALLBACK_SCALE if sigmoid else 100.0)
+    if sigmoid and bias is None:
+        bias = spec.logit_bias if spec is not None and spec.logit_bias is not None else None
+        if bias is None:
+            bias = SIGLIP_FALLBACK_BIAS
+            log.warning(
+                "no learned logit_bias known for %s: using ViT-B-16-SigLIP's (%s); set logit_scale and "
+                "logit_bias in its config.json for exact probabilities",
+                spec.model_id if spec is not None else "this model",
+                bias,
+            )
+    return float(scale), (float(bias) if bias is not None else None)
 
 
 def _int8_warning(precision: str, quantization: dict[str, Any] | None) -> str | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from indexer.errors import ModelUnavailable
-from indexer.model.catalogue import CATALOGUE, TINY_MODEL_ID, hub_repo_id
+from indexer.model.catalogue import BUNDLED_MODEL_IDS, CATALOGUE, TINY_MODEL_ID, hub_repo_id
 from indexer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,14 @@ IGNORE_PATTERNS: Final = ["*.armnn", "*.rknn", "*.tflite", "*/rk*/*"]
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def tiny_model_dir() -> Path:
-    """The random-weight test model that ships inside the package (the fallback when no model exists)."""
-    return Path(__file__).resolve().parent / "tiny"
+def tiny_model_dir(model_id: str = TINY_MODEL_ID) -> Path:
+    """A random-weight test model that ships inside the package: ``tiny-test-clip`` (the fallback when no
+    model exists) by default, or another bundled family (``tiny-test-rn``, ``tiny-test-siglip``,
+    ``tiny-test-xlmr``)."""
+    spec = CATALOGUE.get(model_id)
+    if spec is None or not spec.bundled:
+        raise ModelUnavailable(f"{model_id!r} is not a bundled model", {"model_id": model_id})
+    return Path(__file__).resolve().parent / spec.bundled_dir
 
 
 def hub_cache_dir(settings: Settings) -> Path:
@@ -97,7 +102,7 @@ class ResolvedModel:
 
     @property
     def is_test_model(self) -> bool:
-        return self.model_id == TINY_MODEL_ID
+        return self.model_id in BUNDLED_MODEL_IDS
 
 
 def _how_to_pull(model_id: str) -> str:
@@ -215,8 +220,8 @@ def pull_model(
 
     Raises ModelUnavailable with the reason when the download fails or stays corrupt.
     """
-    if model_id == TINY_MODEL_ID:
-        return tiny_model_dir()
+    if model_id in BUNDLED_MODEL_IDS:
+        return tiny_model_dir(model_id)
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -276,8 +281,8 @@ def resolve_model(
         validate_model_dir(local)
         return ResolvedModel(model_id_for_dir(local, settings), local, "model_dir")
     wanted = model_id or settings.model_id
-    if wanted == TINY_MODEL_ID:
-        return ResolvedModel(TINY_MODEL_ID, tiny_model_dir(), "bundled")
+    if wanted in BUNDLED_MODEL_IDS:
+        return ResolvedModel(wanted, tiny_model_dir(wanted), "bundled")
     cached = find_cached(settings, wanted)
     if cached is not None:
         return ResolvedModel(wanted, cached, "hub")
@@ -297,6 +302,8 @@ class ModelListing:
     image_size: int
     embed_dim: int
     approx_size_mb: int
+    family: str  # clip, siglip, multilingual, nllb-siglip
+    scoring: str  # softmax or sigmoid
     path: Path | None  # where it is on disk, None if not downloaded
     int8_path: Path | None
     default: bool
@@ -305,7 +312,7 @@ class ModelListing:
 def list_models(settings: Settings) -> list[ModelListing]:
     rows = []
     for spec in CATALOGUE.values():
-        path = tiny_model_dir() if spec.bundled else find_cached(settings, spec.model_id)
+        path = tiny_model_dir(spec.model_id) if spec.bundled else find_cached(settings, spec.model_id)
         q = quantized_dir(settings, spec.model_id)
         rows.append(
             ModelListing(
@@ -315,6 +322,8 @@ def list_models(settings: Settings) -> list[ModelListing]:
                 image_size=spec.image_size,
                 embed_dim=spec.embed_dim,
                 approx_size_mb=spec.approx_size_mb,
+                family=spec.family,
+                scoring=spec.scoring,
                 path=path,
                 int8_path=q if not missing_files(q) else None,
                 default=spec.model_id == settings.model_id,

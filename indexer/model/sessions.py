@@ -175,12 +175,13 @@ class TextualEncoder(OnnxModel):
 
     def _load_tokenizer(self) -> ClipTokenizer:
         textual = self.model_dir / "textual"
-        clean = "lower"
         try:
             config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
             kwargs = config.get("text_cfg", {}).get("tokenizer_kwargs") or {}
-            clean = str(kwargs.get("clean", "lower"))
-            return ClipTokenizer.from_dir(textual, self.context_length, clean=clean)
+            clean = kwargs.get("clean")  # SigLIP: canonicalize; else the tokenizer kind's default
+            return ClipTokenizer.from_dir(
+                textual, self.context_length, clean=str(clean) if clean is not None else None
+            )
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise ModelUnavailable(
                 f"cannot load the tokenizer in {textual}: {exc}", {"path": str(textual)}

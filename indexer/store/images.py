@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid as uuid_lib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,12 +13,27 @@ import weaviate
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 from weaviate.classes.query import Filter, MetadataQuery
-from weaviate.collections.classes.filters import _Filters
+from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import InvalidInput, NotFound
-from indexer.store.schema import REGISTRY, ensure_image_collection
+from indexer.store.connection import consistency_level
+from indexer.store.schema import IMAGE_PROPERTIES, REGISTRY, ensure_image_collection, image_collection_name
+from indexer.store.types import WhereFilter
 
 DELETE_BATCH = 10_000
+# What a search returns of each hit: every property but `meta_kv` (the filter index of `metadata`, which
+# the hit carries as JSON anyway): less to read on the server and to decode in the client.
+HIT_PROPERTIES = [p.name for p in IMAGE_PROPERTIES if p.name != "meta_kv"]
+
+
+def is_missing_class(exc: BaseException) -> bool:
+    """Weaviate's answer to a query on a collection (class) that is not in its schema (deleted by another
+    process, or a server whose data was wiped). Reads and deletes take it as "no objects"."""
+    return isinstance(exc, WeaviateQueryError) and "could not find class" in str(exc)
+
+
+def _is_missing_object(exc: BaseException) -> bool:
+    return isinstance(exc, WeaviateQueryError) and "search-object with id" in str(exc)
 
 
 def check_image_id(image_id: str) -> str:
@@ -78,21 +93,34 @@ class ScoredImage(BaseModel):
 
 
 class ImageStore:
-    """The images of one model's Weaviate collection."""
+    """The images of one model's Weaviate collection.
 
-    def __init__(self, client: weaviate.WeaviateClient, model_id: str) -> None:
+    Building one costs no request: the collection is created when a user collection is bound to the
+    model (`create_collection`) and at start-up for the process's own model (`Backends.ensure_schema`).
+    `ensure=True` creates it here, for a writer that may be the first user of a model.
+    """
+
+    def __init__(self, client: weaviate.WeaviateClient, model_id: str, *, ensure: bool = False) -> None:
         self.client = client
         self.model_id = model_id
-        self.name = ensure_image_collection(client, model_id)
-        self.collection = client.collections.use(self.name)
+        self.name = ensure_image_collection(client, model_id) if ensure else image_collection_name(model_id)
+        # reads and writes at WEAVIATE_CONSISTENCY (QUORUM: a cluster answers with one node down)
+        self.collection = client.collections.use(self.name).with_consistency_level(consistency_level())
 
     def existing(self, uuids: Sequence[str]) -> dict[str, str]:
         """uuid -> job_id of the objects among `uuids` that are already stored."""
         if not uuids:
             return {}
-        found = self.collection.query.fetch_objects(
-            filters=Filter.by_id().contains_any(list(uuids)), limit=len(uuids), return_properties=["job_id"]
-        )
+        try:
+            found = self.collection.query.fetch_objects(
+                filters=Filter.by_id().contains_any(list(uuids)),
+                limit=len(uuids),
+                return_properties=["job_id"],
+            )
+        except WeaviateQueryError as exc:
+            if is_missing_class(exc):  # no such index yet: nothing is stored
+                return {}
+            raise
         return {str(obj.uuid): str(obj.properties.get("job_id") or "") for obj in found.objects}
 
     def insert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> dict[str, str]:
@@ -110,15 +138,27 @@ class ImageStore:
         """The stored records among `uuids`, by id."""
         if not uuids:
             return {}
-        found = self.collection.query.fetch_objects(
-            filters=Filter.by_id().contains_any(list(uuids)), limit=len(uuids)
-        )
+        try:
+            found = self.collection.query.fetch_objects(
+                filters=Filter.by_id().contains_any(list(uuids)), limit=len(uuids)
+            )
+        except WeaviateQueryError as exc:
+            if is_missing_class(exc):
+                return {}
+            raise
         return {
             str(obj.uuid): ImageRecord.from_object(obj.uuid, dict(obj.properties)) for obj in found.objects
         }
 
     def get(self, uuid: str, *, include_vector: bool = False) -> tuple[ImageRecord, list[float] | None]:
-        obj = self.collection.query.fetch_object_by_id(check_image_id(uuid), include_vector=include_vector)
+        try:
+            obj = self.collection.query.fetch_object_by_id(
+                check_image_id(uuid), include_vector=include_vector
+            )
+        except WeaviateQueryError as exc:
+            if not is_missing_class(exc):
+                raise
+            obj = None
         if obj is None:
             raise NotFound(f"unknown image {uuid!r}")
         vector = None
@@ -130,35 +170,59 @@ class ImageStore:
     def near_vector(
         self,
         vector: Sequence[float] | NDArray[np.float32],
-        filters: _Filters | None,
+        filters: WhereFilter | None,
         limit: int,
         offset: int = 0,
         min_score: float | None = None,
     ) -> list[ScoredImage]:
-        """Nearest images by cosine similarity (score = 1 - cosine distance)."""
+        """Nearest images by cosine similarity (score = 1 - cosine distance): one gRPC request."""
         result = self.collection.query.near_vector(
-            near_vector=list(vector),
+            near_vector=vector.tolist() if isinstance(vector, np.ndarray) else list(vector),
             limit=limit,
             offset=offset or None,
             distance=None if min_score is None else 1.0 - min_score,
             filters=filters,
+            return_properties=HIT_PROPERTIES,
             return_metadata=MetadataQuery(distance=True),
         )
-        hits = []
-        for obj in result.objects:
-            distance = obj.metadata.distance if obj.metadata.distance is not None else 1.0
-            hits.append(
-                ScoredImage(
-                    image=ImageRecord.from_object(obj.uuid, dict(obj.properties)),
-                    score=round(1.0 - distance, 6),
-                )
+        return _scored(result.objects)
+
+    def near_image(
+        self,
+        uuid: str,
+        filters: WhereFilter | None,
+        limit: int,
+        offset: int = 0,
+        min_score: float | None = None,
+    ) -> list[ScoredImage]:
+        """Nearest images to a stored image, whose vector Weaviate looks up itself: one gRPC request
+        instead of a fetch and a search. The image itself is among the hits when the filters admit it.
+        NotFound when there is no such image in this model's collection."""
+        try:
+            result = self.collection.query.near_object(
+                near_object=check_image_id(uuid),
+                limit=limit,
+                offset=offset or None,
+                distance=None if min_score is None else 1.0 - min_score,
+                filters=filters,
+                return_properties=HIT_PROPERTIES,
+                return_metadata=MetadataQuery(distance=True),
             )
-        return hits
+        except WeaviateQueryError as exc:
+            if _is_missing_object(exc):
+                raise NotFound(f"unknown image {uuid!r}", {"image_id": uuid}) from exc
+            raise
+        return _scored(result.objects)
 
     def count(self, collection: str) -> int:
-        result = self.collection.aggregate.over_all(
-            filters=Filter.by_property("collection").equal(collection), total_count=True
-        )
+        try:
+            result = self.collection.aggregate.over_all(
+                filters=Filter.by_property("collection").equal(collection), total_count=True
+            )
+        except WeaviateQueryError as exc:
+            if is_missing_class(exc):
+                return 0
+            raise
         return int(result.total_count or 0)
 
     def update_labels(self, uuid: str, labels: list[str], scores: dict[str, float]) -> None:
@@ -170,34 +234,73 @@ class ImageStore:
         if not self.collection.data.delete_by_id(check_image_id(uuid)):
             raise NotFound(f"unknown image {uuid!r}")
 
-    def delete_where(self, filters: _Filters) -> int:
+    def delete_where(self, filters: WhereFilter) -> int:
         deleted = 0
         while True:
-            result = self.collection.data.delete_many(where=filters)
+            try:
+                result = self.collection.data.delete_many(where=filters)
+            except WeaviateQueryError as exc:  # WeaviateDeleteManyError included
+                if is_missing_class(exc):
+                    return deleted
+                raise
             deleted += result.successful
             if result.matches < DELETE_BATCH or result.successful == 0:
                 return deleted
 
 
+def _scored(objects: Sequence[Any]) -> list[ScoredImage]:
+    hits = []
+    for obj in objects:
+        distance = obj.metadata.distance if obj.metadata.distance is not None else 1.0
+        hits.append(
+            ScoredImage(
+                image=ImageRecord.from_object(obj.uuid, dict(obj.properties)), score=round(1.0 - distance, 6)
+            )
+        )
+    return hits
+
+
 def model_ids_in_use(client: weaviate.WeaviateClient) -> list[str]:
     """The model ids of all user collections (a handful), to find an image by id alone."""
-    if not client.collections.exists(REGISTRY):
-        return []
     registry = client.collections.use(REGISTRY)
-    return sorted(
-        {str(obj.properties["model_id"]) for obj in registry.iterator(return_properties=["model_id"])}
-    )
+    try:
+        found = {str(obj.properties["model_id"]) for obj in registry.iterator(return_properties=["model_id"])}
+    except WeaviateQueryError as exc:
+        if is_missing_class(exc):  # no collection was ever created
+            return []
+        raise
+    return sorted(found)
 
 
 def find_image(
-    client: weaviate.WeaviateClient, uuid: str, *, include_vector: bool = False
+    client: weaviate.WeaviateClient,
+    uuid: str,
+    *,
+    include_vector: bool = False,
+    first_model: str | None = None,
 ) -> tuple[ImageStore, ImageRecord, list[float] | None]:
-    check_image_id(uuid)
-    for model_id in model_ids_in_use(client):
-        store = ImageStore(client, model_id)
-        try:
-            record, vector = store.get(uuid, include_vector=include_vector)
-        except NotFound:
-            continue
-        return store, record, vector
+    """The image with this id, whichever model's collection holds it. `first_model` (the process's own
+    model, where nearly every image lives) is tried first: one request when the image is there."""
+    uuid = check_image_id(uuid)
+
+    def candidates() -> Iterator[str]:
+        if first_model:
+            yield first_model
+        yield from (m for m in model_ids_in_use(client) if m != first_model)  # only when not found first
+
+    for model_id in candidates():
+        found = _get_in(client, model_id, uuid, include_vector)
+        if found is not None:
+            return found
     raise NotFound(f"unknown image {uuid!r}")
+
+
+def _get_in(
+    client: weaviate.WeaviateClient, model_id: str, uuid: str, include_vector: bool
+) -> tuple[ImageStore, ImageRecord, list[float] | None] | None:
+    store = ImageStore(client, model_id)
+    try:
+        record, vector = store.get(uuid, include_vector=include_vector)
+    except NotFound:
+        return None
+    return store, record, vector

@@ -11,14 +11,16 @@ from typing import Any
 
 import weaviate
 from weaviate.classes.query import Filter, Sort
-from weaviate.collections.classes.filters import _Filters
+from weaviate.exceptions import WeaviateQueryError
+
+from indexer.store.types import WhereFilter
 
 PAGE = 1000
 
 
 def scan(
     collection: weaviate.collections.Collection[Any, Any],
-    filters: _Filters,
+    filters: WhereFilter,
     key: str,
     *,
     properties: list[str] | None = None,
@@ -33,13 +35,18 @@ def scan(
         where = (
             filters if last is None else Filter.all_of([filters, Filter.by_property(key).greater_than(last)])
         )
-        result = collection.query.fetch_objects(
-            filters=where,
-            limit=page,
-            sort=Sort.by_property(key, ascending=True),
-            include_vector=include_vector,
-            return_properties=properties,
-        )
+        try:
+            result = collection.query.fetch_objects(
+                filters=where,
+                limit=page,
+                sort=Sort.by_property(key, ascending=True),
+                include_vector=include_vector,
+                return_properties=properties,
+            )
+        except WeaviateQueryError as exc:
+            if "could not find class" in str(exc):  # no such index (yet): nothing to read
+                return
+            raise
         objects = list(result.objects)
         if not objects:
             return

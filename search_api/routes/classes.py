@@ -9,23 +9,22 @@ from typing import Any
 from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.classify import manage
 from indexer.classify.boxes import BoxFormat
 from indexer.classify.references import ClassDef, parse_raw_upload
-from indexer.classify.service import ensure_model, image_inputs, reencode
-from indexer.classify.store import ClassStore, Kind
+from indexer.classify.store import Kind
 from indexer.errors import InvalidInput
+from search_api.logs import current_request_id
 from search_api.routes.classify_common import (
     ClassSetView,
     LabelJob,
     LabelRequest,
     PredictionView,
     form_json,
-    scorer_for,
-    start_label_job,
+    label_job,
     uploaded_files,
+    view,
 )
-from search_api.services import Services, services
+from search_api.services import services
 from search_api.validation import endpoint, json_body, parse, parse_query, respond
 
 bp = Blueprint("classes", __name__)
@@ -92,21 +91,12 @@ class ClassifyResponse(BaseModel):
     version: int
     threshold: float | None
     logit_scale: float
+    logit_bias: float | None = Field(default=None, description="SigLIP models: probabilities are sigmoids")
     image_id: str | None
     width: int | None = Field(default=None, description="with boxes: the image's size in pixels")
     height: int | None = None
     predictions: list[PredictionView]
     took_ms: float
-
-
-def _view(store: ClassStore, name: str) -> ClassSetView:
-    record = store.get(Kind.CLASS_SET, name)
-    refs, _ = store.references(record)
-    return ClassSetView.of(record, refs)
-
-
-def _images(svc: Services, collection: str) -> Any:
-    return svc.image_store(svc.collection(collection))
 
 
 @bp.post("/class-sets")
@@ -119,28 +109,17 @@ def _images(svc: Services, collection: str) -> Any:
     tags=["classify"],
 )
 def create() -> tuple[Response, int]:
-    svc = services()
     req = parse(ClassSetCreate, json_body())
-    info = svc.collection(req.collection)
-    if info.model_id != svc.encoder.model_id:
-        raise InvalidInput(
-            f"collection {info.name!r} uses model {info.model_id}; this service runs {svc.encoder.model_id}"
-        )
-    store = ClassStore(svc.weaviate)
-    manage.create(
-        store,
-        svc.encoder,
-        svc.image_store(info),
-        kind=Kind.CLASS_SET,
-        name=req.name,
-        collection=info.name,
+    detail = services().classify.create_class_set(
+        req.name,
+        req.collection,
         description=req.description,
         threshold=req.threshold,
         templates=req.templates,
         ensemble=req.ensemble,
         classes=req.classes,
     )
-    return respond(_view(store, req.name), 201)
+    return respond(view(detail), 201)
 
 
 @bp.get("/class-sets")
@@ -152,15 +131,14 @@ def create() -> tuple[Response, int]:
 )
 def list_all() -> tuple[Response, int]:
     query = parse_query(ClassSetQuery)
-    store = ClassStore(services().weaviate)
-    records = store.all(Kind.CLASS_SET, query.collection)
-    return respond(ClassSetList(class_sets=[ClassSetView.of(r, store.references(r)[0]) for r in records]))
+    details = services().classify.all(Kind.CLASS_SET, query.collection)
+    return respond(ClassSetList(class_sets=[view(d) for d in details]))
 
 
 @bp.get("/class-sets/<name>")
 @endpoint("A class set with its classes and references", response=ClassSetView, tags=["classify"])
 def get(name: str) -> tuple[Response, int]:
-    return respond(_view(ClassStore(services().weaviate), name))
+    return respond(view(services().classify.detail(Kind.CLASS_SET, name)))
 
 
 @bp.patch("/class-sets/<name>")
@@ -172,28 +150,16 @@ def get(name: str) -> tuple[Response, int]:
     tags=["classify"],
 )
 def update(name: str) -> tuple[Response, int]:
-    svc = services()
     req = parse(ClassSetUpdate, json_body())
-    store = ClassStore(svc.weaviate)
-    record = store.get(Kind.CLASS_SET, name)
-    images = _images(svc, record.collection)
-    record = ensure_model(store, svc.encoder, images, svc.blobs, record, svc.settings.max_image_pixels)
     changes: dict[str, Any] = {
         k: getattr(req, k)
         for k in ("description", "threshold", "templates", "ensemble")
         if k in req.model_fields_set
     }
-    manage.update(
-        store,
-        svc.encoder,
-        images,
-        record,
-        changes,
-        replace=req.classes,
-        add=req.add,
-        remove=req.remove_classes,
+    detail = services().classify.update_class_set(
+        name, changes, replace=req.classes, add=req.add, remove=req.remove_classes
     )
-    return respond(_view(store, name))
+    return respond(view(detail))
 
 
 @bp.delete("/class-sets/<name>")
@@ -201,8 +167,7 @@ def update(name: str) -> tuple[Response, int]:
     "Delete a class set and its references (labels already written stay)", status=204, tags=["classify"]
 )
 def delete(name: str) -> tuple[str, int]:
-    store = ClassStore(services().weaviate)
-    store.delete(store.get(Kind.CLASS_SET, name))
+    services().classify.delete(Kind.CLASS_SET, name)
     return "", 204
 
 
@@ -214,17 +179,11 @@ def delete(name: str) -> tuple[str, int]:
     tags=["classify"],
 )
 def add_examples(name: str) -> tuple[Response, int]:
-    svc = services()
-    store = ClassStore(svc.weaviate)
-    record = store.get(Kind.CLASS_SET, name)
     class_name = request.form.get("class")
     if not class_name:
         raise InvalidInput("multipart field `class` is required")
     files = uploaded_files(request, "files", "file")
-    manage.add_examples(
-        store, svc.encoder, svc.blobs, record, class_name, files, svc.settings.max_image_pixels
-    )
-    return respond(_view(store, name))
+    return respond(view(services().classify.add_examples(Kind.CLASS_SET, name, class_name, files)))
 
 
 @bp.post("/class-sets/<name>/embeddings")
@@ -235,11 +194,8 @@ def add_examples(name: str) -> tuple[Response, int]:
     tags=["classify"],
 )
 def add_embeddings(name: str) -> tuple[Response, int]:
-    svc = services()
     raw = parse_raw_upload(json_body())
-    store = ClassStore(svc.weaviate)
-    manage.add_embeddings(store, svc.encoder, store.get(Kind.CLASS_SET, name), raw)
-    return respond(_view(store, name))
+    return respond(view(services().classify.add_embeddings(name, raw)))
 
 
 @bp.post("/class-sets/<name>/reencode")
@@ -250,13 +206,7 @@ def add_embeddings(name: str) -> tuple[Response, int]:
     tags=["classify"],
 )
 def reencode_set(name: str) -> tuple[Response, int]:
-    svc = services()
-    store = ClassStore(svc.weaviate)
-    record = store.get(Kind.CLASS_SET, name)
-    if record.model_id != svc.encoder.model_id:
-        images = svc.image_store(svc.collection(record.collection))
-        reencode(store, svc.encoder, images, svc.blobs, record, svc.settings.max_image_pixels)
-    return respond(_view(store, name))
+    return respond(view(services().classify.reencode(name)))
 
 
 @bp.post("/class-sets/<name>/label")
@@ -269,11 +219,11 @@ def reencode_set(name: str) -> tuple[Response, int]:
     tags=["classify"],
 )
 def label(name: str) -> tuple[Response, int]:
-    svc = services()
     req = parse(LabelRequest, json_body()) if request.get_data() else LabelRequest()
-    scorer = scorer_for(svc, Kind.CLASS_SET, name)
-    body, status = start_label_job(svc, scorer.record, scorer.record.collection, req)
-    return respond(body, status)
+    started = services().classify.label_class_set(
+        name, threshold=req.threshold, multi_label=req.multi_label, request_id=current_request_id()
+    )
+    return respond(*label_job(started))
 
 
 def _classify_request() -> tuple[ClassifyRequest, bytes | None]:
@@ -310,35 +260,32 @@ def _classify_request() -> tuple[ClassifyRequest, bytes | None]:
 )
 def classify() -> tuple[Response, int]:
     started = time.perf_counter()
-    svc = services()
     req, data = _classify_request()
-    if data is None and req.image_id is None:
-        raise InvalidInput("give an uploaded `image` (multipart) or an `image_id`")
-    scorer = scorer_for(svc, Kind.CLASS_SET, req.class_set)
-    record = scorer.record
-    inputs = image_inputs(
-        svc.encoder,
-        svc.image_store(svc.collection(record.collection)),
-        svc.blobs,
-        svc.settings.max_image_pixels,
+    done = services().classify.classify(
+        req.class_set,
         data=data,
         image_id=req.image_id,
         boxes=req.boxes,
         box_format=req.box_format,
+        top_k=req.top_k,
+        threshold=req.threshold,
     )
-    predictions = scorer.predict(inputs.vectors, req.top_k, req.threshold)
-    boxes: list[tuple[int, ...] | None] = list(inputs.boxes) if inputs.boxes else [None]
+    record = done.scorer.record
     return respond(
         ClassifyResponse(
             class_set=record.name,
             model_id=record.model_id,
             version=record.version,
-            threshold=record.threshold if req.threshold is None else req.threshold,
+            threshold=done.threshold,
             logit_scale=record.logit_scale,
+            logit_bias=record.logit_bias,
             image_id=req.image_id,
-            width=inputs.width,
-            height=inputs.height,
-            predictions=[PredictionView.of(scorer, p, b) for p, b in zip(predictions, boxes, strict=True)],
+            width=done.width,
+            height=done.height,
+            predictions=[
+                PredictionView.of(done.scorer, p, b)
+                for p, b in zip(done.predictions, done.boxes, strict=True)
+            ],
             took_ms=round((time.perf_counter() - started) * 1000, 2),
         )
     )

@@ -3,31 +3,26 @@ calibrated on labelled examples, applied to uploads, stored ids or a whole colle
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-import numpy as np
 from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.classify import manage
 from indexer.classify.calibration import ThresholdStats
-from indexer.classify.references import ClassDef, decode_for_model, stored_vectors
-from indexer.classify.scoring import TOLERANCE
-from indexer.classify.service import Scorer, calibrate, calibration_record
-from indexer.classify.store import ClassStore, Kind
+from indexer.classify.store import Kind
 from indexer.errors import InvalidInput
 from indexer.search import WEAVIATE_MAX_RESULTS
-from indexer.store.images import ImageStore
+from search_api.logs import current_request_id
 from search_api.routes.classify_common import (
     ClassSetView,
     LabelJob,
-    LabelRequest,
     form_json,
-    scorer_for,
-    start_label_job,
+    label_job,
     uploaded_files,
+    view,
 )
-from search_api.services import Services, services
+from search_api.services import services
 from search_api.validation import endpoint, json_body, parse, respond
 
 bp = Blueprint("classifiers", __name__)
@@ -136,15 +131,6 @@ class ApplyResponse(BaseModel):
     )
 
 
-def _view(store: ClassStore, name: str) -> ClassSetView:
-    record = store.get(Kind.CLASSIFIER, name)
-    return ClassSetView.of(record, store.references(record)[0])
-
-
-def _images(svc: Services) -> ImageStore:
-    return ImageStore(svc.weaviate, svc.encoder.model_id)
-
-
 @bp.post("/classifiers")
 @endpoint(
     "Create a yes/no classifier: a text query and/or example images, plus a threshold",
@@ -154,33 +140,25 @@ def _images(svc: Services) -> ImageStore:
     tags=["classifiers"],
 )
 def create() -> tuple[Response, int]:
-    svc = services()
     req = parse(ClassifierCreate, json_body())
-    definition = ClassDef(
-        prompts=[req.query] if req.query else [], image_ids=req.image_ids, vectors=req.vectors
-    )
-    store = ClassStore(svc.weaviate)
-    manage.create(
-        store,
-        svc.encoder,
-        _images(svc),
-        kind=Kind.CLASSIFIER,
-        name=req.name,
+    detail = services().classify.create_classifier(
+        req.name,
+        query=req.query,
+        image_ids=req.image_ids,
+        vectors=req.vectors,
         description=req.description,
         threshold=req.threshold,
-        templates=req.templates if req.templates is not None else ["{}"],
+        templates=req.templates,
         ensemble=req.ensemble,
-        classes={req.name: definition},
     )
-    return respond(_view(store, req.name), 201)
+    return respond(view(detail), 201)
 
 
 @bp.get("/classifiers")
 @endpoint("List classifiers", response=ClassifierList, tags=["classifiers"])
 def list_all() -> tuple[Response, int]:
-    store = ClassStore(services().weaviate)
-    records = store.all(Kind.CLASSIFIER)
-    return respond(ClassifierList(classifiers=[ClassSetView.of(r, store.references(r)[0]) for r in records]))
+    details = services().classify.all(Kind.CLASSIFIER)
+    return respond(ClassifierList(classifiers=[view(d) for d in details]))
 
 
 @bp.get("/classifiers/<name>")
@@ -188,7 +166,7 @@ def list_all() -> tuple[Response, int]:
     "A classifier with its references and calibration figures", response=ClassSetView, tags=["classifiers"]
 )
 def get(name: str) -> tuple[Response, int]:
-    return respond(_view(ClassStore(services().weaviate), name))
+    return respond(view(services().classify.detail(Kind.CLASSIFIER, name)))
 
 
 @bp.patch("/classifiers/<name>")
@@ -200,26 +178,19 @@ def get(name: str) -> tuple[Response, int]:
     tags=["classifiers"],
 )
 def update(name: str) -> tuple[Response, int]:
-    svc = services()
     req = parse(ClassifierUpdate, json_body())
-    store = ClassStore(svc.weaviate)
-    record = store.get(Kind.CLASSIFIER, name)
     fields = ("description", "threshold")
     changes: dict[str, Any] = {k: getattr(req, k) for k in fields if k in req.model_fields_set}
-    replace = {}
-    if req.query is not None or req.image_ids is not None or req.vectors is not None:
-        replace[name] = ClassDef(
-            prompts=[req.query] if req.query else [], image_ids=req.image_ids or [], vectors=req.vectors or []
-        )
-    manage.update(store, svc.encoder, _images(svc), record, changes, replace=replace)
-    return respond(_view(store, name))
+    detail = services().classify.update_classifier(
+        name, changes, query=req.query, image_ids=req.image_ids, vectors=req.vectors
+    )
+    return respond(view(detail))
 
 
 @bp.delete("/classifiers/<name>")
 @endpoint("Delete a classifier", status=204, tags=["classifiers"])
 def delete(name: str) -> tuple[str, int]:
-    store = ClassStore(services().weaviate)
-    store.delete(store.get(Kind.CLASSIFIER, name))
+    services().classify.delete(Kind.CLASSIFIER, name)
     return "", 204
 
 
@@ -231,22 +202,8 @@ def delete(name: str) -> tuple[str, int]:
     tags=["classifiers"],
 )
 def add_examples(name: str) -> tuple[Response, int]:
-    svc = services()
-    store = ClassStore(svc.weaviate)
-    record = store.get(Kind.CLASSIFIER, name)
     files = uploaded_files(request, "files", "file")
-    manage.add_examples(store, svc.encoder, svc.blobs, record, name, files, svc.settings.max_image_pixels)
-    return respond(_view(store, name))
-
-
-def _encode_uploads(svc: Services, files: list[tuple[str, bytes]]) -> np.ndarray:
-    pixels = []
-    for filename, data in files:
-        try:
-            pixels.append(decode_for_model(data, svc.encoder, svc.settings.max_image_pixels))
-        except InvalidInput as exc:
-            raise InvalidInput(f"{filename}: {exc.message}", {"file": filename}) from exc
-    return svc.encoder.encode_images(pixels)
+    return respond(view(services().classify.add_examples(Kind.CLASSIFIER, name, name, files)))
 
 
 def _calibrate_request() -> tuple[CalibrateRequest, list[tuple[str, bytes]], list[tuple[str, bytes]]]:
@@ -275,116 +232,28 @@ def _calibrate_request() -> tuple[CalibrateRequest, list[tuple[str, bytes]], lis
     tags=["classifiers"],
 )
 def calibrate_route(name: str) -> tuple[Response, int]:
-    svc = services()
     req, positives, negatives = _calibrate_request()
-    scorer = scorer_for(svc, Kind.CLASSIFIER, name)
-    if scorer.record.model_id != svc.encoder.model_id:
-        raise InvalidInput(
-            f"classifier {name!r} uses model {scorer.record.model_id}; this service runs "
-            f"{svc.encoder.model_id}"
-        )
-    scored: list[ScoredExample] = []
-    parts = []
-    if req.examples:
-        ids = [e.image_id for e in req.examples]
-        found = stored_vectors(_images(svc), ids)
-        parts.append(np.stack([found[i] for i in ids]))
-        scored += [ScoredExample(image_id=e.image_id, label=e.label, score=0.0) for e in req.examples]
-    uploads = [(f, d, True) for f, d in positives] + [(f, d, False) for f, d in negatives]
-    if uploads:
-        parts.append(_encode_uploads(svc, [(f, d) for f, d, _ in uploads]))
-        scored += [ScoredExample(file=f, label=label, score=0.0) for f, _, label in uploads]
-    if not scored:
-        raise InvalidInput(
-            "no labelled examples: give `examples` [{image_id, label}] or upload "
-            "`positive` and `negative` files"
-        )
-    labels = [s.label for s in scored]
-    result = calibrate(scorer, np.concatenate(parts), labels, req.target_precision)
-    for example, score in zip(scored, result.scores, strict=True):
-        example.score = score  # unrounded: the thresholds below are these exact values
-    record = scorer.record
-    if req.apply:
-        store = ClassStore(svc.weaviate)
-        record.threshold = result.chosen.threshold
-        record.calibration = calibration_record(record, result, labels, req.target_precision)
-        store.save(record)
+    done = services().classify.calibrate(
+        name,
+        examples=[(e.image_id, e.label) for e in req.examples],
+        positives=positives,
+        negatives=negatives,
+        target_precision=req.target_precision,
+        apply=req.apply,
+    )
     return respond(
         CalibrationResponse(
             classifier=name,
-            model_id=record.model_id,
-            method=result.method,
-            examples=len(labels),
-            positives=sum(labels),
-            chosen=result.chosen,
-            thresholds=result.rows,
-            scores=scored,
-            applied=req.apply,
+            model_id=done.record.model_id,
+            method=done.result.method,
+            examples=len(done.examples),
+            positives=sum(e.label for e in done.examples),
+            chosen=done.result.chosen,
+            thresholds=done.result.rows,
+            scores=[ScoredExample(**asdict(e)) for e in done.examples],
+            applied=done.applied,
         )
     )
-
-
-def _verdicts(
-    scorer: Scorer, vectors: np.ndarray, threshold: float, keys: list[dict[str, str]]
-) -> list[Verdict]:
-    predictions = scorer.predict(vectors, top_k=1, threshold=threshold)
-    return [
-        Verdict(**key, score=p.score, match=not p.is_other, reference=scorer.explain(p.ranked[0].reference))
-        for key, p in zip(keys, predictions, strict=True)
-    ]
-
-
-def _collection_matches(
-    svc: Services, scorer: Scorer, collection: str, threshold: float, limit: int, offset: int
-) -> tuple[list[Verdict], int | None]:
-    """The images of the collection at or above the threshold, best first: a near-vector query with a
-    distance cut per reference, merged by the best score (the classifier's score is the max).
-
-    Each reference asks for offset + limit hits, not Weaviate's 10,000: an image on the page has its
-    best reference among that reference's first offset + limit hits, so the page is exact. The total is
-    known only when no reference filled its window (else None). The window and the hits over all
-    references are capped (CLASSIFY_APPLY_MAX_WINDOW, CLASSIFY_APPLY_MAX_CANDIDATES)."""
-    from weaviate.classes.query import Filter
-
-    settings = svc.settings
-    window = offset + limit
-    if window > settings.classify_apply_max_window:
-        raise InvalidInput(
-            f"offset + limit must not exceed {settings.classify_apply_max_window} "
-            "(CLASSIFY_APPLY_MAX_WINDOW); label the collection with POST /classifiers/<name>/label to "
-            "score every image",
-            {"offset": offset, "limit": limit, "max_window": settings.classify_apply_max_window},
-        )
-    references = len(scorer.references.vectors)
-    if references * window > settings.classify_apply_max_candidates:
-        raise InvalidInput(
-            f"classifier {scorer.record.name!r} has {references} references: {references} x {window} hits "
-            f"is over the limit of {settings.classify_apply_max_candidates} (CLASSIFY_APPLY_MAX_CANDIDATES); "
-            "ask for a smaller page, or label the collection with POST /classifiers/<name>/label",
-            {"references": references, "window": window, "limit": settings.classify_apply_max_candidates},
-        )
-    info = svc.collection(collection)
-    if info.model_id != scorer.record.model_id:
-        raise InvalidInput(
-            f"collection {collection!r} uses model {info.model_id}; classifier "
-            f"{scorer.record.name!r} uses {scorer.record.model_id}"
-        )
-    images = svc.image_store(info)
-    where = Filter.by_property("collection").equal(collection)
-    best: dict[str, tuple[float, int]] = {}
-    complete = True
-    for row, vector in enumerate(scorer.references.vectors):
-        hits = images.near_vector(vector, where, window, 0, threshold - TOLERANCE)
-        complete = complete and len(hits) < window
-        for hit in hits:
-            if hit.score >= threshold - TOLERANCE and hit.score > best.get(hit.image.id, (-2.0, 0))[0]:
-                best[hit.image.id] = (hit.score, int(scorer.references.order[row]))
-    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
-    page = ranked[offset : offset + limit]
-    return [
-        Verdict(image_id=image_id, score=score, match=True, reference=scorer.explain(ref))
-        for image_id, (score, ref) in page
-    ], len(ranked) if complete else None
 
 
 @bp.post("/classifiers/<name>/apply")
@@ -397,7 +266,6 @@ def _collection_matches(
     tags=["classifiers"],
 )
 def apply(name: str) -> tuple[Response, int]:
-    svc = services()
     files: list[tuple[str, bytes]] = []
     if request.mimetype == "multipart/form-data":
         fields = {k: v for k, v in request.form.items() if v != ""}
@@ -407,32 +275,24 @@ def apply(name: str) -> tuple[Response, int]:
             raise InvalidInput("no files: send multipart `files`")
     else:
         req = parse(ApplyRequest, json_body())
-    scorer = scorer_for(svc, Kind.CLASSIFIER, name)
-    record = scorer.record
-    threshold = req.threshold if req.threshold is not None else record.threshold
-    if threshold is None:
-        raise InvalidInput(f"classifier {name!r} has no threshold: give one, or calibrate it first")
-    sources = sum([bool(files), bool(req.image_ids), req.collection is not None])
-    if sources != 1:
-        raise InvalidInput("give exactly one of: `image_ids`, uploaded `files`, or a `collection`")
-    total = None
-    if files:
-        results = _verdicts(scorer, _encode_uploads(svc, files), threshold, [{"file": f} for f, _ in files])
-    elif req.image_ids:
-        found = stored_vectors(ImageStore(svc.weaviate, record.model_id), req.image_ids)
-        vectors = np.stack([found[i] for i in req.image_ids])
-        results = _verdicts(scorer, vectors, threshold, [{"image_id": i} for i in req.image_ids])
-    else:
-        assert req.collection is not None
-        results, total = _collection_matches(svc, scorer, req.collection, threshold, req.limit, req.offset)
+    done = services().classify.apply(
+        name,
+        image_ids=req.image_ids,
+        files=files,
+        collection=req.collection,
+        threshold=req.threshold,
+        limit=req.limit,
+        offset=req.offset,
+    )
+    results = [Verdict(**asdict(v)) for v in done.verdicts]
     return respond(
         ApplyResponse(
             classifier=name,
-            model_id=record.model_id,
-            threshold=threshold,
+            model_id=done.record.model_id,
+            threshold=done.threshold,
             results=results,
             count=len(results),
-            total=total,
+            total=done.total,
         )
     )
 
@@ -447,16 +307,8 @@ def apply(name: str) -> tuple[Response, int]:
     tags=["classifiers"],
 )
 def label(name: str) -> tuple[Response, int]:
-    svc = services()
     req = parse(ClassifierLabelRequest, json_body())
-    scorer = scorer_for(svc, Kind.CLASSIFIER, name)
-    info = svc.collection(req.collection)
-    if info.model_id != scorer.record.model_id:
-        raise InvalidInput(
-            f"collection {info.name!r} uses model {info.model_id}; classifier {name!r} uses "
-            f"{scorer.record.model_id}"
-        )
-    if (req.threshold if req.threshold is not None else scorer.record.threshold) is None:
-        raise InvalidInput(f"classifier {name!r} has no threshold: give one, or calibrate it first")
-    body, status = start_label_job(svc, scorer.record, info.name, LabelRequest(threshold=req.threshold))
-    return respond(body, status)
+    started = services().classify.label_with_classifier(
+        name, req.collection, threshold=req.threshold, request_id=current_request_id()
+    )
+    return respond(*label_job(started))

@@ -9,14 +9,11 @@ from typing import Any
 from flask import Request, request, url_for
 from pydantic import BaseModel, Field
 
-from indexer.classify.labelling import plan_label_job
 from indexer.classify.scoring import Prediction
-from indexer.classify.service import Scorer, ensure_model, load_scorer
-from indexer.classify.store import Calibration, ClassSetRecord, ClassStore, Kind, Reference
+from indexer.classify.service import Scorer
+from indexer.classify.store import Calibration, ClassSetRecord, Reference
 from indexer.errors import InvalidInput
-from indexer.jobs import chunks
-from search_api.logs import current_request_id
-from search_api.services import Services
+from indexer.services.classify import ClassSetDetail, LabelJobStarted
 
 MAX_FILES = 256
 
@@ -49,6 +46,7 @@ class ClassSetView(BaseModel):
     templates: list[str]
     ensemble: bool
     logit_scale: float
+    logit_bias: float | None = None
     classes: list[ClassView]
     labelled_names: list[str]
     calibration: Calibration | None = None
@@ -69,7 +67,10 @@ class ClassSetView(BaseModel):
 class RankedClass(BaseModel):
     name: str
     score: float = Field(description="cosine similarity: the best of the class's references")
-    probability: float = Field(description="softmax over all classes at the model's logit scale")
+    probability: float = Field(
+        description="CLIP: softmax over all classes at the model's logit scale; SigLIP (logit_bias set): "
+        "the class's own sigmoid(logit_scale * score + logit_bias)"
+    )
     match: dict[str, Any] = Field(description="the reference that gave the score: prompt or example image")
 
 
@@ -130,28 +131,12 @@ def form_json(name: str, default: Any = None) -> Any:
         raise InvalidInput(f"form field `{name}` is not valid JSON: {exc}") from exc
 
 
-def scorer_for(svc: Services, kind: Kind, name: str) -> Scorer:
-    """Load a class set (re-encoded first if its collection moved model) or classifier, ready to score."""
-    store = ClassStore(svc.weaviate)
-    record = store.get(kind, name)
-    if kind is Kind.CLASS_SET:
-        images = svc.image_store(svc.collection(record.collection))
-        record = ensure_model(store, svc.encoder, images, svc.blobs, record, svc.settings.max_image_pixels)
-    return load_scorer(store, record)
+def view(detail: ClassSetDetail) -> ClassSetView:
+    return ClassSetView.of(detail.record, detail.refs)
 
 
-def start_label_job(
-    svc: Services, record: ClassSetRecord, collection: str, req: LabelRequest
-) -> tuple[LabelJob, int]:
-    job_id, total = plan_label_job(
-        svc.weaviate,
-        svc.jobs,
-        record,
-        collection,
-        threshold=req.threshold,
-        multi_label=req.multi_label,
-        request_id=current_request_id(),
+def label_job(started: LabelJobStarted) -> tuple[LabelJob, int]:
+    job = LabelJob(
+        job_id=started.job_id, status_url=url_for("jobs.get", job_id=started.job_id), total=started.total
     )
-    for start, end in chunks(total, svc.settings.label_chunk_size):
-        svc.celery.send_task("clipsearch.label_chunk", args=[job_id, start, end])
-    return LabelJob(job_id=job_id, status_url=url_for("jobs.get", job_id=job_id), total=total), 202
+    return job, 202

@@ -5,16 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.errors import Conflict, InvalidInput
-from indexer.jobs import REEMBED, new_job_id
-from indexer.user_collections import (
-    CollectionInfo,
-    create_collection,
-    delete_collection,
-    list_collections,
-    reembed_items,
-)
-from search_api.routes.uploads import JobAccepted, start_job
+from indexer.services.models import require_model
+from indexer.user_collections import CollectionInfo, create_collection, delete_collection, list_collections
+from search_api.logs import current_request_id
+from search_api.routes.uploads import JobAccepted, accepted
 from search_api.services import services
 from search_api.validation import endpoint, json_body, parse, respond
 
@@ -44,12 +38,13 @@ class CollectionList(BaseModel):
 def create() -> tuple[Response, int]:
     svc = services()
     req = parse(CreateCollection, json_body())
-    model_id = req.model_id or svc.encoder.model_id
-    if model_id != svc.encoder.model_id:
-        raise InvalidInput(
-            f"this service runs model {svc.encoder.model_id}; a collection for {model_id} needs a service "
-            "started with MODEL_ID=" + model_id
-        )
+    model_id = req.model_id or svc.model_id
+    require_model(
+        f"a new collection {req.name!r}",
+        model_id,
+        svc.model_id,
+        hint=f"start a service with MODEL_ID={model_id}",
+    )
     return respond(create_collection(svc.weaviate, req.name, model_id, req.description), 201)
 
 
@@ -68,11 +63,6 @@ def get(name: str) -> tuple[Response, int]:
     return respond(info)
 
 
-class ReembedOptions(BaseModel):
-    from_model: str
-    to_model: str
-
-
 @bp.post("/collections/<name>/reembed")
 @endpoint(
     "Re-embed a collection for the service's model from the stored originals; searches keep using the old "
@@ -82,16 +72,7 @@ class ReembedOptions(BaseModel):
     tags=["collections"],
 )
 def reembed(name: str) -> tuple[Response, int]:
-    svc = services()
-    info = svc.collection(name)
-    target = svc.encoder.model_id
-    if info.model_id == target:
-        raise Conflict(f"collection {name!r} already uses model {target}")
-    items = reembed_items(svc.weaviate, info)
-    if not items:
-        raise InvalidInput(f"collection {name!r} has no images to re-embed")
-    options = ReembedOptions(from_model=info.model_id, to_model=target)
-    return start_job(svc, info, REEMBED, items, options, new_job_id())
+    return accepted(services().reembed.start(name, current_request_id()))
 
 
 @bp.delete("/collections/<name>")

@@ -106,6 +106,12 @@ class CompareEntry(BaseModel):
 class CompareResponse(BaseModel):
     model_id: str
     logit_scale: float
+    logit_bias: float | None = Field(default=None, description="SigLIP models only")
+    scoring: str = Field(
+        default="softmax",
+        description="softmax: probabilities over the prompts at the logit scale (CLIP); sigmoid: each "
+        "prompt's own sigmoid(logit_scale * similarity + logit_bias) (SigLIP)",
+    )
     subject: dict[str, str]
     results: list[CompareEntry]
     best: int

@@ -8,7 +8,6 @@ from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict
 from werkzeug.http import dump_options_header
 
-from indexer.errors import InvalidInput
 from indexer.export import stream_npy_zip, stream_parquet
 from search_api.services import services
 from search_api.validation import endpoint, parse_query
@@ -34,12 +33,8 @@ class ExportQuery(BaseModel):
 def export(name: str) -> Response:
     svc = services()
     query = parse_query(ExportQuery)
-    info = svc.collection(name)
+    info = svc.encodable_collection(name)
     store = svc.image_store(info)
-    if info.model_id != svc.encoder.model_id:
-        raise InvalidInput(
-            f"collection {name!r} uses model {info.model_id}; this service runs {svc.encoder.model_id}"
-        )
     dim = svc.encoder.dim
     # Streamed as Weaviate's pages arrive (indexer/export.py): memory holds one page, not the collection.
     if query.format == "parquet":

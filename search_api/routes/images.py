@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 from flask import Blueprint, Response, send_file
 from pydantic import BaseModel, ConfigDict
 
 from indexer.blob_gc import delete_images
-from indexer.errors import NotFound
 from indexer.images import FORMAT_MIME
 from indexer.limits import check_filters
 from indexer.search import SearchFilters, build_filters
@@ -52,13 +53,13 @@ def _send(path_of: str, image_id: str, mimetype: str | None) -> Response:
     svc = services()
     _, record, _ = find_image(svc.weaviate, image_id)
     blobs = svc.blobs
-    path = (
-        blobs.thumbnail_path(record.sha256) if path_of == "thumbnail" else blobs.original_path(record.sha256)
-    )
-    if not path.is_file():
-        raise NotFound(f"the {path_of} of image {image_id} is missing from the blob store")
+    part = "thumbnail" if path_of == "thumbnail" else "original"
     mimetype = mimetype or FORMAT_MIME.get(record.format, "application/octet-stream")
-    return send_file(path, mimetype=mimetype, max_age=86400)
+    if blobs.root is not None:  # a local directory: let the server stream the file
+        return send_file(blobs.existing_path(record.sha256, part), mimetype=mimetype, max_age=86400)
+    # the object store (BLOB_STORE_URL): content-addressed, so the hash is the ETag
+    data = io.BytesIO(blobs.read(record.sha256, part))
+    return send_file(data, mimetype=mimetype, max_age=86400, etag=f"{record.sha256}-{part}")
 
 
 @bp.get("/images/<image_id>/thumbnail")

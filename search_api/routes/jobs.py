@@ -27,20 +27,20 @@ class JobList(BaseModel):
 @endpoint("List jobs, newest first", query=JobListQuery, response=JobList, tags=["jobs"])
 def list_jobs() -> tuple[Response, int]:
     query = parse_query(JobListQuery)
-    return respond(JobList(jobs=services().jobs.list(query.limit, query.offset)))
+    return respond(JobList(jobs=services().job_service.list(query.limit, query.offset)))
 
 
 @bp.get("/jobs/<job_id>")
 @endpoint(
-    "A job's state, counts, rate, ETA and every failed file with its reason",
+    "A job's state, counts, rate, ETA, every failed file with its reason, and why a failed job failed",
     response=JobReport,
     tags=["jobs"],
 )
 def get(job_id: str) -> tuple[Response, int]:
-    return respond(services().jobs.get(job_id))
+    return respond(services().job_service.report(job_id))
 
 
 @bp.delete("/jobs/<job_id>")
 @endpoint("Cancel a job; images already indexed stay", response=JobReport, tags=["jobs"])
 def cancel(job_id: str) -> tuple[Response, int]:
-    return respond(services().jobs.cancel(job_id))
+    return respond(services().job_service.cancel(job_id))

@@ -9,9 +9,7 @@ from collections.abc import Iterator
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.errors import InvalidInput, NotFound
-from indexer.similarity import MAX_PAIRS, collection_vectors, components, iter_edges, pairs_above, similar
-from indexer.store.images import check_image_id, find_image
+from indexer.similarity import MAX_PAIRS
 from search_api.routes.images import ImageView
 from search_api.services import services
 from search_api.validation import endpoint, parse_query, respond
@@ -101,13 +99,8 @@ class EdgesCsvQuery(BaseModel):
     tags=["similarity"],
 )
 def neighbours(image_id: str) -> tuple[Response, int]:
-    query = parse_query(SimilarQuery)
-    try:
-        image_id = check_image_id(image_id)
-    except InvalidInput as exc:
-        raise NotFound(f"unknown image {image_id!r}") from exc
-    store, _, _ = find_image(services().weaviate, image_id)
-    hits = similar(store, image_id, query.limit, query.min_score)
+    query = parse_query(SimilarQuery)  # image_id: checked at the edge (path_ids), 400 when malformed
+    hits = services().search.similar(image_id, query.limit, query.min_score)
     results = [Neighbour(**ImageView.of(h.image).model_dump(), score=h.score) for h in hits]
     return respond(SimilarResponse(image_id=image_id, results=results, count=len(results)))
 
@@ -120,45 +113,27 @@ def neighbours(image_id: str) -> tuple[Response, int]:
     tags=["similarity"],
 )
 def duplicates(name: str) -> tuple[Response, int]:
-    svc = services()
     query = parse_query(DuplicatesQuery)
-    info = svc.collection(name)
-    data = collection_vectors(svc.image_store(info), name, svc.settings.similarity_max_images)
-    rows, cols, scores = pairs_above(data.vectors, query.threshold)
-    groups = components(len(data.ids), rows, cols)
-    group_of = {m: g for g, members in enumerate(groups) for m in members}
-    low = [1.0] * len(groups)
-    high = [-1.0] * len(groups)
-    for a, s in zip(rows.tolist(), scores.tolist(), strict=True):
-        g = group_of[a]
-        low[g], high[g] = min(low[g], s), max(high[g], s)
-    page = range(query.offset, min(len(groups), query.offset + query.limit))
+    page = services().similarity.duplicates(name, query.threshold, query.limit, query.offset)
     return respond(
         DuplicatesResponse(
             collection=name,
             threshold=query.threshold,
-            total_groups=len(groups),
-            images=len(data.ids),
+            total_groups=page.total_groups,
+            images=page.images,
             groups=[
                 DuplicateGroup(
-                    size=len(groups[g]),
-                    min_score=round(low[g], 6),
-                    max_score=round(high[g], 6),
-                    members=[Member(id=data.ids[m], filename=data.filenames[m]) for m in groups[g]],
+                    size=g.size,
+                    min_score=g.min_score,
+                    max_score=g.max_score,
+                    members=[Member(id=i, filename=f) for i, f in g.members],
                 )
-                for g in page
+                for g in page.groups
             ],
             limit=query.limit,
             offset=query.offset,
         )
     )
-
-
-def _pairs(name: str, threshold: float) -> list[tuple[str, str, float]]:
-    svc = services()
-    info = svc.collection(name)
-    data = collection_vectors(svc.image_store(info), name, svc.settings.similarity_max_images)
-    return list(iter_edges(data, threshold))
 
 
 @bp.get("/collections/<name>/edges")
@@ -171,7 +146,7 @@ def _pairs(name: str, threshold: float) -> list[tuple[str, str, float]]:
 )
 def edges(name: str) -> tuple[Response, int]:
     query = parse_query(EdgesQuery)
-    pairs = _pairs(name, query.threshold)
+    pairs = services().similarity.edges(name, query.threshold)
     return respond(
         EdgeList(
             collection=name,
@@ -192,7 +167,7 @@ def edges(name: str) -> tuple[Response, int]:
 )
 def edges_csv(name: str) -> Response:
     query = parse_query(EdgesCsvQuery)
-    pairs = _pairs(name, query.threshold)
+    pairs = services().similarity.edges(name, query.threshold)
 
     def rows() -> Iterator[str]:
         buffer = io.StringIO()

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import json
-import shutil
 from typing import Any, Self
 
 from flask import Blueprint, Response, request, url_for
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.errors import InvalidInput, UnsupportedMediaType
-from indexer.images import check_content_type
-from indexer.jobs import chunks, new_job_id
+from indexer.errors import InvalidInput
 from indexer.limits import check_ingest_options
+from indexer.services.ingest import JobStarted, Rejected, Upload
 from indexer.settings import Settings
-from indexer.sources import Item, plan_folder, plan_urls, plan_zip, rejected, stage_upload
-from indexer.user_collections import CollectionInfo
 from search_api.logs import current_request_id
-from search_api.services import Services, services
+from search_api.services import services
 from search_api.validation import endpoint, json_body, parse, respond
 
 bp = Blueprint("uploads", __name__)
 
 MAX_URLS = 1000
-
-
-class Rejected(BaseModel):
-    file: str
-    reason: str
 
 
 class JobAccepted(BaseModel):
@@ -71,36 +62,13 @@ def _form_options() -> IngestOptions:
     return parse(IngestOptions, {"tags": tags, "metadata": metadata}).checked(services().settings)
 
 
-def start_job(
-    svc: Services, info: CollectionInfo, kind: str, items: list[Item], options: BaseModel, job_id: str
-) -> tuple[Response, int]:
-    """Record the job, queue one task per chunk and answer 202; refuse outright when nothing is usable."""
-    refused = [
-        Rejected(file=item["name"], reason=item["reason"]) for item in items if item["kind"] == "rejected"
-    ]
-    if not items or len(refused) == len(items):
-        shutil.rmtree(svc.settings.staging_dir / job_id, ignore_errors=True)
-        message = "nothing to index" if not items else "no usable image in the request"
-        raise InvalidInput(message, {"rejected": [r.model_dump() for r in refused]})
-    try:
-        svc.jobs.create(
-            kind,
-            info.name,
-            items,
-            options=options.model_dump(),
-            request_id=current_request_id(),
-            job_id=job_id,
-        )
-    except Exception:  # Redis down (a 503): nothing will read the staged files
-        shutil.rmtree(svc.settings.staging_dir / job_id, ignore_errors=True)
-        raise
-    for start, end in chunks(len(items), svc.settings.ingest_chunk_size):
-        svc.celery.send_task("clipsearch.ingest_chunk", args=[job_id, start, end])
+def accepted(started: JobStarted) -> tuple[Response, int]:
+    """202 with the job's id, its status URL and the inputs accepted or refused up front."""
     body = JobAccepted(
-        job_id=job_id,
-        status_url=url_for("jobs.get", job_id=job_id),
-        accepted=len(items) - len(refused),
-        rejected=refused,
+        job_id=started.job_id,
+        status_url=url_for("jobs.get", job_id=started.job_id),
+        accepted=started.accepted,
+        rejected=started.rejected,
     )
     return respond(body, 202)
 
@@ -115,23 +83,12 @@ def start_job(
 )
 def upload_files(name: str) -> tuple[Response, int]:
     svc = services()
-    info = svc.encodable_collection(name)
+    info = svc.ingest.encodable_collection(name)  # another model's collection: refused before parsing
     files = request.files.getlist("files") + request.files.getlist("file")
-    if not files:
+    uploads = [Upload(f.filename or "", f.mimetype or None, f.stream) for f in files]
+    if not uploads:
         raise InvalidInput("no files: send multipart/form-data with one or more `files` parts")
-    options = _form_options()
-    job_id = new_job_id()
-    staging = svc.settings.staging_dir / job_id
-    items: list[Item] = []
-    for index, upload in enumerate(files):
-        name_ = upload.filename or f"upload-{index}"
-        try:
-            check_content_type(upload.mimetype or None)
-        except UnsupportedMediaType as exc:
-            items.append(rejected(name_, exc.message))
-            continue
-        items.append(stage_upload(staging, index, name_, upload.stream))
-    return start_job(svc, info, "upload", items, options, job_id)
+    return accepted(svc.ingest.upload(info, uploads, _form_options(), current_request_id()))
 
 
 @bp.post("/collections/<name>/zip")
@@ -144,22 +101,12 @@ def upload_files(name: str) -> tuple[Response, int]:
 )
 def upload_zip(name: str) -> tuple[Response, int]:
     svc = services()
-    info = svc.encodable_collection(name)
+    info = svc.ingest.encodable_collection(name)
     upload = request.files.get("file")
     if upload is None:
         raise InvalidInput("no archive: send multipart/form-data with a `file` part")
     options = _form_options()
-    job_id = new_job_id()
-    staging = svc.settings.staging_dir / job_id
-    staging.mkdir(parents=True, exist_ok=True)
-    path = staging / "archive.zip"
-    upload.save(path)
-    try:
-        items = plan_zip(path, upload.filename or "archive.zip", svc.settings)
-    except Exception:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return start_job(svc, info, "zip", items, options, job_id)
+    return accepted(svc.ingest.zip(info, upload.filename or "", upload.save, options, current_request_id()))
 
 
 @bp.post("/collections/<name>/folder")
@@ -173,9 +120,7 @@ def upload_zip(name: str) -> tuple[Response, int]:
 def index_folder(name: str) -> tuple[Response, int]:
     svc = services()
     req = parse(FolderRequest, json_body()).checked(svc.settings)
-    info = svc.encodable_collection(name)
-    items = plan_folder(req.path, svc.settings)
-    return start_job(svc, info, "folder", items, req, new_job_id())
+    return accepted(svc.ingest.folder(name, req.path, req, current_request_id()))
 
 
 @bp.post("/collections/<name>/urls")
@@ -185,5 +130,4 @@ def index_folder(name: str) -> tuple[Response, int]:
 def index_urls(name: str) -> tuple[Response, int]:
     svc = services()
     req = parse(UrlsRequest, json_body()).checked(svc.settings)
-    info = svc.encodable_collection(name)
-    return start_job(svc, info, "urls", plan_urls(req.urls, svc.settings), req, new_job_id())
+    return accepted(svc.ingest.urls(name, req.urls, req, current_request_id()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,10 @@ from clipsearch.processes import free_port
 from clipsearch.stack import LocalStack
 from indexer.model.files import tiny_model_dir
 from indexer.settings import Settings
+
+# Bytes that kill the worker process that reads them (TEST_CRASH_SHA256 below): a PNG signature, so that the
+# upload is accepted and the item reaches a worker.
+POISON = b"\x89PNG\r\n\x1a\n" + b"clipsearch test poison: the worker dies on these bytes" * 4
 
 
 class Api:
@@ -64,6 +69,12 @@ def stack_env(
         "API_PORT": str(free_port()),
         "ONNX_THREADS": "1",
         "TASK_VISIBILITY_TIMEOUT_S": "10",
+        # Ingest tasks of 8 items: soft limit 34 s, hard 44 s, so the broker re-delivers a dead worker's
+        # task after 74 s (the visibility timeout is raised above the hard limit; test_crash waits for it).
+        "TASK_TIME_LIMIT_BASE_S": "10",
+        "TASK_TIME_LIMIT_PER_ITEM_S": "3",
+        # TEST ONLY: a worker process that reads these bytes kills itself (test_ingest_pipeline.py).
+        "TEST_CRASH_SHA256": hashlib.sha256(POISON).hexdigest(),
     }
     for key in ("WEAVIATE_URL", "REDIS_URL", "API_KEYS"):
         os.environ.pop(key, None)

@@ -40,6 +40,7 @@ class RotatedEncoder:
         self.model_id = model_id
         self.dim = base.dim
         self.logit_scale = 50.0
+        self.logit_bias: float | None = None
         self.image_size = base.image_size
         self.min_decode_side = base.min_decode_side
 
@@ -81,7 +82,7 @@ def test_references_are_reencoded_when_the_collection_moves(api: Api, settings: 
     base = load_encoder(Settings(model_dir=tiny_model_dir()))
     encoder = RotatedEncoder(base, rotation, new_model)
     with weaviate_client(settings) as client:
-        old_images, new_images = ImageStore(client, MODEL_ID), ImageStore(client, new_model)
+        old_images, new_images = ImageStore(client, MODEL_ID), ImageStore(client, new_model, ensure=True)
         old_vectors: dict[str, NDArray[np.float32]] = {}
         for image_id in ids.values():  # the re-embed: same ids, rotated vectors, registry moved
             record, vector = old_images.get(image_id, include_vector=True)
@@ -118,7 +119,8 @@ def test_references_are_reencoded_when_the_collection_moves(api: Api, settings: 
     upload = api.post(
         "/classify", files={"image": ("q.jpg", files["m0.jpg"], "image/jpeg")}, data={"class_set": set_name}
     )
-    assert upload.status_code == 400 and new_model in upload.json()["error"]["message"]
+    assert upload.status_code == 409 and new_model in upload.json()["error"]["message"]
+    assert upload.json()["error"]["code"] == "model_mismatch"
     # leave the session's stack as it was: no collection on a model that no service runs
     assert api.delete(f"/class-sets/{set_name}").status_code == 204
     assert api.delete(f"/collections/{collection}").status_code == 204

@@ -28,7 +28,7 @@ def _move_to_old_model(settings: Settings, name: str, model_id: str) -> None:
         records = current.records(
             [str(o.uuid) for o in current.collection.iterator() if o.properties["collection"] == name]
         )
-        old = ImageStore(client, OLD_MODEL)
+        old = ImageStore(client, OLD_MODEL, ensure=True)
         rng = np.random.default_rng(0)
         vectors = rng.standard_normal((len(records), 8)).astype(np.float32)
         old.collection.data.insert_many(

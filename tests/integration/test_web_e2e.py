@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -149,25 +151,40 @@ def status_text(driver: WebDriver) -> str:
     return str(driver.find_element(By.ID, "status").text)
 
 
-def upload_through_page(driver: WebDriver, paths: list[Path], tags: str) -> None:
-    jobs_before = len(driver.find_elements(By.CSS_SELECTOR, "#jobs .job"))
-    file_input(driver, "#upload-files").send_keys("\n".join(str(p) for p in paths))
+def upload_state(driver: WebDriver) -> dict[str, str]:
+    box = driver.find_element(By.ID, "upload-progress")
+    return {
+        key: box.get_attribute(f"data-{key}") or "" for key in ("state", "run", "job", "requests", "sent")
+    }
+
+
+def start_upload(driver: WebDriver, input_css: str, keys: str, tags: str = "") -> int:
+    """Choose files (or a folder) in the upload form and press Upload; returns the page's upload run."""
+    run = int(upload_state(driver)["run"] or 0)
+    file_input(driver, input_css).send_keys(keys)
+    wait_for(lambda: "ready" in driver.find_element(By.ID, "upload-chosen").text, "the chosen files")
     tag_box = driver.find_element(By.ID, "upload-tags")
     tag_box.clear()
-    tag_box.send_keys(tags)
+    if tags:
+        tag_box.send_keys(tags)
     driver.find_element(By.ID, "upload-button").click()
-    wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#jobs .job")) > jobs_before, "a job card")
-    job = driver.find_elements(By.CSS_SELECTOR, "#jobs .job")[0]
-    state = wait_for(
-        lambda: (
-            job.get_attribute("data-state")
-            if job.get_attribute("data-state") in {"completed", "failed"}
-            else ""
-        ),
-        "the job to finish",
-        timeout_s=120,
+    wait_for(lambda: int(upload_state(driver)["run"] or 0) == run + 1, "the upload to start")
+    return run + 1
+
+
+def wait_upload(driver: WebDriver, final: set[str], timeout_s: float = 180) -> str:
+    state: str = wait_for(
+        lambda: s if (s := upload_state(driver)["state"]) in final | {"failed", "cancelled"} else "",
+        f"the upload to end ({final})",
+        timeout_s=timeout_s,
     )
-    assert state == "completed", job.text
+    return state
+
+
+def upload_through_page(driver: WebDriver, paths: list[Path], tags: str) -> None:
+    start_upload(driver, "#upload-files", "\n".join(str(p) for p in paths), tags)
+    state = wait_upload(driver, {"completed"})
+    assert state == "completed", driver.find_element(By.ID, "upload-progress").text
 
 
 def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: Api, tmp_path: Path) -> None:
@@ -195,8 +212,12 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
     # Upload two batches with different tags; each job's progress runs to completed.
     upload_through_page(driver, paths[:3], "alpha")
     upload_through_page(driver, paths[3:], "beta")
-    assert "indexed 2" in driver.find_elements(By.CSS_SELECTOR, "#jobs .job")[0].text
+    assert driver.find_element(By.ID, "index-text").text.startswith("2 of 2 indexed")
     wait_for(lambda: f"{collection} · 5" in driver.find_element(By.ID, "collection-list").text, "count 5")
+    # Before any search the grid shows the collection's newest images (the beta upload first).
+    wait_for(lambda: len(cards(driver)) == 5, "the five newest images")
+    assert {c.get_attribute("data-filename") for c in cards(driver)[:2]} == {"e2e-3.jpg", "e2e-4.jpg"}
+    assert "Newest images" in status_text(driver)
     shot(driver, "02-uploaded")
 
     # Text search: the page shows what the API ranks first, with its thumbnail loaded.
@@ -204,7 +225,10 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
     expected = api.post("/search/text", json={"collection": collection, "query": query, "limit": 48}).json()
     driver.find_element(By.ID, "query").send_keys(query)
     driver.find_element(By.ID, "search-button").click()
-    wait_for(lambda: len(cards(driver)) == 5, "five result cards")
+    wait_for(
+        lambda: f"5 result(s) for “{query}”" in status_text(driver) and len(cards(driver)) == 5,
+        "five result cards",
+    )
     assert first_card(driver)["id"] == expected["results"][0]["id"]
     wait_for(
         lambda: driver.execute_script(
@@ -228,9 +252,26 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
     wait_for(lambda: "image dropped.jpg" in status_text(driver), "the dropped-image search")
     wait_for(lambda: cards(driver) and first_card(driver)["filename"] == "e2e-2.jpg", "e2e-2.jpg first")
 
-    # Click for similar images: the clicked image comes back first.
+    # Click an image: the view shows its original, its details and similar images; "More like this"
+    # runs the similar search in the grid, where the clicked image comes back first.
     target = next(c for c in cards(driver) if c.get_attribute("data-filename") == "e2e-1.jpg")
     target.click()
+    view = driver.find_element(By.ID, "image-view")
+    wait_for(lambda: view.get_attribute("open") is not None, "the image view")
+    wait_for(
+        lambda: driver.execute_script(
+            "const img = document.querySelector('#image-view img.original');"
+            "return img && img.complete && img.naturalWidth === 320;"
+        ),
+        "the original (320 px wide) in the view",
+    )
+    assert "e2e-1.jpg" in view.find_element(By.CSS_SELECTOR, "table.meta").text
+    assert "320 × 240" in view.find_element(By.CSS_SELECTOR, "table.meta").text
+    wait_for(
+        lambda: len(view.find_elements(By.CSS_SELECTOR, "#image-similar .card")) == 4, "4 similar images"
+    )
+    shot(driver, "05a-image-view")
+    next(b for b in view.find_elements(By.TAG_NAME, "button") if b.text == "More like this").click()
     wait_for(lambda: "similar to e2e-1.jpg" in status_text(driver), "the similar search")
     wait_for(lambda: cards(driver) and first_card(driver)["filename"] == "e2e-1.jpg", "e2e-1.jpg first")
     shot(driver, "05-similar")
@@ -245,21 +286,26 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
     chip_named(driver, "#beta").click()  # off again
     wait_for(lambda: len(cards(driver)) == 5, "all five again")
 
-    # A class set over the collection (made through the API: the page lists and applies them), with
-    # e2e-0 and e2e-3 as the examples of two classes.
+    # A class set made in the page: e2e-0 and e2e-3 are picked as the examples of two classes in the
+    # image view, and a third class comes from a prompt line.
     class_set = f"cs-{uuid.uuid4().hex[:8]}"
-    created = api.post(
-        "/class-sets",
-        json={
-            "name": class_set,
-            "collection": collection,
-            "classes": {
-                "first": {"image_ids": [ids["e2e-0.jpg"]]},
-                "fourth": {"image_ids": [ids["e2e-3.jpg"]]},
-            },
-        },
-    )
-    assert created.status_code == 201, created.text
+    for filename, klass in (("e2e-0.jpg", "first"), ("e2e-3.jpg", "fourth")):
+        driver.execute_script("openImage(arguments[0]);", ids[filename])
+        form = wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#image-view #example-form"), "the form")
+        form.find_element(By.NAME, "klass").send_keys(klass)
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        wait_for(
+            lambda k=klass, f=filename: f"{k} ← {f}" in driver.find_element(By.ID, "class-examples").text,
+            "the example chip",
+        )
+        driver.find_element(By.ID, "image-close").click()
+    driver.find_element(By.ID, "class-name").send_keys(class_set)
+    driver.find_element(By.ID, "class-lines").send_keys("stripes: a photo of stripes")
+    shot(driver, "06a-class-set-form")
+    driver.find_element(By.CSS_SELECTOR, "#class-form button[type=submit]").click()
+    wait_for(lambda: f"Created class set {class_set}" in status_text(driver), "the class set to be created")
+    made = api.get(f"/class-sets/{class_set}").json()
+    assert sorted(c["name"] for c in made["classes"]) == ["first", "fourth", "stripes"], made
     driver.refresh()
     item = wait_for(
         lambda: driver.find_element(By.CSS_SELECTOR, f'#class-sets li[data-name="{class_set}"]'),
@@ -275,7 +321,10 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
     # Label filter chips: `first` keeps only e2e-0.jpg, whose own example it is.
     driver.find_element(By.ID, "query").send_keys(query)
     driver.find_element(By.ID, "search-button").click()
-    wait_for(lambda: len(cards(driver)) == 5, "five results with labels")
+    wait_for(
+        lambda: f"5 result(s) for “{query}”" in status_text(driver) and len(cards(driver)) == 5,
+        "five results with labels",
+    )
     chip_named(driver, "first").click()
     wait_for(lambda: [c.get_attribute("data-filename") for c in cards(driver)] == ["e2e-0.jpg"], "only e2e-0")
     assert "first" in cards(driver)[0].text
@@ -341,3 +390,182 @@ def test_page_asks_for_the_key_and_keeps_it(browser: WebDriver, keyed_server: st
     assert driver.find_elements(By.CSS_SELECTOR, "details.op")
     shot(driver, "11-docs")
     driver.execute_script("localStorage.clear();")
+
+
+class CountingApp:
+    """WSGI middleware that counts the request body bytes the app reads, per kind of request, and slows
+    each file upload a little (a slower network) so that the page is seen mid-upload."""
+
+    def __init__(self, app: Any, upload_delay_s: float = 0.25) -> None:
+        self.app = app
+        self.upload_delay_s = upload_delay_s
+        self.lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.body_bytes: Counter[str] = Counter()
+
+    @staticmethod
+    def kind(method: str, path: str) -> str:
+        if method == "POST" and path.startswith("/jobs/") and path.endswith("/files"):
+            return "files"
+        if method == "POST" and path.endswith("/known"):
+            return "known"
+        return "other"
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        kind = self.kind(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))
+        stream = environ["wsgi.input"]
+        owner = self
+
+        class Counted:
+            def read(self, *args: Any) -> bytes:
+                data: bytes = stream.read(*args)
+                with owner.lock:
+                    owner.body_bytes[kind] += len(data)
+                return data
+
+            def readline(self, *args: Any) -> bytes:
+                data: bytes = stream.readline(*args)
+                with owner.lock:
+                    owner.body_bytes[kind] += len(data)
+                return data
+
+            def read1(self, *args: Any) -> bytes:
+                data: bytes = stream.read1(*args)
+                with owner.lock:
+                    owner.body_bytes[kind] += len(data)
+                return data
+
+            def readinto(self, buffer: Any) -> int:
+                count: int = stream.readinto(buffer)
+                with owner.lock:
+                    owner.body_bytes[kind] += count or 0
+                return count
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(stream, name)
+
+        environ["wsgi.input"] = Counted()
+        with self.lock:
+            self.requests[kind] += 1
+        if kind == "files":
+            time.sleep(self.upload_delay_s)
+        return self.app(environ, start_response)
+
+    def snapshot(self) -> tuple[Counter[str], Counter[str]]:
+        with self.lock:
+            return Counter(self.requests), Counter(self.body_bytes)
+
+
+MAX_UPLOAD_BYTES = 160 * 1024  # about 20 of the test's 7 KB images per request
+
+
+@pytest.fixture()
+def counted_server(settings: Settings) -> Iterator[tuple[str, CountingApp]]:
+    """The same app with a low MAX_UPLOAD_BYTES, behind a byte counter, on a werkzeug server in a thread
+    (the shared stack's Weaviate, Redis and workers)."""
+    app = create_app(settings.model_copy(update={"max_upload_bytes": MAX_UPLOAD_BYTES}))
+    counter = CountingApp(app.wsgi_app)
+    app.wsgi_app = counter  # type: ignore[method-assign]
+    with serve_in_thread(app) as url:
+        yield url, counter
+
+
+def test_folder_upload_in_chunks_resumes_without_resending(
+    browser: WebDriver, counted_server: tuple[str, CountingApp], api: Api, tmp_path: Path
+) -> None:
+    driver = browser
+    url, counter = counted_server
+    folder = tmp_path / "photos"
+    sizes = 0
+    for i in range(200):  # nested folders; the same file name in several of them
+        path = folder / f"day{i % 4}" / f"set{i % 3}" / f"img-{i // 12}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = make_image(5000 + i)
+        path.write_bytes(data)
+        sizes += len(data)
+    assert len({p.relative_to(folder) for p in folder.rglob("*.jpg")}) == 200
+    (folder / "day0" / "notes.txt").write_text("not an image")  # left out by the page
+    assert sizes > 5 * MAX_UPLOAD_BYTES
+    collection = f"folder-{uuid.uuid4().hex[:8]}"
+    assert api.post("/collections", json={"name": collection}).status_code == 201
+
+    driver.get(url + "/")
+    driver.execute_script("localStorage.setItem('clipsearch.collection', arguments[0]);", collection)
+    driver.refresh()
+    wait_for(
+        lambda: driver.find_element(By.ID, "collection").get_attribute("value") == collection, "collection"
+    )
+
+    # The folder picker (webkitdirectory): the page walks it, hashes, and sends the files in requests
+    # under MAX_UPLOAD_BYTES, several in flight, appended to one job.
+    start_upload(driver, "#upload-folder", str(folder), "folder")
+    wait_for(
+        lambda: (
+            upload_state(driver)["state"] == "uploading" and int(upload_state(driver)["requests"] or 0) >= 2
+        ),
+        "the upload mid-way",
+    )
+    panel = driver.find_element(By.ID, "upload-panel")
+    ARTIFACTS.parent.mkdir(parents=True, exist_ok=True)
+    panel.screenshot(str(ARTIFACTS.parent / "upload-progress.png"))
+    shot(driver, "20-folder-upload-mid-way")
+    assert float(driver.find_element(By.ID, "bytes-bar").get_attribute("value") or 0) > 0
+    assert "/s" in driver.find_element(By.ID, "bytes-text").text
+
+    assert wait_upload(driver, {"completed"}) == "completed", driver.find_element(By.ID, "upload-panel").text
+    job_id = upload_state(driver)["job"]
+    report = api.get(f"/jobs/{job_id}").json()
+    assert (report["state"], report["done"], report["failed"], report["total"]) == ("completed", 200, 0, 200)
+    requests, body = counter.snapshot()
+    assert requests["files"] >= 5, requests
+    assert body["files"] >= sizes, body
+    assert driver.find_element(By.ID, "index-text").text.startswith("200 of 200 indexed")
+    # Relative paths are the stored file names.
+    names = {
+        i["filename"]
+        for i in api.get(f"/collections/{collection}/images", params={"limit": 1000}).json()["images"]
+    }
+    assert "photos/day1/set1/img-0.jpg" in names and len(names) == 200
+    shot(driver, "21-folder-uploaded")
+
+    # The grid pages through the newest images: 48 a page, a second page with others.
+    wait_for(lambda: len(cards(driver)) == 48, "a full page of newest images")
+    first_page = {c.get_attribute("data-id") for c in cards(driver)}
+    driver.find_element(By.ID, "next-page").click()
+    wait_for(lambda: "49–96 of 200" in status_text(driver), "the second page")
+    assert first_page.isdisjoint(c.get_attribute("data-id") for c in cards(driver))
+
+    # Reload and drop the same folder again: every hash is known, no image byte reaches the server.
+    driver.refresh()
+    wait_for(
+        lambda: driver.find_element(By.ID, "collection").get_attribute("value") == collection, "collection"
+    )
+    before_requests, before_body = counter.snapshot()
+    start_upload(driver, "#upload-folder", str(folder))
+    assert wait_upload(driver, {"nothing-to-send"}) == "nothing-to-send"
+    assert "all 200 image(s) are already in" in driver.find_element(By.ID, "upload-note").text
+    after_requests, after_body = counter.snapshot()
+    assert after_requests["files"] == before_requests["files"], after_requests
+    assert after_body["files"] == before_body["files"]
+    sent = sum(after_body.values()) - sum(before_body.values())
+    assert 0 < after_body["known"] - before_body["known"] == sent < 64 * 1024, (sent, after_body)
+    shot(driver, "22-folder-resent-nothing")
+
+    # Cancel: new files start uploading, Cancel stops the sending and cancels the job.
+    more = tmp_path / "more"
+    for i in range(120):
+        (more / f"part{i % 2}").mkdir(parents=True, exist_ok=True)
+        (more / f"part{i % 2}" / f"m-{i}.jpg").write_bytes(make_image(7000 + i))
+    start_upload(driver, "#upload-folder", str(more))
+    wait_for(
+        lambda: upload_state(driver)["state"] == "uploading" and upload_state(driver)["job"], "uploading"
+    )
+    cancelled_job = upload_state(driver)["job"]
+    driver.find_element(By.ID, "upload-cancel").click()
+    assert wait_upload(driver, {"cancelled"}) == "cancelled"
+    assert api.get(f"/jobs/{cancelled_job}").json()["state"] == "cancelled"
+    stopped, _ = counter.snapshot()
+    time.sleep(1.0)
+    assert counter.snapshot()[0]["files"] == stopped["files"]  # nothing more is sent
+    assert api.get(f"/jobs/{cancelled_job}").json()["total"] < 120
+    assert api.delete(f"/collections/{collection}").status_code == 204

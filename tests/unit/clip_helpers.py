@@ -39,3 +39,29 @@ def tiny_encoder() -> ClipEncoder:
     return ClipEncoder(
         tiny_model_dir(), model_id="tiny-test-clip", threads=1, prep_workers=1, source="bundled"
     )
+
+
+# ---------------------------------------------------------------------------------------- other families
+# Tiny random-weight models of the other open_clip families, with open_clip's outputs on the same weights
+# (scripts/make_tiny_model.py --no-tiny --family all): rn (ModifiedResNet), siglip, xlmr (XLM-RoBERTa text).
+FAMILIES = {"rn": "tiny-test-rn", "siglip": "tiny-test-siglip", "xlmr": "tiny-test-xlmr"}
+
+
+def family_fixtures(family: str) -> Path:
+    return FIXTURES / "families" / family
+
+
+@lru_cache(maxsize=4)
+def family_reference(family: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (family_fixtures(family) / "reference.json").read_text(encoding="utf-8")
+    )
+    return data
+
+
+@lru_cache(maxsize=4)
+def family_encoder(family: str) -> ClipEncoder:
+    model_id = FAMILIES[family]
+    return ClipEncoder(
+        tiny_model_dir(model_id), model_id=model_id, threads=1, prep_workers=1, source="bundled"
+    )

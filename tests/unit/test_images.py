@@ -69,7 +69,10 @@ def test_reduced_jpeg_decode_keeps_min_side() -> None:
     assert decode_image(data, LIMIT, min_side=300).reduction == 4
     assert decode_image(data, LIMIT, min_side=2000).reduction == 1
     # other formats never reduce
-    assert decode_image((IMAGES / "grey.png").read_bytes(), LIMIT, min_side=10).reduction == 1
+    # other formats decode in full, then are area-reduced at once by the same factors (issue 9)
+    png = decode_image((IMAGES / "grey.png").read_bytes(), LIMIT, min_side=100)
+    assert (png.reduction, png.pixels.shape[:2], png.width, png.height) == (2, (120, 160), 320, 240)
+    assert decode_image((IMAGES / "grey.png").read_bytes(), LIMIT, min_side=200).reduction == 1
 
 
 def test_empty_file() -> None:

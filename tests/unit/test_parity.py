@@ -20,7 +20,11 @@ from PIL import Image
 
 from indexer.preprocess import PreprocessConfig
 from tests.unit.clip_helpers import (
+    FAMILIES,
     IMAGES,
+    family_encoder,
+    family_fixtures,
+    family_reference,
     image_embeddings,
     reference,
     text_embeddings,
@@ -117,3 +121,56 @@ def test_threshold_has_teeth() -> None:
         crops.append(small[top : top + 224, left : left + 224])
     cubic = enc.encode_preprocessed(_normalised(crops, cfg))
     assert (cubic * photos).sum(axis=1).min() < IMAGE_MIN_COS
+
+
+# ------------------------------------------------------------------------------------- other families
+# The same tolerances for the ResNet, SigLIP and XLM-RoBERTa families (fixtures: open_clip's own outputs on
+# the committed tiny models, through its own tokenizers: SimpleTokenizer for the ResNet, HFTokenizer over
+# the sentencepiece tokenizer.json for SigLIP and XLM-R).
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_parity_images(family: str) -> None:
+    entries = family_reference(family)["images"]
+    outcomes = family_encoder(family).embed_image_bytes(
+        [(IMAGES / e["file"]).read_bytes() for e in entries], max_pixels=64_000_000
+    )
+    ref = np.load(family_fixtures(family) / "image_embeddings.npy")
+    cosines = {}
+    for entry, out, expect in zip(entries, outcomes, ref, strict=True):
+        assert out.error is None, (entry["file"], out.error)
+        assert out.vector is not None
+        cosines[entry["file"]] = float(out.vector @ expect)
+    worst = min(cosines, key=lambda k: cosines[k])
+    assert cosines[worst] >= IMAGE_MIN_COS, (family, worst, cosines[worst])
+    # the threshold has teeth here too: distinct photos land further apart than the tolerance
+    photos = ref[:6]
+    assert (photos @ photos.T)[~np.eye(6, dtype=bool)].max() < IMAGE_MIN_COS
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_parity_text_and_ids(family: str) -> None:
+    texts = [t["text"] for t in family_reference(family)["texts"]]
+    enc = family_encoder(family)
+    tokens = enc.tokenize(texts)
+    expected = np.load(family_fixtures(family) / "text_tokens.npy")
+    assert tokens.ids.shape == expected.shape
+    for i, text in enumerate(texts):
+        assert tokens.ids[i].tolist() == expected[i].tolist(), (family, text)
+    vectors, _ = enc.encode_texts(texts)
+    cos = (vectors * np.load(family_fixtures(family) / "text_embeddings.npy")).sum(axis=1)
+    assert cos.min() >= TEXT_MIN_COS, (family, texts[int(cos.argmin())], cos.min())
+
+
+def test_family_parity_covers_non_latin_scripts_and_siglip_cleaning() -> None:
+    """What the fixtures exercise: XLM-R prompts in eight scripts (some truncated), SigLIP's canonicalised
+    cleaning (punctuation and underscores removed, lower-cased) and truncation that keeps the final </s>."""
+    multilingual = "".join(t["text"] for t in family_reference("xlmr")["texts"])
+    for sample in ("кошки", "猫", "写真", "صورة", "बिल्ली", "고양이", "γάτας"):
+        assert sample in multilingual
+    xlmr = family_encoder("xlmr").tokenize([t["text"] for t in family_reference("xlmr")["texts"]])
+    assert any(xlmr.truncated) and xlmr.ids[xlmr.truncated.index(True), -1] == 2  # </s> kept
+    siglip = family_encoder("siglip")
+    assert siglip.context_length == 64 and siglip.textual.tokenizer.clean == "canonicalize"
+    same = siglip.tokenize(["It's_a CAT!!!", "its a cat"]).ids
+    assert (same[0] == same[1]).all()
+    cut = siglip.tokenize(["dog " * 70])
+    assert cut.truncated == [True] and cut.ids[0, -1] == 1  # </s> (id 1) last, as big_vision's sticky EOS

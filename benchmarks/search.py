@@ -1,0 +1,221 @@
+#!/usr/bin/env python
+"""Search latency over HTTP against its floor, the Weaviate client's own filtered near_vector.
+
+    python benchmarks/search.py                          # 10k images, ViT-B-32 (random) when present
+    python benchmarks/search.py --scales 10000 100000    # and 100k (the synthetic fill takes minutes)
+
+A local stack (Weaviate, Redis, a worker, the API) starts in a temporary directory. One collection is
+created over HTTP, then filled with synthetic unit vectors (standard normal, normalised, seeded) written
+straight into its Weaviate objects through the store, up to each scale. At each scale, p50 (and p99):
+
+- floor: the client's filtered near_vector (collection = name, limit 20, distances), as the service asks
+  it now (the hit properties, flat_search_cutoff from indexer/store/schema.py) and as it did before
+  (every property, Weaviate's default flat_search_cutoff of 40,000), on the same index in one run;
+- encoder: the text encoder's own time for one short text, in this process;
+- HTTP: POST /search/text with a repeated text (embedding cache hit), with a new text each time, and
+  POST /search/image by a stored image id; all limit 20.
+
+Goal: cached text and by-id within 3 ms of the floor at p50, new text within 5 ms of encoder + floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.encoder import DEFAULT_BIG  # noqa: E402
+from benchmarks.synthetic import fill  # noqa: E402
+from clipsearch.processes import free_port  # noqa: E402
+from clipsearch.stack import LocalStack  # noqa: E402
+from indexer.model.encoder import load_encoder  # noqa: E402
+from indexer.model.files import tiny_model_dir  # noqa: E402
+from indexer.search import in_collection  # noqa: E402
+from indexer.settings import Settings  # noqa: E402
+from indexer.store.connection import connect  # noqa: E402
+from indexer.store.images import ImageStore  # noqa: E402
+
+try:
+    from indexer.store.images import HIT_PROPERTIES
+    from indexer.store.schema import FLAT_SEARCH_CUTOFF
+except ImportError:  # the code before issue 12 (for a before/after run of this same script on that tree)
+    HIT_PROPERTIES = None  # type: ignore[assignment]
+    FLAT_SEARCH_CUTOFF = 40_000
+
+WEAVIATE_DEFAULT_CUTOFF = 40_000
+LIMIT = 20
+
+
+def timed(fn: Callable[[], object], n: int, warm: int = 10) -> tuple[float, float]:
+    for _ in range(warm):
+        fn()
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(n - 1, int(0.99 * n))]
+
+
+def set_cutoff(store: ImageStore, cutoff: int) -> None:
+    from weaviate.classes.config import Reconfigure
+
+    store.collection.config.update(
+        vector_config=Reconfigure.Vectors.update(
+            name="default", vector_index_config=Reconfigure.VectorIndex.hnsw(flat_search_cutoff=cutoff)
+        )
+    )
+    time.sleep(1.0)  # the schema change reaches the shard
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model-dir", type=Path, default=DEFAULT_BIG if DEFAULT_BIG.is_dir() else tiny_model_dir()
+    )
+    parser.add_argument("--scales", type=int, nargs="*", default=[10_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="clipsearch-search-bench-") as tmp:
+        os.environ.update(
+            {
+                "DATA_DIR": tmp,
+                "MODEL_DIR": str(args.model_dir),
+                "ONNX_THREADS": str(args.threads),
+                "API_PORT": str(free_port()),
+            }
+        )
+        settings = Settings()
+        encoder = load_encoder(settings)
+        stack = LocalStack(settings)  # wait_healthy wants a worker too
+        stack.start()
+        try:
+            stack.wait_healthy(timeout_s=180)
+            base = stack.api_url
+            http = requests.Session()
+            name = f"bench-{uuid.uuid4().hex[:6]}"
+            http.post(f"{base}/collections", json={"name": name}, timeout=60).raise_for_status()
+            model_id = http.get(f"{base}/collections/{name}", timeout=60).json()["model_id"]
+            client = connect(
+                settings.model_copy(
+                    update={
+                        "weaviate_url": stack.weaviate_url,
+                        "weaviate_grpc_port": stack.weaviate_grpc_port,
+                    }
+                )
+            )
+            store = ImageStore(client, model_id)
+            rng = np.random.default_rng(12345)
+            query = rng.standard_normal(encoder.dim).astype(np.float32)
+            query = (query / np.linalg.norm(query)).tolist()
+            where = in_collection(name)
+
+            def floor(properties: list[str] | None) -> Callable[[], object]:
+                from weaviate.classes.query import MetadataQuery
+
+                def run() -> object:
+                    kwargs = {} if properties is None else {"return_properties": properties}
+                    return store.collection.query.near_vector(
+                        near_vector=query,
+                        limit=LIMIT,
+                        filters=where,
+                        return_metadata=MetadataQuery(distance=True),
+                        **kwargs,  # type: ignore[arg-type]
+                    )
+
+                return run
+
+            enc50, _ = timed(lambda: encoder.encode_texts(["a photo of a dog on a beach"]), 50)
+            rows.append((f"text encoder alone ({encoder.model_id}, {args.threads} threads)", f"{enc50:.1f}"))
+            for scale in args.scales:
+                started = time.perf_counter()
+                fill(store, name, encoder.dim, scale)
+                fill_s = time.perf_counter() - started
+                set_cutoff(store, WEAVIATE_DEFAULT_CUTOFF)
+                old50, old99 = timed(floor(None), args.queries)
+                set_cutoff(store, FLAT_SEARCH_CUTOFF)
+                new50, new99 = timed(floor(HIT_PROPERTIES), args.queries)
+                one = http.post(
+                    f"{base}/search/text", json={"collection": name, "query": "x", "limit": 1}, timeout=60
+                ).json()["results"][0]["id"]
+
+                def text(body_text: str) -> object:
+                    response = http.post(
+                        f"{base}/search/text",
+                        json={"collection": name, "query": body_text, "limit": LIMIT},
+                        timeout=60,
+                    )
+                    assert response.status_code == 200, response.text
+                    return response
+
+                counter = iter(range(10**9))
+                c50, c99 = timed(lambda: text("a photo of a dog on a beach"), args.queries)
+                tag = str(scale)
+                n50, n99 = timed(
+                    lambda: text(f"thing number {next(counter)} at {tag}"),  # noqa: B023 - used at once
+                    args.queries,
+                )
+                by_id_body = {"collection": name, "image_id": one, "limit": LIMIT}
+
+                def by_id() -> object:
+                    response = http.post(
+                        f"{base}/search/image",
+                        json=by_id_body,  # noqa: B023 - used at once
+                        timeout=60,
+                    )
+                    assert response.status_code == 200, response.text
+                    return response
+
+                i50, i99 = timed(by_id, args.queries)
+                rows += [
+                    (f"{scale:,} images: synthetic fill", f"{fill_s:.0f} s"),
+                    (
+                        f"{scale:,}: floor BEFORE (all properties, cutoff {WEAVIATE_DEFAULT_CUTOFF})",
+                        f"{old50:.2f} / {old99:.2f}",
+                    ),
+                    (
+                        f"{scale:,}: floor AFTER (hit properties, cutoff {FLAT_SEARCH_CUTOFF})",
+                        f"{new50:.2f} / {new99:.2f}",
+                    ),
+                    (
+                        f"{scale:,}: HTTP cached text",
+                        f"{c50:.2f} / {c99:.2f}  (p50 - floor {c50 - new50:+.2f})",
+                    ),
+                    (
+                        f"{scale:,}: HTTP new text",
+                        f"{n50:.2f} / {n99:.2f}  (p50 - encoder - floor {n50 - enc50 - new50:+.2f})",
+                    ),
+                    (
+                        f"{scale:,}: HTTP by image id",
+                        f"{i50:.2f} / {i99:.2f}  (p50 - floor {i50 - new50:+.2f})",
+                    ),
+                ]
+            client.close()
+        finally:
+            stack.stop()
+    width = max(len(label) for label, _ in rows)
+    print(f"\n{'measure':<{width}}  ms p50 / p99")
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The folder-upload use case (issue 16): one open job that many upload requests append to, a lookup of
+the content hashes a collection already holds (so that a re-drop sends only what is missing), a close
+that lets the job complete, and the newest images of a collection (the page's first view).
+
+The page: opens a job, hashes a batch of files, asks which hashes are known, uploads the missing files
+in requests of at most `upload_max_files_per_request` files and `max_upload_bytes`, then closes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+from weaviate.classes.query import Filter, Sort
+
+from indexer.errors import InvalidInput, UnsupportedMediaType
+from indexer.images import check_content_type
+from indexer.jobs import JobReport, chunks
+from indexer.objectstore import remove_staging, staging_store
+from indexer.open_jobs import MAX_APPEND, OpenJobs
+from indexer.services.backends import Backends
+from indexer.services.ingest import Rejected, Upload
+from indexer.services.jobs import JobsService
+from indexer.services.queue import ChunkPayload, TaskKind
+from indexer.sources import Item, rejected, stage
+from indexer.store.images import HIT_PROPERTIES, ImageRecord
+from indexer.store.schema import image_uuid
+
+UPLOAD_KIND = "upload"
+
+
+class Appended(BaseModel):
+    job_id: str
+    accepted: int
+    rejected: list[Rejected]
+    total: int
+
+
+@dataclass
+class UploadSessions:
+    backends: Backends
+    jobs: JobsService
+
+    @property
+    def _open_jobs(self) -> OpenJobs:
+        return OpenJobs(self.jobs.store)
+
+    def open(self, name: str, options: BaseModel, request_id: str | None = None) -> str:
+        """An open upload job on a collection whose model this service runs (else 409)."""
+        info = self.backends.encodable_collection(name)
+        return self.jobs.store.create(
+            UPLOAD_KIND, info.name, [], options=options.model_dump(), request_id=request_id, open_ended=True
+        )
+
+    def append(self, job_id: str, files: list[Upload]) -> Appended:
+        """Stage the files, add them to the open job and queue their chunks. Files refused up front (type,
+        empty, not an image) are items too, failed with their reason, and listed in the answer."""
+        if not files:
+            raise InvalidInput("no files: send multipart/form-data with one or more `files` parts")
+        if len(files) > min(self.backends.settings.upload_max_files_per_request, MAX_APPEND):
+            raise InvalidInput(
+                f"at most {self.backends.settings.upload_max_files_per_request} files per request",
+                {"files": len(files)},
+            )
+        opened = self._open_jobs
+        opened.require_open(job_id)  # before staging anything; append checks again, atomically
+        # One staging folder per request: names of different requests (a/1.jpg, b/1.jpg) cannot clash, and
+        # the worker's clean-up of the job's folder removes them all.
+        settings = self.backends.settings
+        sub = uuid.uuid4().hex[:12]
+        items: list[Item] = []
+        try:
+            for index, upload in enumerate(files):
+                shown = upload.filename or f"upload-{index}"
+                try:
+                    check_content_type(upload.content_type or None)
+                except UnsupportedMediaType as exc:
+                    items.append(rejected(shown, exc.message))
+                    continue
+                items.append(stage(settings, job_id, sub, index, shown, upload.stream))
+            total = opened.append(job_id, items)
+        except Exception:
+            shutil.rmtree(settings.staging_dir / job_id / sub, ignore_errors=True)
+            if settings.blob_store_url:
+                staging_store(settings).delete_prefix(f"{job_id}/{sub}")
+            raise
+        start = total - len(items)
+        for a, b in chunks(len(items), self.backends.settings.ingest_chunk_size):
+            payload = ChunkPayload(job_id=job_id, start=start + a, end=start + b)
+            self.jobs.queue.enqueue(TaskKind.INGEST_CHUNK, payload)
+        refused = [Rejected(file=i["name"], reason=i["reason"]) for i in items if i["kind"] == "rejected"]
+        return Appended(job_id=job_id, accepted=len(items) - len(refused), rejected=refused, total=total)
+
+    def close(self, job_id: str) -> JobReport:
+        """No more files: the job completes once every file has an outcome."""
+        self._open_jobs.close(job_id)
+        report = self.jobs.report(job_id)
+        if report.processed >= report.total:  # ended now: no chunk will run to clean the staging area
+            remove_staging(self.backends.settings, job_id)
+        return report
+
+    def known(self, name: str, sha256: list[str]) -> list[str]:
+        """The hashes among `sha256` whose bytes this collection already holds (one Weaviate query)."""
+        info = self.backends.collection(name)
+        ids = {image_uuid(info.name, sha): sha for sha in sha256}
+        found = self.backends.image_store(info).existing(list(ids))
+        return [sha for uid, sha in ids.items() if uid in found]
+
+    def newest(self, name: str, limit: int, offset: int) -> tuple[list[ImageRecord], int]:
+        """A page of the collection's images, newest first, and how many it has."""
+        info = self.backends.collection(name)
+        store = self.backends.image_store(info)
+        where = Filter.by_property("collection").equal(info.name)
+        found = store.collection.query.fetch_objects(
+            filters=where,
+            limit=limit,
+            offset=offset or None,
+            sort=Sort.by_property("ingested_at", ascending=False),
+            return_properties=HIT_PROPERTIES,
+        )
+        images = [ImageRecord.from_object(obj.uuid, dict(obj.properties)) for obj in found.objects]
+        return images, store.count(info.name)

@@ -1,0 +1,71 @@
+"""A job that fails as a whole says why in GET /jobs/<id> (JobStore.fail's reason reaches JobReport)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import redis
+
+from indexer.jobs import REEMBED, JobStore
+from indexer.services.jobs import JobsService
+from indexer.services.queue import TaskKind
+from indexer.settings import Settings
+from tests.imagegen import make_image
+from tests.integration.conftest import Api
+from tests.integration.helpers import new_collection, upload, wait_job
+from workers.celery_factory import make_celery
+from workers.queue import CeleryJobQueue
+
+pytestmark = pytest.mark.integration
+
+
+def _jobs(settings: Settings) -> JobsService:
+    assert settings.redis_url
+    store = JobStore(redis.Redis.from_url(settings.redis_url), settings.job_ttl_s)
+    return JobsService(store, CeleryJobQueue(make_celery(settings)))
+
+
+def test_a_reembed_job_for_a_model_the_worker_does_not_run_fails_with_the_reason(
+    api: Api, settings: Settings
+) -> None:
+    name = new_collection(api, "fail")
+    data = make_image(4100)
+    assert wait_job(api, upload(api, name, [("a.jpg", data)])["job_id"])["done"] == 1
+    model = api.get(f"/collections/{name}").json()["model_id"]
+    # A re-embed job towards a model that no worker runs, queued through the same port as the API's.
+    job_id = _jobs(settings).start(
+        REEMBED,
+        name,
+        [{"kind": "stored", "sha256": hashlib.sha256(data).hexdigest(), "name": "a.jpg"}],
+        task=TaskKind.INGEST_CHUNK,
+        chunk_size=settings.ingest_chunk_size,
+        options={"from_model": model, "to_model": "no-such-model"},
+    )
+    report = wait_job(api, job_id)
+    assert report["state"] == "failed", report
+    assert "no-such-model" in report["failure"] and f"this worker runs {model}" in report["failure"]
+    # the collection is untouched
+    assert api.get(f"/collections/{name}").json()["count"] == 1
+
+
+def test_a_job_failed_through_the_service_reports_its_reason(api: Api, settings: Settings) -> None:
+    service = _jobs(settings)
+    job_id = service.store.create("upload", "nowhere", [{"kind": "rejected", "name": "x", "reason": "r"}])
+    assert api.get(f"/jobs/{job_id}").json()["failure"] is None
+    service.fail(job_id, "the staging area is gone")
+    report = api.get(f"/jobs/{job_id}").json()
+    assert (report["state"], report["failure"]) == ("failed", "the staging area is gone")
+
+
+def test_fail_remaining_fails_only_open_items_once(settings: Settings) -> None:
+    from indexer.jobs import Outcome
+
+    store = _jobs(settings).store
+    job_id = store.create("label", "nowhere", [{"id": str(i), "name": f"n{i}"} for i in range(4)])
+    store.record(job_id, 1, Outcome.INDEXED)
+    assert store.fail_remaining(job_id, 0, 4, "gave up") == 3
+    assert store.fail_remaining(job_id, 0, 4, "again") == 0
+    report = store.get(job_id)
+    assert (report.state.value, report.failed, report.done) == ("completed", 3, 1)
+    assert {e.file: e.reason for e in report.errors} == {"n0": "gave up", "n2": "gave up", "n3": "gave up"}

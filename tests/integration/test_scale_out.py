@@ -1,0 +1,209 @@
+"""Scale-out: the S3-compatible object store (rclone serve s3) for staging and blobs, workers with their own
+DATA_DIR, and a 3-node Weaviate cluster that loses a node in the middle of an ingest.
+
+These start their own stacks (not the session stack, which stays on the local-directory backend so the
+other tests stay fast): each is real, on loopback, and bounded in time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clipsearch.object_store_server import object_store_binary
+from clipsearch.processes import free_port
+from clipsearch.stack import LocalStack
+from clipsearch.weaviate_server import WeaviateCluster
+from indexer.objectstore import open_store
+from indexer.settings import Settings
+from indexer.store.connection import connect
+from indexer.store.schema import image_collection_name
+from tests.imagegen import make_image
+from tests.integration.conftest import Api
+from tests.integration.helpers import new_collection, upload, wait_job
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+@pytest.fixture()  # stopped before the cluster test starts: one stack at a time on 2 cores
+def s3_stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """API + object store on one DATA_DIR, the only worker on another (as if on another machine)."""
+    if not object_store_binary(Settings()).is_file():
+        pytest.fail("object store binary missing: run scripts/build_object_store.sh (setup.sh does)")
+    api_dir = tmp_path_factory.mktemp("api-machine")
+    local = LocalStack(Settings(data_dir=api_dir, api_port=free_port()), worker=False, object_store=True)
+    local.start()
+    try:
+        local.start_worker(data_dir=tmp_path_factory.mktemp("worker-machine"))
+        local.wait_healthy(timeout_s=120)
+        yield local
+    finally:
+        local.stop()
+
+
+def test_worker_with_its_own_data_dir_indexes_from_the_object_store(s3_stack: LocalStack) -> None:
+    api = Api(s3_stack.api_url)
+    worker_env = s3_stack.workers[0].env or {}
+    worker_dir = Path(worker_env["DATA_DIR"])
+    assert worker_dir != s3_stack.settings.data_dir
+    name = new_collection(api, "s3")
+    images = [(f"img{i}.jpg", make_image(900 + i, 96, 64)) for i in range(5)]
+    job = upload(api, name, images)
+    report = wait_job(api, job["job_id"])
+    assert report["state"] == "completed" and (report["done"], report["failed"]) == (5, 0), report
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(2):
+            zf.writestr(f"z/{i}.jpg", make_image(950 + i, 80, 80))
+    response = api.post(
+        f"/collections/{name}/zip", files={"file": ("a.zip", archive.getvalue(), "application/zip")}
+    )
+    assert response.status_code == 202, response.text
+    report = wait_job(api, response.json()["job_id"])
+    assert report["state"] == "completed" and (report["done"], report["failed"]) == (2, 0), report
+
+    # Neither machine's disk holds a blob or a staged upload: everything went through the store.
+    for root in (s3_stack.settings.data_dir, worker_dir):
+        assert not _files(root / "blobs"), root
+        assert not _files(root / "staging"), root
+    store = open_store(s3_stack.service_settings())
+    first = hashlib.sha256(images[0][1]).hexdigest()
+    assert store.child("blobs").exists(f"originals/{first[:2]}/{first}")
+    assert s3_stack.object_store is not None  # the server's buckets are directories on its disk
+    bucket_root = s3_stack.object_store.data_dir / "buckets" / "clipsearch" / "clipsearch"
+    assert _files(bucket_root / "blobs" / "thumbnails")
+    deadline = time.monotonic() + 30  # the job's last chunk removes its staged uploads from the store
+    while _files(bucket_root / "staging" / job["job_id"]):
+        assert time.monotonic() < deadline, "staged uploads were not removed from the object store"
+        time.sleep(0.5)
+
+    # The API serves thumbnails and originals from the store.
+    listed = api.get(f"/collections/{name}/images", params={"limit": 10}).json()
+    items = listed["images"]
+    assert listed["total"] == 7 and len(items) == 7, listed
+    by_sha = {img["sha256"]: img for img in items}
+    image = by_sha[first]
+    original = api.get(image["file_url"])
+    assert original.status_code == 200 and original.content == images[0][1]
+    thumb = api.get(image["thumbnail_url"])
+    assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg"
+    assert thumb.content[:2] == b"\xff\xd8"
+    # and a search works, served by the API with the worker elsewhere
+    hits = api.post("/search/text", json={"collection": name, "query": "a photo", "limit": 3})
+    assert hits.status_code == 200, hits.text
+
+
+# -- a 3-node Weaviate cluster with the object store, losing a node in the middle of an ingest --------
+IMAGES = 600
+BATCH = 100
+
+
+@pytest.fixture(scope="module")
+def cluster_stack(
+    stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
+    local = LocalStack(
+        Settings(data_dir=tmp_path_factory.mktemp("cluster"), api_port=free_port()),
+        object_store=True,
+        weaviate_nodes=3,
+    )
+    local.start()
+    try:
+        local.wait_healthy(timeout_s=180)
+        yield local
+    finally:
+        local.stop()
+
+
+def _node_counts(settings: Settings, collection: str) -> dict[str, int]:
+    """Objects per node of the image collection, as each node reports its own shards."""
+    with connect(settings) as client:
+        nodes = client.cluster.nodes(collection=collection, output="verbose")
+        return {n.name: sum(s.object_count for s in n.shards) for n in nodes if n.status == "HEALTHY"}
+
+
+def _all_images(api: Api, name: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while True:
+        page = api.get(f"/collections/{name}/images", params={"limit": 100, "offset": len(found)}).json()
+        found.extend(page["images"])
+        if not page["images"] or len(found) >= page["total"]:
+            return found
+
+
+def test_cluster_survives_a_node_killed_mid_ingest(cluster_stack: LocalStack) -> None:
+    api = Api(cluster_stack.api_url)
+    cluster = cluster_stack.weaviate
+    assert isinstance(cluster, WeaviateCluster) and len(cluster.nodes) == 3
+    nodes = api.get("/health").json()["parts"]["weaviate"]["nodes"]
+    assert [n["status"] for n in nodes] == ["HEALTHY"] * 3, nodes
+
+    name = new_collection(api, "cluster")
+    images = [make_image(10_000 + i, 40, 40) for i in range(IMAGES)]
+    assert len({hashlib.sha256(b).hexdigest() for b in images}) == IMAGES
+    jobs = [
+        upload(api, name, [(f"{i + j}.jpg", images[i + j]) for j in range(BATCH)])["job_id"]
+        for i in range(0, IMAGES, BATCH)
+    ]
+
+    def done() -> int:
+        return sum(api.get(f"/jobs/{job}").json()["done"] for job in jobs)
+
+    deadline = time.monotonic() + 120
+    while done() < IMAGES // 4:
+        assert time.monotonic() < deadline, "the ingest did not start"
+        time.sleep(0.2)
+    # Kill the node the API and the worker talk to first (node 0): both must fail over.
+    victim = cluster.nodes[0]
+    assert victim.process.process is not None
+    os.kill(victim.process.process.pid, signal.SIGKILL)
+    victim.process.process.wait(10)
+    killed_at_done = done()
+    assert killed_at_done < IMAGES, "the ingest ended before the node was killed; use more images"
+
+    answered = 0
+    for _ in range(20):
+        response = api.post(
+            "/search/text", json={"collection": name, "query": "a photo", "limit": 5}, timeout=20
+        )
+        answered += response.status_code == 200
+        time.sleep(0.25)
+    assert answered >= 19, f"only {answered} of 20 searches answered during the outage"
+
+    reports = [wait_job(api, job, timeout_s=300) for job in jobs]
+    assert all(r["state"] == "completed" for r in reports), reports
+    errors = [e for r in reports for e in r["errors"]]
+    assert sum(r["done"] for r in reports) == IMAGES and not errors, errors[:3]
+    stored = _all_images(api, name)
+    shas = [img["sha256"] for img in stored]
+    assert len(shas) == IMAGES and len(set(shas)) == IMAGES  # every image exactly once
+
+    # the same ports and data directory: it rejoins and catches up (async replication)
+    victim.launch(check_ports=False)
+    victim.wait(120)
+    settings = cluster_stack.service_settings()
+    collection = image_collection_name(api.get(f"/collections/{name}").json()["model_id"])
+    deadline = time.monotonic() + 180
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        counts = _node_counts(settings, collection)
+        if len(counts) == 3 and set(counts.values()) == {IMAGES}:
+            break
+        time.sleep(2)
+    assert len(counts) == 3 and set(counts.values()) == {IMAGES}, counts
+    health = api.get("/health").json()["parts"]["weaviate"]["nodes"]
+    assert [n["status"] for n in health] == ["HEALTHY"] * 3, health

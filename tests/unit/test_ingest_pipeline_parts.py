@@ -1,0 +1,60 @@
+"""Pure parts of the ingest pipeline: area reduction of large decodes, the encoder's batch stream, and the
+task time limits against the broker's visibility timeout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from indexer.errors import InvalidInput
+from indexer.images import area_reduce, decode_image
+from indexer.model.encoder import tiny_encoder
+from indexer.services.queue import time_limits, visibility_timeout_s
+from indexer.settings import Settings
+from tests.imagegen import make_image
+
+
+def test_area_reduce_keeps_the_short_side_at_least_min_side() -> None:
+    pixels = np.zeros((3000, 4000, 3), dtype=np.uint8)
+    reduced, factor = area_reduce(pixels, 336)
+    assert factor == 8 and reduced.shape == (375, 500, 3)
+    small = np.zeros((500, 600, 3), dtype=np.uint8)
+    same, factor = area_reduce(small, 336)
+    assert factor == 1 and same is small
+
+
+def test_large_png_decodes_reduced_but_reports_its_own_size() -> None:
+    png = make_image(5, 2800, 2000, ".png")
+    image = decode_image(png, 64_000_000, min_side=336)
+    assert (image.width, image.height, image.reduction) == (2800, 2000, 4)
+    assert image.pixels.shape == (500, 700, 3)
+    assert decode_image(png, 64_000_000).pixels.shape == (2000, 2800, 3)  # no min_side: full size
+
+
+def test_embed_stream_yields_each_batch_with_vectors_and_errors_in_place() -> None:
+    encoder = tiny_encoder()
+    images = [np.full((64, 80, 3), i * 20, dtype=np.uint8) for i in range(7)]
+
+    def prepare(i: int, slot: NDArray[np.float32]) -> None:
+        if i == 4:
+            raise InvalidInput("bad item")
+        slot[:] = encoder.preprocess(images[i])
+
+    batches = [[0, 1, 2], [3, 4], [5, 6]]
+    out = list(encoder.embed_stream(iter(batches), prepare))
+    assert [list(b) for b, _ in out] == batches
+    flat = [o for _, outcomes in out for o in outcomes]
+    assert isinstance(flat[4], InvalidInput)
+    vectors = [o for o in flat if isinstance(o, np.ndarray)]
+    assert all(v.shape == (encoder.dim,) for v in vectors)
+    expected = encoder.encode_images([images[i] for i in (0, 1, 2, 3, 5, 6)])
+    assert np.allclose(np.stack(vectors), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [8, 128, 1000])
+def test_visibility_timeout_stays_above_the_hard_limit(chunk: int) -> None:
+    settings = Settings(ingest_chunk_size=chunk, task_visibility_timeout_s=10)
+    limits = time_limits(settings, chunk)
+    assert limits.soft_s < limits.hard_s < visibility_timeout_s(settings)
+    assert time_limits(settings, 1).soft_s < limits.soft_s or chunk == 1  # scaled with the size

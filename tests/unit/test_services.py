@@ -1,0 +1,93 @@
+"""Application services with the JobQueue port swapped for an in-memory queue (no Celery, no broker)."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from indexer.errors import InvalidInput, ModelMismatch
+from indexer.services.ingest import IngestService, Upload
+from indexer.services.jobs import JobsService
+from indexer.services.models import require_model
+from indexer.services.queue import ChunkPayload, InMemoryJobQueue, TaskKind
+from indexer.settings import Settings
+from indexer.user_collections import CollectionInfo
+from tests.imagegen import make_image
+
+
+class _Backends:
+    """The part of Backends that planning an upload uses: settings and the collection check."""
+
+    def __init__(self, settings: Settings, model_id: str = "m1") -> None:
+        self.settings = settings
+        self.model_id = model_id
+
+    def encodable_collection(self, name: str) -> CollectionInfo:
+        info = CollectionInfo(name=name, model_id="m1", created_at=datetime.now(UTC))
+        require_model(f"collection {name!r}", info.model_id, self.model_id)
+        return info
+
+
+class _NoOptions(BaseModel):
+    pass
+
+
+class _Jobs:
+    """The part of JobStore that starting a job uses (JobStore itself is tested against real Redis)."""
+
+    def __init__(self) -> None:
+        self.created: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
+
+    def create(self, kind: str, collection: str, items: list[dict[str, Any]], **kw: Any) -> str:
+        job_id = kw.get("job_id") or f"{len(self.created):032x}"
+        self.created[job_id] = (kind, collection, items)
+        return str(job_id)
+
+
+@pytest.fixture
+def jobs() -> _Jobs:
+    return _Jobs()
+
+
+def test_upload_plans_stages_and_enqueues_one_task_per_chunk(tmp_path: Path, jobs: _Jobs) -> None:
+    settings = Settings(data_dir=tmp_path, ingest_chunk_size=2)
+    queue = InMemoryJobQueue()
+    service = IngestService(_Backends(settings), JobsService(jobs, queue))  # type: ignore[arg-type]
+    files = [Upload(f"{i}.jpg", "image/jpeg", io.BytesIO(make_image(i))) for i in range(5)]
+    files.append(Upload("empty.jpg", "image/jpeg", io.BytesIO(b"")))
+    started = service.upload("trip", files, _NoOptions())
+    assert started.accepted == 5 and [r.file for r in started.rejected] == ["empty.jpg"]
+    assert queue.sent == [
+        (TaskKind.INGEST_CHUNK, ChunkPayload(job_id=started.job_id, start=s, end=e))
+        for s, e in [(0, 2), (2, 4), (4, 6)]
+    ]
+    kind, collection, items = jobs.created[started.job_id]
+    assert (kind, collection, len(items)) == ("upload", "trip", 6)
+    assert len(list((settings.staging_dir / started.job_id).iterdir())) == 5
+
+
+def test_nothing_usable_is_refused_and_nothing_is_enqueued(tmp_path: Path, jobs: _Jobs) -> None:
+    settings = Settings(data_dir=tmp_path)
+    queue = InMemoryJobQueue()
+    service = IngestService(_Backends(settings), JobsService(jobs, queue))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="no usable image"):
+        service.upload("trip", [Upload("a.txt", "image/png", io.BytesIO(b"hello"))], _NoOptions())
+    assert queue.sent == [] and jobs.created == {}
+
+
+def test_another_model_is_one_error_a_409(tmp_path: Path, jobs: _Jobs) -> None:
+    queue = InMemoryJobQueue()
+    backends = _Backends(Settings(data_dir=tmp_path), model_id="m2")
+    service = IngestService(backends, JobsService(jobs, queue))  # type: ignore[arg-type]
+    with pytest.raises(ModelMismatch) as caught:
+        service.urls("trip", ["https://example.org/a.jpg"], _NoOptions())
+    assert caught.value.details == {"model_id": "m1", "expected_model": "m2"}
+    assert caught.value.code == "model_mismatch" and queue.sent == []
+    from search_api.errors import status_for
+
+    assert status_for(caught.value) == 409
