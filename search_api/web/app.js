@@ -1034,6 +1034,22 @@ function setupClassify() {
 }
 
 // -- start --------------------------------------------------------------------------------------------
+// The link that `clipsearch up --demo` prints (/?collection=demo&q=...) opens that collection and runs
+// that search; returns whether it started one.
+function applyUrlParams() {
+  const params = new URLSearchParams(window.location.search);
+  const collection = params.get("collection");
+  if (collection && [...$("#collection").options].some((o) => o.value === collection)) {
+    $("#collection").value = collection;
+    localStorage.setItem(COLLECTION_STORE, collection);
+  }
+  const query = (params.get("q") || "").trim();
+  if (!query) return false;
+  $("#query").value = query;
+  runSearch({ kind: "text", query });
+  return true;
+}
+
 function refreshAll() {
   refreshHealth();
   refreshCollections().then(() => { if (!state.last) showNewest(); });
@@ -1047,7 +1063,9 @@ document.addEventListener("DOMContentLoaded", () => {
   setupSearch();
   setupClassify();
   setupClassCreate();
-  refreshAll();
+  refreshHealth();
+  refreshCollections().then(() => { if (!applyUrlParams() && !state.last) showNewest(); });
+  refreshClassSets();
   setInterval(refreshHealth, 15000);
   // Let drops outside the zones do nothing rather than open the file in the tab.
   window.addEventListener("dragover", (e) => e.preventDefault());

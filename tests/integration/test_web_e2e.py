@@ -30,7 +30,7 @@ from indexer.settings import Settings
 from search_api.app import create_app
 from tests.imagegen import make_image
 from tests.integration.conftest import Api
-from tests.integration.helpers import serve_in_thread
+from tests.integration.helpers import new_collection, serve_in_thread, upload, wait_job
 
 pytestmark = pytest.mark.integration
 
@@ -185,6 +185,23 @@ def upload_through_page(driver: WebDriver, paths: list[Path], tags: str) -> None
     start_upload(driver, "#upload-files", "\n".join(str(p) for p in paths), tags)
     state = wait_upload(driver, {"completed"})
     assert state == "completed", driver.find_element(By.ID, "upload-progress").text
+
+
+def test_the_printed_search_link_opens_its_collection_and_searches(browser: WebDriver, api: Api) -> None:
+    """`clipsearch up --demo` prints /?collection=demo&q=...: the page must select that collection and run
+    that search, and show no upload progress while nothing uploads."""
+    driver = browser
+    collection = new_collection(api, "link")
+    other = new_collection(api, "other")  # created later, so not what the page would pick by itself
+    accepted = upload(api, collection, [(f"l{i}.jpg", make_image(700 + i)) for i in range(3)])
+    assert wait_job(api, accepted["job_id"])["state"] == "completed"
+    driver.get(f"{api.base}/?collection={collection}&q=a%20red%20car")
+    wait_for(lambda: len(cards(driver)) == 3, "the linked search's three results")
+    assert driver.find_element(By.ID, "collection").get_attribute("value") == collection != other
+    assert driver.find_element(By.ID, "query").get_attribute("value") == "a red car"
+    assert "a red car" in status_text(driver)
+    assert all(card.get_attribute("data-score") for card in cards(driver))  # scored hits, not the newest grid
+    assert not driver.find_element(By.ID, "upload-progress").is_displayed()
 
 
 def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: Api, tmp_path: Path) -> None:
