@@ -10,15 +10,22 @@ import numpy as np
 from indexer.store.images import ImageRecord, ImageStore, to_properties
 
 
-def fill(store: ImageStore, collection: str, dim: int, target: int) -> None:
+def fill(store: ImageStore, collection: str, dim: int, target: int, duplicate_every: int = 0) -> None:
     """Insert synthetic unit vectors until ``collection`` holds ``target`` objects (tags `synthetic` and
-    `t0`..`t9`, metadata `i` and `cam`, so that filtered searches have something to match)."""
+    `t0`..`t9`, metadata `i` and `cam`, so that filtered searches have something to match).
+    ``duplicate_every=k``: every k-th object is a near-duplicate of the one before it (cosine about 0.97),
+    so that the similarity network has pairs to find."""
     have = store.count(collection)
     rng = np.random.default_rng(have)
     now = datetime.now(UTC)
+    vector = np.zeros(dim, np.float32)
     with store.collection.batch.fixed_size(batch_size=1000, concurrent_requests=2) as batch:
         for i in range(have, target):
-            vector = rng.standard_normal(dim).astype(np.float32)
+            if duplicate_every and i % duplicate_every == duplicate_every - 1 and i > have:
+                noise = rng.standard_normal(dim).astype(np.float32)
+                vector = vector + 0.25 * noise / np.linalg.norm(noise)
+            else:
+                vector = rng.standard_normal(dim).astype(np.float32)
             vector /= np.linalg.norm(vector)
             record = ImageRecord(
                 id=str(uuid.uuid4()),

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 from tqdm import tqdm
 
 from indexer.errors import ClipsearchError
 
-UPLOAD_BATCH = 64
+MULTIPART_MARGIN = 64 * 1024  # the form fields and closing boundary of an upload request
+PART_OVERHEAD = 1024  # one file part's boundary and headers, filename included
 
 
 RETRY_POST_STATUSES = (502, 503, 504)
@@ -55,10 +56,14 @@ def _wait_for_retry(state: RetryCallState) -> float:
     return float(_backoff(state))
 
 
+FIRST_CONTACT_S = 5.0  # how long a first request retries a server that is not there
+
+
 class ApiClient:
     def __init__(self, base_url: str, api_key: str | None = None, retry_for_s: float = 120.0) -> None:
         self.base = base_url.rstrip("/")
         self.retry_for_s = retry_for_s
+        self._reached = False  # until the server has answered once, a refused connection fails fast
         self.session = requests.Session()
         self.session.trust_env = False
         if api_key:
@@ -66,18 +71,23 @@ class ApiClient:
 
     def call(self, method: str, path: str, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         """One API call; transient failures (no connection, 5xx, a 503 for a dependency outage) are
-        retried with backoff, honouring Retry-After, for up to `retry_for_s` seconds."""
+        retried with backoff, honouring Retry-After, for up to `retry_for_s` seconds; before the server has
+        answered once (a wrong URL, nothing started), for FIRST_CONTACT_S only."""
+
+        def budget() -> float:
+            return self.retry_for_s if self._reached else min(self.retry_for_s, FIRST_CONTACT_S)
+
         try:
             for attempt in Retrying(
                 retry=retry_if_exception_type(_Transient),
                 wait=_wait_for_retry,
-                stop=stop_after_delay(self.retry_for_s),
+                stop=lambda state: (state.seconds_since_start or 0.0) >= budget(),
                 reraise=True,
             ):
                 with attempt:
                     response = self._send(method, path, **kwargs)
         except _Transient as exc:
-            raise ClipsearchError(f"{exc} (gave up after {self.retry_for_s:.0f} s of retries)") from exc
+            raise ClipsearchError(f"{exc} (gave up after {budget():.0f} s of retries)") from exc
         if response.status_code not in expect:
             raise ClipsearchError(_message(response))
         return response.json() if response.content else None
@@ -87,6 +97,7 @@ class ApiClient:
             response = self.session.request(method, self.base + path, timeout=300, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _Transient(f"cannot reach clipsearch at {self.base}: is `clipsearch up` running?") from exc
+        self._reached = True  # the server is there: from now on ride out its outages
         # A POST is retried only when the server said it did nothing (its dependency or gateway was down);
         # reads and deletes are safe to repeat on any 5xx.
         transient = RETRY_POST_STATUSES if method.upper() == "POST" else range(500, 600)
@@ -102,15 +113,17 @@ class ApiClient:
     def upload_paths(
         self, collection: str, root: Path, paths: list[Path], tags: str = ""
     ) -> tuple[list[str], list[dict[str, str]]]:
-        """Upload in batches, named relative to `root`.
+        """Upload in batches, named relative to `root`: as many files per request as the server puts in
+        one worker task (INGEST_CHUNK_SIZE, from /uploads/limits), so that every task but the last is a
+        full chunk, and never more bytes than MAX_UPLOAD_BYTES allows.
 
         Returns the job ids, and the files of batches refused whole (nothing usable in them): the files
         refused inside an accepted batch are among that job's errors.
         """
         jobs: list[str] = []
         refused: list[dict[str, str]] = []
-        for start in range(0, len(paths), UPLOAD_BATCH):
-            batch = paths[start : start + UPLOAD_BATCH]
+        limits = self.call("GET", "/uploads/limits")
+        for batch in pack(paths, int(limits["chunk_size"]), int(limits["max_request_bytes"])):
             files = [("files", (str(p.relative_to(root)), p.read_bytes())) for p in batch]
             body = self.call(
                 "POST",
@@ -135,6 +148,23 @@ class ApiClient:
                 if all(r["state"] in {"completed", "failed", "cancelled"} for r in reports):
                     return reports
                 time.sleep(0.5)
+
+
+def pack(paths: list[Path], max_files: int, max_bytes: int) -> Iterator[list[Path]]:
+    """Consecutive batches of at most `max_files` files whose sizes add up to at most `max_bytes` less a
+    margin for the multipart framing; a file larger than that goes alone (the server then says why)."""
+    budget = max(1, max_bytes - MULTIPART_MARGIN)
+    batch: list[Path] = []
+    size = 0
+    for path in paths:
+        length = path.stat().st_size + PART_OVERHEAD
+        if batch and (len(batch) >= max_files or size + length > budget):
+            yield batch
+            batch, size = [], 0
+        batch.append(path)
+        size += length
+    if batch:
+        yield batch
 
 
 def image_files(root: Path) -> Iterator[Path]:

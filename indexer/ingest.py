@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import weaviate
@@ -28,15 +28,17 @@ from indexer.blob_gc import BlobCollector
 from indexer.blobs import BlobStore
 from indexer.errors import ClipsearchError
 from indexer.images import decode_image, make_thumbnail
-from indexer.jobs import FINAL_STATES, REEMBED, JobState, JobStore, Outcome
+from indexer.items import JobItem, check_item, item_name
+from indexer.jobs import FINAL_STATES, REEMBED, JobReport, JobState, JobStore, Outcome
 from indexer.model.encoder import FIRST_BATCH, ClipEncoder
 from indexer.objectstore import remove_staging
 from indexer.preprocess import preprocess
+from indexer.reembed import ReembedUseCase
 from indexer.settings import Settings
-from indexer.sources import Item, ItemReader, item_name
+from indexer.sources import ItemReader
 from indexer.store.images import ImageRecord, ImageStore
 from indexer.store.schema import image_uuid
-from indexer.user_collections import get_collection, switch_model
+from indexer.user_collections import CollectionInfo, get_collection
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class _Pending:
     thread makes the thumbnail and the model input from them and drops them."""
 
     index: int
-    item: Item
+    item: JobItem
     data: bytes
     sha256: str
     uuid: str
@@ -81,18 +83,6 @@ def _record(
 ) -> None:
     if jobs.record(job_id, index, outcome, file, reason):
         _COUNTERS[outcome]()
-
-
-def _source(item: Item) -> str:
-    """Where the bytes came from: the URL, the server-side path, the archive entry, or an upload."""
-    kind = item["kind"]
-    if kind == "url":
-        return str(item["url"])
-    if kind == "folder":
-        return str(item["path"])
-    if kind == "zip":
-        return f"zip:{item['name']}"
-    return "upload"
 
 
 class _Stopped(Exception):
@@ -145,10 +135,54 @@ class _Chunk:
     collection: str
     options: dict[str, Any]
     store: ImageStore
-    reembed: bool
+    use: ChunkUseCase
 
     def record(self, index: int, outcome: Outcome, file: str = "", reason: str = "") -> None:
         _record(self.rt.jobs, self.job_id, index, outcome, file, reason)
+
+
+class ChunkUseCase(Protocol):
+    """What one kind of job does with the pipeline's shared stages (read and hash, decode and
+    preprocess, infer): which model's index it writes, whether it makes thumbnails, how it stores a
+    batch of vectors (recording each item's outcome), and what happens when the job has ended. An ingest
+    (`IngestUseCase`) and a re-embed (indexer.reembed.ReembedUseCase) are the two."""
+
+    thumbnails: bool
+
+    def model_id(self, info: CollectionInfo, options: dict[str, Any]) -> str: ...
+
+    def store(self, chunk: _Chunk, fresh: list[_Pending], vectors: NDArray[np.float32]) -> None: ...
+
+    def finished(self, rt: IngestRuntime, report: JobReport) -> None: ...
+
+
+class IngestUseCase:
+    """New images into the collection's own model: blobs, thumbnails and image objects."""
+
+    thumbnails = True
+
+    def model_id(self, info: CollectionInfo, options: dict[str, Any]) -> str:
+        return info.model_id
+
+    def store(self, chunk: _Chunk, fresh: list[_Pending], vectors: NDArray[np.float32]) -> None:
+        rt = chunk.rt
+        # Pinned from before the blobs are written until the objects that refer to them are stored, so
+        # that a delete elsewhere of the same bytes cannot collect them in between (indexer/blob_gc.py).
+        with BlobCollector(rt.weaviate, rt.jobs.redis, rt.blobs).pinned([p.sha256 for p in fresh]):
+            errors = _store(rt, chunk.job_id, chunk.collection, chunk.options, fresh, chunk.store, vectors)
+        for p in fresh:
+            if p.uuid in errors:
+                chunk.record(p.index, Outcome.FAILED, p.item.name, f"vector store: {errors[p.uuid]}")
+            else:
+                chunk.record(p.index, Outcome.INDEXED)
+
+    def finished(self, rt: IngestRuntime, report: JobReport) -> None:
+        """Nothing beyond the staging clean-up that every job gets."""
+
+
+def use_case_for(kind: str) -> ChunkUseCase:
+    """The use case that runs the chunks of a job of this kind."""
+    return ReembedUseCase() if kind == REEMBED else IngestUseCase()
 
 
 def run_chunk(
@@ -209,9 +243,8 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
     report = jobs.get(job_id, with_errors=False)
     options = jobs.options(job_id)
     info = get_collection(rt.weaviate, report.collection, with_count=False)
-    reembed = report.kind == REEMBED
-    # A re-embed job writes the collection's images into the target model's index; ingest into its own.
-    model_id = str(options["to_model"]) if reembed else info.model_id
+    use = use_case_for(report.kind)
+    model_id = use.model_id(info, options)  # a re-embed writes into the target model's index
     if model_id != rt.encoder.model_id:
         jobs.fail(
             job_id,
@@ -220,13 +253,13 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
         )
         return
     store = ImageStore(rt.weaviate, model_id, ensure=True)  # a re-embed may be the first writer of a model
-    chunk = _Chunk(rt, job_id, info.name, options, store, reembed)
+    chunk = _Chunk(rt, job_id, info.name, options, store, use)
     stages = _Stages(threading.Event(), queue.Queue(maxsize=1), queue.Queue(maxsize=1))
     with ThreadPoolExecutor(2, thread_name_prefix="ingest-stage") as pool:
         reader = pool.submit(_guarded, stages, _read_stage, chunk, stages, start, end)
         writer = pool.submit(_guarded, stages, _store_stage, chunk, stages)
         try:
-            for batch, outcomes in rt.encoder.embed_stream(stages.batches(), _preparer(rt)):
+            for batch, outcomes in rt.encoder.embed_stream(stages.batches(), _preparer(rt, use.thumbnails)):
                 stages.put(stages.to_store, (batch, outcomes))
             stages.put(stages.to_store, None)
         except _Stopped:
@@ -273,20 +306,22 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
     size = min(FIRST_BATCH, rt.encoder.batch_size)
     batch: list[_Pending] = []
     try:
-        for index, item in zip(indexes, items, strict=True):
+        for index, raw in zip(indexes, items, strict=True):
             if stages.stop.is_set():
                 raise _Stopped
             if index in already:
                 continue
             try:
-                data = reader.read(item)  # checks the item first: a malformed one is failed, not run
+                # Redis is a trust boundary: the item is validated first, and a malformed one is failed
+                item = check_item(raw, rt.settings, job_id)
+                data = reader.read(item)
             except ClipsearchError as exc:
-                chunk.record(index, Outcome.FAILED, item_name(item, index), exc.message)
+                chunk.record(index, Outcome.FAILED, item_name(raw, index), exc.message)
                 continue
             except Exception as exc:  # one unreadable item fails alone, never its whole chunk
                 log.exception("job %s item %d could not be read", job_id, index)
                 reason = f"cannot read: {exc.__class__.__name__}: {exc}"
-                chunk.record(index, Outcome.FAILED, item_name(item, index), reason)
+                chunk.record(index, Outcome.FAILED, item_name(raw, index), reason)
                 continue
             sha = hashlib.sha256(data).hexdigest()
             _crash_hook(rt.settings, sha)
@@ -319,7 +354,7 @@ def _hand_on(chunk: _Chunk, stages: _Stages, batch: list[_Pending]) -> None:
         stages.put(stages.to_infer, fresh)
 
 
-def _preparer(rt: IngestRuntime) -> Callable[[_Pending, NDArray[np.float32]], None]:
+def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[_Pending, NDArray[np.float32]], None]:
     """Decode, thumbnail and preprocess one item into its batch slot; the pixels die on return."""
     settings, encoder = rt.settings, rt.encoder
     cfg, min_side = encoder.preprocess_cfg, encoder.min_decode_side
@@ -327,27 +362,22 @@ def _preparer(rt: IngestRuntime) -> Callable[[_Pending, NDArray[np.float32]], No
     def prepare(p: _Pending, slot: NDArray[np.float32]) -> None:
         image = decode_image(p.data, settings.max_image_pixels, min_side=min_side)
         p.format, p.width, p.height = image.format, image.width, image.height
-        if not _is_stored(p):
+        if thumbnails:
             p.thumbnail = make_thumbnail(image, settings.thumbnail_size)
         preprocess(image.pixels, cfg, out=slot)
 
     return prepare
 
 
-def _is_stored(p: _Pending) -> bool:
-    """A re-embed reads a stored original, whose thumbnail is stored already."""
-    return bool(p.item.get("kind") == "stored")
-
-
 def _store_stage(chunk: _Chunk, stages: _Stages) -> None:
-    rt, jobs, job_id = chunk.rt, chunk.rt.jobs, chunk.job_id
+    jobs, job_id = chunk.rt.jobs, chunk.job_id
     while (done := stages.get(stages.to_store)) is not None:
         batch, outcomes = done
         fresh: list[_Pending] = []
         vectors: list[NDArray[np.float32]] = []
         for p, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, ClipsearchError):
-                chunk.record(p.index, Outcome.FAILED, p.item["name"], outcome.message)
+                chunk.record(p.index, Outcome.FAILED, p.item.name, outcome.message)
             else:
                 fresh.append(p)
                 vectors.append(outcome)
@@ -355,19 +385,7 @@ def _store_stage(chunk: _Chunk, stages: _Stages) -> None:
             continue
         if jobs.state(job_id) is JobState.CANCELLED:
             raise _Cancelled
-        stacked = np.stack(vectors)
-        if chunk.reembed:
-            _reembed_records(rt, str(chunk.options["from_model"]), fresh, job_id, chunk.store, stacked)
-            continue
-        # Pinned from before the blobs are written until the objects that refer to them are stored, so
-        # that a delete elsewhere of the same bytes cannot collect them in between (indexer/blob_gc.py).
-        with BlobCollector(rt.weaviate, jobs.redis, rt.blobs).pinned([p.sha256 for p in fresh]):
-            errors = _store(rt, job_id, chunk.collection, chunk.options, fresh, chunk.store, stacked)
-        for p in fresh:
-            if p.uuid in errors:
-                chunk.record(p.index, Outcome.FAILED, p.item["name"], f"vector store: {errors[p.uuid]}")
-            else:
-                chunk.record(p.index, Outcome.INDEXED)
+        chunk.use.store(chunk, fresh, np.stack(vectors))
 
 
 def _store(
@@ -389,8 +407,8 @@ def _store(
             ImageRecord(
                 id=p.uuid,
                 collection=collection,
-                filename=p.item["name"],
-                source=_source(p.item),
+                filename=p.item.name,
+                source=p.item.source,
                 sha256=p.sha256,
                 format=p.format,
                 width=p.width,
@@ -405,51 +423,14 @@ def _store(
     return store.insert(records, np.asarray(vectors))
 
 
-def _reembed_records(
-    rt: IngestRuntime,
-    from_model: str,
-    fresh: list[_Pending],
-    job_id: str,
-    store: ImageStore,
-    vectors: NDArray[np.float32],
-) -> None:
-    """Copy the images' stored records (tags, metadata, labels...) with their new vectors."""
-    old = ImageStore(rt.weaviate, from_model).records([p.uuid for p in fresh])
-    moved, kept = [], []
-    for p, vector in zip(fresh, vectors, strict=True):
-        if p.uuid in old:
-            moved.append(old[p.uuid].model_copy(update={"job_id": job_id}))
-            kept.append(vector)
-        else:
-            _record(rt.jobs, job_id, p.index, Outcome.FAILED, p.item["name"], "deleted during the re-embed")
-    errors = store.insert(moved, np.asarray(kept)) if moved else {}
-    index_of = {p.uuid: p.index for p in fresh}
-    for record in moved:
-        index = index_of[record.id]
-        if record.id in errors:
-            _record(
-                rt.jobs, job_id, index, Outcome.FAILED, record.filename, f"vector store: {errors[record.id]}"
-            )
-        else:
-            _record(rt.jobs, job_id, index, Outcome.INDEXED)
-
-
 def _finish(rt: IngestRuntime, job_id: str) -> None:
-    """After a chunk: clean the staging area of a finished job, and complete a finished re-embed."""
+    """After a chunk: clean the staging area of a finished job, and let its use case end it (a
+    re-embed switches the collection over)."""
     if rt.jobs.state(job_id) not in FINAL_STATES:
         return
     cleanup_staging(rt, job_id)
     report = rt.jobs.get(job_id, with_errors=False)
-    if report.kind == REEMBED and report.state is JobState.COMPLETED:
-        options = rt.jobs.options(job_id)
-        if report.failed:
-            rt.jobs.fail(
-                job_id,
-                f"{report.failed} images could not be re-embedded; the collection stays "
-                f"on model {options['from_model']}",
-            )
-            return
-        switch_model(rt.weaviate, report.collection, str(options["from_model"]), str(options["to_model"]))
+    use_case_for(report.kind).finished(rt, report)
 
 
 def cleanup_staging(rt: IngestRuntime, job_id: str) -> None:

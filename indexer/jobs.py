@@ -107,7 +107,9 @@ end
 """.replace("{batch}", str(PRUNE_BATCH))
 
 # KEYS: as _FINISH_LUA. ARGV: item index, outcome, error JSON or "", now, ttl, PREFIX, ENDED.
-_RECORD = _FINISH_LUA + """
+_RECORD = (
+    _FINISH_LUA
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
@@ -125,10 +127,13 @@ elseif state ~= 'running' and state ~= 'queued' then
 end
 return 1
 """
+)
 
 # KEYS: as _FINISH_LUA. ARGV: state, now, ttl, PREFIX, ENDED, failure reason, only_if_active ("1"/"0").
 # Returns the state before the call.
-_END = _FINISH_LUA + """
+_END = (
+    _FINISH_LUA
+    + """
 local old = redis.call('HGET', KEYS[1], 'state')
 if not old then return false end
 if ARGV[7] == '1' and old ~= 'queued' and old ~= 'running' then return old end
@@ -136,6 +141,7 @@ finish(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'failure', ARGV[6]) end
 return old
 """
+)
 
 # KEYS[1]: job hash, KEYS[2]: ACTIVE. ARGV: now. Only a queued job starts running.
 _RUN = """

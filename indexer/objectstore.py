@@ -221,6 +221,20 @@ class S3ObjectStore(ObjectStore):
     def put_file(self, key: str, path: Path) -> None:
         self.client.upload_file(str(path), self.bucket, self._key(key))
 
+    def put_stream(self, key: str, stream: IO[bytes], head_bytes: int = 16) -> tuple[int, bytes]:
+        """A seekable stream (the API's spooled upload) is uploaded from where it is, in parts, with no
+        local copy; any other one goes through a temporary file (the base class)."""
+        if not stream.seekable():
+            return super().put_stream(key, stream, head_bytes)
+        stream.seek(0, os.SEEK_END)
+        size = stream.tell()
+        stream.seek(0)
+        head = stream.read(head_bytes)
+        stream.seek(0)
+        if size:
+            self.client.upload_fileobj(stream, self.bucket, self._key(key))
+        return size, head
+
     def _missing(self, exc: Exception) -> bool:
         code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
         return code in ("404", "NoSuchKey", "NotFound")

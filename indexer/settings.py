@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # Replication factor of new image and reference collections; 0: min(nodes, 3).
     weaviate_replication_factor: int = Field(default=0, ge=0)
     weaviate_consistency: Literal["ONE", "QUORUM", "ALL"] = "QUORUM"
+    # Vector compression of new image collections (indexer/store/schema.py; fixed once a collection
+    # exists): none, rq8 (8-bit rotational quantization: 4x smaller, recall close to uncompressed),
+    # rq1 (1-bit RQ: ~32x, lower recall), sq, bq or pq. benchmarks/recall.py --compression measures it.
+    weaviate_vector_compression: Literal["none", "rq8", "rq1", "sq", "bq", "pq"] = "none"
 
     # Redis. Unset REDIS_URL means "start the managed local redis-server".
     redis_url: str | None = None
@@ -97,8 +101,17 @@ class Settings(BaseSettings):
     test_crash_sha256: str = ""
     # Bulk labelling: stored vectors scored per task (no ONNX, so far larger than an ingest chunk).
     label_chunk_size: int = 1000
-    # Duplicates and edge lists compare every pair of a collection's vectors: at most this many images.
-    similarity_max_images: int = 20_000
+    # Duplicates and edge lists (indexer/similarity.py): exact numpy over every pair up to
+    # SIMILARITY_EXACT_MAX_IMAGES images; above, one nearest-neighbour query per image through Weaviate
+    # (SIMILARITY_NEIGHBOURS per image, SIMILARITY_QUERY_CONCURRENCY in flight); refused above
+    # SIMILARITY_MAX_IMAGES.
+    similarity_max_images: int = Field(default=2_000_000, ge=1)
+    # 100k on 2 cores (benchmarks/similarity.py): exact 125 s, +535 MB; neighbours 394 s, +18 MB.
+    # Exact grows with n^2 (1M: hours, 2.5 GB), the neighbour path with about n log n and no memory.
+    similarity_exact_max_images: int = Field(default=100_000, ge=0)
+    # Weaviate's query ef grows with the limit (8 x limit, at least 100): 10 neighbours cost a third of 50.
+    similarity_neighbours: int = Field(default=10, ge=1, le=1000)
+    similarity_query_concurrency: int = Field(default=4, ge=1, le=64)
 
     # Ingest sources.
     folder_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)

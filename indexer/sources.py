@@ -1,12 +1,12 @@
 """Where images come from: uploads staged on disk, zip archives, server-side folders and URLs.
 
-Planning turns a source into items (small JSON-able dicts that reference the bytes, never carry them),
-and refuses what is unsafe before any work is queued. `ItemReader` later reads one item's bytes.
+Planning turns a source into job items (indexer/items.py: one pydantic model per kind, which reference
+the bytes, never carry them), and refuses what is unsafe before any work is queued. `ItemReader` later
+reads one checked item's bytes.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
@@ -14,18 +14,30 @@ import stat
 import tempfile
 import time
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO
 
 from indexer import ziparchive
-from indexer.blobs import BlobStore, check_sha256
+from indexer.blobs import BlobStore
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from indexer.images import sniff_format
-from indexer.objectstore import ObjectMissing, ObjectStore, check_key, staging_store
+from indexer.items import (
+    FileItem,
+    FolderItem,
+    JobItem,
+    RejectedItem,
+    StagedItem,
+    StagedZipItem,
+    StoredItem,
+    UrlItem,
+    ZipItem,
+    resolve_path,
+)
+from indexer.objectstore import ObjectMissing, ObjectStore, staging_store
 from indexer.settings import Settings
 from indexer.url_fetch import UrlTimeout, fetch_url, parse_url, resolve, vet
 from indexer.ziparchive import Entry
 
-Item = dict[str, Any]
+Item = JobItem  # the planned items of an ingest or re-embed job
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 HEAD_BYTES = 16
 
@@ -42,8 +54,8 @@ def reject_reason(head: bytes, size: int) -> str | None:
     return None
 
 
-def rejected(name: str, reason: str) -> Item:
-    return {"kind": "rejected", "name": name, "reason": reason}
+def rejected(name: str, reason: str) -> RejectedItem:
+    return RejectedItem(name=name, reason=reason)
 
 
 def stage_upload(staging: Path, index: int, filename: str, stream: IO[bytes]) -> Item:
@@ -64,7 +76,7 @@ def stage_upload(staging: Path, index: int, filename: str, stream: IO[bytes]) ->
     if reason:
         path.unlink()
         return rejected(display, reason)
-    return {"kind": "file", "path": str(path), "name": display}
+    return FileItem(path=str(path), name=display)
 
 
 def _safe_name(display: str) -> str:
@@ -83,18 +95,44 @@ def stage_upload_object(
     if reason:
         store.delete(key)
         return rejected(display, reason)
-    return {"kind": "staged", "key": key, "name": display}
+    return StagedItem(key=key, name=display)
+
+
+def stage_spooled(staging: Path, index: int, filename: str, stream: IO[bytes], spooled: Path) -> Item:
+    """Stage an upload that the transport already wrote to ``spooled`` (a file in the staging area's
+    file system, which ``stream`` writes to): a rename, the bytes are not copied. Empty and non-image
+    files are refused at once (their spool file is the transport's to remove)."""
+    display = filename or f"upload-{index}"
+    stream.flush()
+    size = os.fstat(stream.fileno()).st_size
+    stream.seek(0)
+    reason = reject_reason(stream.read(HEAD_BYTES), size)
+    if reason:
+        return rejected(display, reason)
+    staging.mkdir(parents=True, exist_ok=True)
+    path = staging / f"{index:06d}-{_safe_name(display)}"
+    os.replace(spooled, path)
+    return FileItem(path=str(path), name=display)
 
 
 def stage(
-    settings: Settings, job_id: str, sub: str | None, index: int, filename: str, stream: IO[bytes]
+    settings: Settings,
+    job_id: str,
+    sub: str | None,
+    index: int,
+    filename: str,
+    stream: IO[bytes],
+    spooled: Path | None = None,
 ) -> Item:
     """Stage one upload where this deployment's workers read it: DATA_DIR/staging/<job>[/<sub>] on one
-    machine, the object store's staging/<job>[/<sub>]/ when BLOB_STORE_URL is set."""
+    machine, the object store's staging/<job>[/<sub>]/ when BLOB_STORE_URL is set. An upload already
+    ``spooled`` to a file of the local staging area is renamed into place, not copied."""
     if settings.blob_store_url:
         prefix = f"{job_id}/{sub}" if sub else job_id
         return stage_upload_object(staging_store(settings), prefix, index, filename, stream)
     staging = settings.staging_dir / job_id
+    if spooled is not None:
+        return stage_spooled(staging / sub if sub else staging, index, filename, stream, spooled)
     return stage_upload(staging / sub if sub else staging, index, filename, stream)
 
 
@@ -108,9 +146,7 @@ def stage_zip_items(settings: Settings, job_id: str, path: Path, items: list[Ite
     shutil.rmtree(path.parent, ignore_errors=True)
     staged: list[Item] = []
     for item in items:
-        if item["kind"] == "zip":
-            item = {k: v for k, v in item.items() if k != "path"} | {"kind": "staged_zip", "key": key}
-        staged.append(item)
+        staged.append(item.staged(key) if isinstance(item, ZipItem) else item)
     return staged
 
 
@@ -177,15 +213,7 @@ def plan_zip(path: Path, display: str, settings: Settings) -> list[Item]:
         if problem:
             items.append(rejected(name, problem))
         else:
-            items.append(
-                {
-                    "kind": "zip",
-                    "path": str(path),
-                    "entry": entry.name,
-                    "record": entry.record_offset,
-                    "name": name,
-                }
-            )
+            items.append(ZipItem(path=str(path), entry=entry.name, record=entry.record_offset, name=name))
     return items
 
 
@@ -195,22 +223,6 @@ def _root_for(real: Path, roots: list[Path]) -> Path | None:
         if real == resolved or real.is_relative_to(resolved):
             return resolved
     return None
-
-
-def _resolve(path: Path) -> tuple[Path | None, str]:
-    """The real path, or None and why not (a symlink loop, a name the OS refuses)."""
-    try:
-        return path.resolve(strict=True), ""
-    except FileNotFoundError:
-        return None, "broken symbolic link (its target does not exist)"
-    except RuntimeError:  # Python < 3.13 reports a symlink loop this way
-        return None, "symbolic link loop"
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return None, "symbolic link loop"
-        return None, f"cannot resolve path: {exc.strerror or exc}"
-    except ValueError as exc:  # an embedded NUL byte
-        return None, f"invalid path: {exc}"
 
 
 def plan_folder(folder: str, settings: Settings) -> list[Item]:
@@ -259,7 +271,7 @@ def plan_folder(folder: str, settings: Settings) -> list[Item]:
         for filename in sorted(filenames):
             path = Path(dirpath) / filename
             if path.is_symlink():
-                target, why = _resolve(path)
+                target, why = resolve_path(path)
                 if target is None:
                     add(rejected(str(path), why))
                     continue
@@ -269,7 +281,7 @@ def plan_folder(folder: str, settings: Settings) -> list[Item]:
                 if not target.is_file():
                     add(rejected(str(path), "symbolic link to something that is not a regular file"))
                     continue
-            add({"kind": "folder", "path": str(path), "root": str(root), "name": str(path)})
+            add(FolderItem(path=str(path), root=str(root), name=str(path)))
     return items
 
 
@@ -303,89 +315,13 @@ def plan_urls(urls: list[str], settings: Settings) -> list[Item]:
         except InvalidInput as exc:
             items.append(rejected(name, exc.message))
             continue
-        items.append({"kind": "url", "url": url, "name": url})
+        items.append(UrlItem(url=url, name=url))
     return items
 
 
-_ITEM_FIELDS: dict[str, dict[str, type]] = {
-    "rejected": {"reason": str},
-    "url": {"url": str},
-    "file": {"path": str},
-    "zip": {"path": str, "entry": str, "record": int},
-    "folder": {"path": str, "root": str},
-    "stored": {"sha256": str},
-    "staged": {"key": str},
-    "staged_zip": {"key": str, "entry": str, "record": int},
-}
-MAX_ITEM_TEXT = 8192
-
-
-def item_name(item: object, index: int) -> str:
-    """The name to report an item's outcome under, even for an item too malformed to have one."""
-    name = item.get("name") if isinstance(item, dict) else None
-    return name[:MAX_ITEM_TEXT] if isinstance(name, str) else f"item {index}"
-
-
-def _inside(raw: str, root: Path, what: str) -> Path:
-    """`raw` resolved, refused unless it lies inside `root` (resolved)."""
-    if "\x00" in raw or not os.path.isabs(raw):
-        raise InvalidInput(f"malformed job item: {what} path must be absolute, without NUL bytes")
-    path, why = _resolve(Path(raw))
-    if path is None:
-        if why.startswith("broken"):
-            raise InvalidInput("file disappeared before it could be read")
-        raise InvalidInput(f"cannot read file: {why}")
-    real_root, _ = _resolve(root)
-    if real_root is None or not path.is_relative_to(real_root):
-        raise Forbidden(f"malformed job item: {what} path lies outside {root}")
-    return path
-
-
-def check_item(item: object, settings: Settings, job_id: str | None = None) -> Item:
-    """A job item as read back from Redis, checked before anything is done with it.
-
-    Redis is a trust boundary: whoever can write to it can write items, so an item may name only what
-    planning could have produced: a sha256 of 64 lowercase hex characters, a staged file inside this
-    job's staging directory, a folder file inside one of FOLDER_ROOTS. A bad item is failed with the
-    reason (InvalidInput or Forbidden), never executed."""
-    if not isinstance(item, dict):
-        raise InvalidInput("malformed job item: not an object")
-    kind = item.get("kind")
-    fields = _ITEM_FIELDS.get(kind) if isinstance(kind, str) else None
-    if fields is None:
-        raise InvalidInput(f"malformed job item: unknown kind {str(kind)[:40]!r}")
-    if not isinstance(item.get("name"), str):
-        raise InvalidInput("malformed job item: no name")
-    for key, typ in fields.items():
-        value = item.get(key)
-        if not isinstance(value, typ) or isinstance(value, bool):
-            raise InvalidInput(f"malformed job item: `{key}` must be a {typ.__name__}")
-        if isinstance(value, str) and len(value) > MAX_ITEM_TEXT:
-            raise InvalidInput(f"malformed job item: `{key}` is too long")
-    if kind == "stored":
-        check_sha256(item["sha256"])
-    elif kind in ("staged", "staged_zip"):
-        key = check_key(item["key"])
-        if job_id and not key.startswith(f"{job_id}/"):
-            raise Forbidden("malformed job item: staged key lies outside this job's staging area")
-        if kind == "staged_zip" and item["record"] < 0:
-            raise InvalidInput("malformed job item: negative archive record offset")
-    elif kind in ("file", "zip"):
-        staging = settings.staging_dir / job_id if job_id else settings.staging_dir
-        _inside(item["path"], staging, "staged file")
-        if kind == "zip" and item["record"] < 0:
-            raise InvalidInput("malformed job item: negative archive record offset")
-    elif kind == "folder":
-        roots = [r.resolve() for r in settings.folder_roots]
-        root = Path(item["root"])
-        if root not in roots:
-            raise Forbidden("malformed job item: its root is not one of FOLDER_ROOTS")
-        _inside(item["path"], root, "folder file")
-    return item
-
-
 class ItemReader:
-    """Reads items' bytes for one chunk; each item is checked (`check_item`) before it is read."""
+    """Reads items' bytes for one chunk. Items come checked (`indexer.items.check_item`, as the worker
+    reads them from Redis), so the reader only dispatches on their type."""
 
     def __init__(self, settings: Settings, job_id: str | None = None) -> None:
         self.settings = settings
@@ -393,37 +329,36 @@ class ItemReader:
         self._archives: dict[str, Path] = {}  # staged_zip: archives fetched from the object store
         self._tmp: str | None = None
 
-    def read(self, item: Item) -> bytes:
-        check_item(item, self.settings, self.job_id)
-        kind = item["kind"]
-        if kind == "rejected":
-            raise InvalidInput(item["reason"])
-        if kind == "url":
-            return fetch_url(
-                item["url"],
-                allow=self.settings.url_allow,
-                max_bytes=self.settings.url_max_bytes,
-                timeout_s=self.settings.url_timeout_s,
-                max_redirects=self.settings.url_max_redirects,
-            )
-        if kind == "zip":
-            return self._read_zip(item)
-        if kind == "staged":
-            try:
-                return staging_store(self.settings).get_bytes(item["key"])
-            except ObjectMissing as exc:
-                raise InvalidInput("file disappeared before it could be read") from exc
-        if kind == "staged_zip":
-            return self._read_zip(item, self._archive(item["key"]))
-        if kind == "stored":  # re-embedding: the original kept at ingest
-            return BlobStore.from_settings(self.settings).read_original(item["sha256"])
-        path = Path(item["path"])
-        try:
-            return path.read_bytes()
-        except FileNotFoundError as exc:
-            raise InvalidInput("file disappeared before it could be read") from exc
-        except OSError as exc:
-            raise InvalidInput(f"cannot read file: {exc.strerror}") from exc
+    def read(self, item: JobItem) -> bytes:
+        match item:
+            case RejectedItem():
+                raise InvalidInput(item.reason)
+            case UrlItem():
+                return fetch_url(
+                    item.url,
+                    allow=self.settings.url_allow,
+                    max_bytes=self.settings.url_max_bytes,
+                    timeout_s=self.settings.url_timeout_s,
+                    max_redirects=self.settings.url_max_redirects,
+                )
+            case ZipItem():
+                return self._read_zip(item, Path(item.path))
+            case StagedItem():
+                try:
+                    return staging_store(self.settings).get_bytes(item.key)
+                except ObjectMissing as exc:
+                    raise InvalidInput("file disappeared before it could be read") from exc
+            case StagedZipItem():
+                return self._read_zip(item, self._archive(item.key))
+            case StoredItem():  # re-embedding: the original kept at ingest
+                return BlobStore.from_settings(self.settings).read_original(item.sha256)
+            case FileItem() | FolderItem():
+                try:
+                    return Path(item.path).read_bytes()
+                except FileNotFoundError as exc:
+                    raise InvalidInput("file disappeared before it could be read") from exc
+                except OSError as exc:
+                    raise InvalidInput(f"cannot read file: {exc.strerror}") from exc
 
     def _archive(self, key: str) -> Path:
         """A staged archive copied from the object store once per reader (removed by `close`)."""
@@ -439,15 +374,14 @@ class ItemReader:
             self._archives[key] = path
         return path
 
-    def _read_zip(self, item: Item, path: Path | None = None) -> bytes:
+    def _read_zip(self, item: ZipItem | StagedZipItem, path: Path) -> bytes:
         """The entry whose directory record planning found at `record`: only this entry's damage
         (a corrupt stream, a CRC mismatch) fails it, never the chunk."""
-        path = path or Path(item["path"])
         try:
             with path.open("rb") as f:
                 directory = ziparchive.read_directory(f, path.stat().st_size)
-                entry = ziparchive.entry_at(f, directory, int(item["record"]))
-                if entry.name != item["entry"]:
+                entry = ziparchive.entry_at(f, directory, item.record)
+                if entry.name != item.entry:
                     raise InvalidInput("malformed job item: the entry at that offset has another name")
                 problem = _zip_problem(entry, self.settings)
                 if problem:

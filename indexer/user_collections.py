@@ -13,6 +13,7 @@ from weaviate.exceptions import WeaviateQueryError
 
 from indexer.blob_gc import BlobCollector, delete_images
 from indexer.errors import Conflict, InvalidInput, NotFound
+from indexer.items import StoredItem
 from indexer.store.images import ImageStore, is_missing_class
 from indexer.store.scan import scan
 from indexer.store.schema import IMAGE_ID_NAMESPACE, REGISTRY, ensure_image_collection, ensure_registry
@@ -116,12 +117,12 @@ def switch_model(client: weaviate.WeaviateClient, name: str, from_model: str, to
     ImageStore(client, from_model).delete_where(Filter.by_property("collection").equal(name))
 
 
-def reembed_items(client: weaviate.WeaviateClient, info: CollectionInfo) -> list[dict[str, str]]:
+def reembed_items(client: weaviate.WeaviateClient, info: CollectionInfo) -> list[StoredItem]:
     """One job item per stored image of the collection: re-encoded from its original in the blob store."""
     store = ImageStore(client, info.model_id)
     where = Filter.by_property("collection").equal(info.name)
     return [
-        {"kind": "stored", "sha256": str(obj.properties["sha256"]), "name": str(obj.properties["filename"])}
+        StoredItem(sha256=str(obj.properties["sha256"]), name=str(obj.properties["filename"]))
         for page in scan(store.collection, where, "sha256", properties=["filename"])
         for obj in page
     ]

@@ -22,12 +22,14 @@ from search_api.routes import (
     uploads,
 )
 from search_api.services import Services, install
+from search_api.upload_spool import install_spooling
 
 
 def create_app(settings: Settings | None = None, svc: Services | None = None) -> Flask:
     settings = settings or Settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    install_spooling(app, settings)  # multipart files written once, into the staging area (issue 9)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install(app, svc or Services.from_settings(settings))
     register_error_handlers(app)

@@ -23,8 +23,9 @@ from indexer.classify.scoring import assign
 from indexer.classify.service import Scorer, ScorerCache
 from indexer.classify.store import ClassStore, Kind
 from indexer.errors import InvalidInput
+from indexer.items import LabelItem, item_name, parse_label_item
 from indexer.jobs import FINAL_STATES, JobStore, Outcome
-from indexer.store.images import ImageStore, check_image_id
+from indexer.store.images import ImageStore
 from indexer.store.scan import scan, vector_of
 
 JOB_KIND = "label"
@@ -60,7 +61,7 @@ def plan_label_job(
         record.labelled_names = owned
         store.save(record)
     ids = collection_ids(client, record.model_id, collection)
-    items: list[dict[str, Any]] = [{"id": image_id, "name": image_id} for image_id in ids]
+    items = [LabelItem(id=image_id, name=image_id).to_json() for image_id in ids]
     options = {
         "kind": record.kind.value,
         "name": record.name,
@@ -85,14 +86,13 @@ def label_chunk(client: weaviate.WeaviateClient, jobs: JobStore, job_id: str, st
     indexes = list(range(start, start + len(items)))
     already = jobs.recorded(job_id, indexes)
     todo: dict[str, int] = {}
-    for index, item in zip(indexes, items, strict=True):
+    for index, raw in zip(indexes, items, strict=True):
         if index in already:
             continue
         try:  # an item is checked before it reaches a Weaviate filter: Redis is a trust boundary
-            todo[check_image_id(str(item.get("id", "")))] = index
+            todo[parse_label_item(raw).id] = index
         except InvalidInput as exc:
-            name = str(item.get("name", f"item {index}"))[:200]
-            jobs.record(job_id, index, Outcome.FAILED, name, f"malformed job item: {exc.message}")
+            jobs.record(job_id, index, Outcome.FAILED, item_name(raw, index)[:200], exc.message)
     if not todo:
         return
     result = images.collection.query.fetch_objects(

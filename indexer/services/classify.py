@@ -183,12 +183,13 @@ class ClassifyService:
         return self._detail(record)
 
     def reencode(self, name: str) -> ClassSetDetail:
-        """Re-encode a class set's references for this service's model; its collection must use it."""
+        """Re-encode a class set's references for this service's model; its collection must use it
+        (else ModelMismatch, 409, also when the set is already on this model: it follows its collection)."""
         b = self.backends
         store = self.class_store()
         record = store.get(Kind.CLASS_SET, name)
+        info = b.encodable_collection(record.collection)
         if record.model_id != b.model_id:
-            info = b.collection(record.collection)
             record = reencode(
                 store, b.encoder, b.image_store(info), b.blobs, record, b.settings.max_image_pixels
             )
@@ -324,9 +325,11 @@ class ClassifyService:
         max-F1 or the lowest meeting ``target_precision``; with ``apply`` store the threshold and the
         figures with the classifier (a new version)."""
         b = self.backends
-        scorer = self.scorer(Kind.CLASSIFIER, name)
-        record = scorer.record
+        store = self.class_store()
+        record = store.get(Kind.CLASSIFIER, name)
+        # before its references are loaded: those of another model's classifier are not this service's
         require_model(f"classifier {name!r}", record.model_id, b.model_id)
+        scorer = self.scorers.get(store, record)
         scored: list[ScoredExample] = []
         parts: list[NDArray[np.float32]] = []
         if examples:
@@ -366,13 +369,15 @@ class ClassifyService:
         offset: int = 0,
     ) -> Applied:
         """A classifier's verdicts on stored ids, uploads or (matches only, best first) a collection."""
-        scorer = self.scorer(Kind.CLASSIFIER, name)
-        record = scorer.record
+        store = self.class_store()
+        record = store.get(Kind.CLASSIFIER, name)
         cut = _threshold(record, threshold)
         if sum([bool(files), bool(image_ids), collection is not None]) != 1:
             raise InvalidInput("give exactly one of: `image_ids`, uploaded `files`, or a `collection`")
-        if files:
+        if files:  # uploads are encoded by this service: checked before the references are loaded
             require_model(f"classifier {name!r}", record.model_id, self.backends.model_id)
+        scorer = self.scorers.get(store, record)
+        if files:
             vectors = self._encode_uploads(files)
             return Applied(record, cut, _verdicts(scorer, vectors, cut, [{"file": f} for f, _ in files]))
         if image_ids:

@@ -3,7 +3,7 @@ start the job through the JobQueue port. Re-embed is its own use case (indexer/s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -12,12 +12,14 @@ from pydantic import BaseModel
 
 from indexer.errors import InvalidInput, UnsupportedMediaType
 from indexer.images import check_content_type
+from indexer.items import JobItem, RejectedItem
 from indexer.jobs import new_job_id
 from indexer.objectstore import remove_staging
 from indexer.services.backends import Backends
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
-from indexer.sources import Item, plan_folder, plan_urls, plan_zip, rejected, stage, stage_zip_items
+from indexer.settings import Settings
+from indexer.sources import plan_folder, plan_urls, plan_zip, rejected, stage, stage_zip_items
 from indexer.user_collections import CollectionInfo
 
 
@@ -36,11 +38,28 @@ class JobStarted(BaseModel):
 
 @dataclass(frozen=True)
 class Upload:
-    """One uploaded file as the transport received it."""
+    """One uploaded file as the transport received it. ``spooled``: the file on disk that ``stream``
+    writes to, when the transport spooled it inside the local staging area (staged by a rename)."""
 
     filename: str
     content_type: str | None
     stream: IO[bytes]
+    spooled: Path | None = None
+
+
+def stage_uploads(settings: Settings, job_id: str, sub: str | None, files: list[Upload]) -> list[JobItem]:
+    """One item per uploaded file, staged under the job (in ``sub`` when given); a refused content type is
+    a rejected item with its reason."""
+    items: list[JobItem] = []
+    for index, upload in enumerate(files):
+        shown = upload.filename or f"upload-{index}"
+        try:
+            check_content_type(upload.content_type or None)
+        except UnsupportedMediaType as exc:
+            items.append(rejected(shown, exc.message))
+            continue
+        items.append(stage(settings, job_id, sub, index, shown, upload.stream, upload.spooled))
+    return items
 
 
 @dataclass
@@ -66,15 +85,7 @@ class IngestService:
         if not files:
             raise InvalidInput("no files: send multipart/form-data with one or more `files` parts")
         job_id = new_job_id()
-        items: list[Item] = []
-        for index, upload in enumerate(files):
-            shown = upload.filename or f"upload-{index}"
-            try:
-                check_content_type(upload.content_type or None)
-            except UnsupportedMediaType as exc:
-                items.append(rejected(shown, exc.message))
-                continue
-            items.append(stage(self.backends.settings, job_id, None, index, shown, upload.stream))
+        items = stage_uploads(self.backends.settings, job_id, None, files)
         return self._start(info, "upload", items, options, job_id, request_id)
 
     def zip(
@@ -116,7 +127,7 @@ class IngestService:
         self,
         info: CollectionInfo,
         kind: str,
-        items: list[Item],
+        items: list[JobItem],
         options: BaseModel,
         job_id: str,
         request_id: str | None,
@@ -131,15 +142,13 @@ def start_ingest_job(
     jobs: JobsService,
     info: CollectionInfo,
     kind: str,
-    items: list[Item],
+    items: Sequence[JobItem],
     options: dict[str, Any],
     job_id: str,
     request_id: str | None,
 ) -> JobStarted:
     """Record the job and queue one ingest task per chunk; refuse outright when nothing is usable."""
-    refused = [
-        Rejected(file=item["name"], reason=item["reason"]) for item in items if item["kind"] == "rejected"
-    ]
+    refused = [Rejected(file=i.name, reason=i.reason) for i in items if isinstance(i, RejectedItem)]
     if not items or len(refused) == len(items):
         remove_staging(backends.settings, job_id)
         message = "nothing to index" if not items else "no usable image in the request"
@@ -148,7 +157,7 @@ def start_ingest_job(
         jobs.start(
             kind,
             info.name,
-            items,
+            [item.to_json() for item in items],
             task=TaskKind.INGEST_CHUNK,
             chunk_size=backends.settings.ingest_chunk_size,
             options=options,

@@ -1,8 +1,9 @@
 """The re-embed use case: move a collection to the service's model from the stored originals.
 
-Planning lists the collection's images (one `stored` item each) and starts a `reembed` job through the
-JobQueue port; the worker side re-encodes each chunk (indexer/ingest.py) and the last chunk switches the
-collection over (or fails the job with the reason, which GET /jobs/<id> shows)."""
+Planning lists the collection's images (one `StoredItem` each) and starts a `reembed` job through the
+JobQueue port; the worker side (indexer/reembed.py, on the ingest pipeline's shared stages) re-encodes
+each chunk and the last chunk switches the collection over (or fails the job with the reason, which
+GET /jobs/<id> shows)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ class ReembedService:
             self.jobs,
             info,
             REEMBED,
-            list(items),
+            items,
             options.model_dump(),
             new_job_id(),
             request_id,

@@ -7,13 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from indexer.services.backends import Backends
-from indexer.similarity import (
-    CollectionVectors,
-    collection_vectors,
-    components,
-    iter_edges,
-    pairs_above,
-)
+from indexer.similarity import SimilarityGraph, similarity_graph
 
 Pair = tuple[str, str, float]  # (source id, target id, cosine)
 
@@ -39,13 +33,12 @@ class SimilarityService:
 
     def duplicates(self, name: str, threshold: float, limit: int, offset: int) -> DuplicatesPage:
         """Connected components of the pairs at or above ``threshold``, largest first, one page."""
-        data = self._vectors(name)
-        rows, cols, scores = pairs_above(data.vectors, threshold)
-        groups = components(len(data.ids), rows, cols)
+        data = self._graph(name, threshold)
+        groups = data.components()
         group_of = {m: g for g, members in enumerate(groups) for m in members}
         low = [1.0] * len(groups)
         high = [-1.0] * len(groups)
-        for a, s in zip(rows.tolist(), scores.tolist(), strict=True):
+        for a, s in zip(data.rows.tolist(), data.scores.tolist(), strict=True):
             g = group_of[a]
             low[g], high[g] = min(low[g], s), max(high[g], s)
         page = range(offset, min(len(groups), offset + limit))
@@ -65,11 +58,21 @@ class SimilarityService:
 
     def edges(self, name: str, threshold: float) -> list[Pair]:
         """Every pair at or above ``threshold``, strongest first."""
-        return list(iter_edges(self._vectors(name), threshold))
+        return list(self._graph(name, threshold).edges())
 
-    def _vectors(self, name: str) -> CollectionVectors:
-        """The collection's vectors (NotFound for an unknown collection; capped by
-        SIMILARITY_MAX_IMAGES)."""
+    def _graph(self, name: str, threshold: float) -> SimilarityGraph:
+        """The collection's pairs at or above ``threshold``: exact for a small collection, through
+        Weaviate's nearest-neighbour queries for a large one (NotFound for an unknown collection;
+        refused above SIMILARITY_MAX_IMAGES)."""
         b = self.backends
         info = b.collection(name)
-        return collection_vectors(b.image_store(info), info.name, b.settings.similarity_max_images)
+        settings = b.settings
+        return similarity_graph(
+            b.image_store(info),
+            info.name,
+            threshold,
+            exact_max_images=settings.similarity_exact_max_images,
+            max_images=settings.similarity_max_images,
+            neighbours=settings.similarity_neighbours,
+            concurrency=settings.similarity_query_concurrency,
+        )

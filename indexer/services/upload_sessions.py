@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 from weaviate.classes.query import Filter, Sort
 
-from indexer.errors import InvalidInput, UnsupportedMediaType
-from indexer.images import check_content_type
+from indexer.errors import InvalidInput
+from indexer.items import JobItem, RejectedItem
 from indexer.jobs import JobReport, chunks
 from indexer.objectstore import remove_staging, staging_store
 from indexer.open_jobs import MAX_APPEND, OpenJobs
 from indexer.services.backends import Backends
-from indexer.services.ingest import Rejected, Upload
+from indexer.services.ingest import Rejected, Upload, stage_uploads
 from indexer.services.jobs import JobsService
 from indexer.services.queue import ChunkPayload, TaskKind
-from indexer.sources import Item, rejected, stage
 from indexer.store.images import HIT_PROPERTIES, ImageRecord
 from indexer.store.schema import image_uuid
 
@@ -70,17 +69,10 @@ class UploadSessions:
         # the worker's clean-up of the job's folder removes them all.
         settings = self.backends.settings
         sub = uuid.uuid4().hex[:12]
-        items: list[Item] = []
+        items: list[JobItem] = []
         try:
-            for index, upload in enumerate(files):
-                shown = upload.filename or f"upload-{index}"
-                try:
-                    check_content_type(upload.content_type or None)
-                except UnsupportedMediaType as exc:
-                    items.append(rejected(shown, exc.message))
-                    continue
-                items.append(stage(settings, job_id, sub, index, shown, upload.stream))
-            total = opened.append(job_id, items)
+            items = stage_uploads(settings, job_id, sub, files)
+            total = opened.append(job_id, [item.to_json() for item in items])
         except Exception:
             shutil.rmtree(settings.staging_dir / job_id / sub, ignore_errors=True)
             if settings.blob_store_url:
@@ -90,7 +82,7 @@ class UploadSessions:
         for a, b in chunks(len(items), self.backends.settings.ingest_chunk_size):
             payload = ChunkPayload(job_id=job_id, start=start + a, end=start + b)
             self.jobs.queue.enqueue(TaskKind.INGEST_CHUNK, payload)
-        refused = [Rejected(file=i["name"], reason=i["reason"]) for i in items if i["kind"] == "rejected"]
+        refused = [Rejected(file=i.name, reason=i.reason) for i in items if isinstance(i, RejectedItem)]
         return Appended(job_id=job_id, accepted=len(items) - len(refused), rejected=refused, total=total)
 
     def close(self, job_id: str) -> JobReport:

@@ -187,6 +187,25 @@ class ImageStore:
         )
         return _scored(result.objects)
 
+    def neighbour_ids(
+        self, vector: Sequence[float], filters: WhereFilter | None, limit: int, min_score: float
+    ) -> list[tuple[str, float]]:
+        """(uuid, cosine) of the nearest images at or above ``min_score``, best first, without their
+        properties (the similarity network's per-image query: one small gRPC request)."""
+        result = self.collection.query.near_vector(
+            near_vector=list(vector),
+            limit=limit,
+            distance=1.0 - min_score,
+            filters=filters,
+            return_properties=[],
+            return_metadata=MetadataQuery(distance=True),
+        )
+        return [
+            (str(obj.uuid), 1.0 - float(obj.metadata.distance or 0.0))
+            for obj in result.objects
+            if obj.metadata.distance is not None
+        ]
+
     def near_image(
         self,
         uuid: str,

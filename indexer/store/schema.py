@@ -91,6 +91,24 @@ def replication(client: weaviate.WeaviateClient) -> dict[str, Any]:
     return {"replication_config": Configure.replication(factor=factor, async_enabled=True)}
 
 
+def vector_quantizer() -> Any:
+    """The quantizer of a new image collection's HNSW index (WEAVIATE_VECTOR_COMPRESSION); None for
+    uncompressed vectors."""
+    q = Configure.VectorIndex.Quantizer
+    kind = Settings().weaviate_vector_compression
+    if kind == "rq8":
+        return q.rq(bits=8)
+    if kind == "rq1":
+        return q.rq(bits=1)
+    if kind == "sq":
+        return q.sq()
+    if kind == "bq":
+        return q.bq()
+    if kind == "pq":
+        return q.pq()
+    return None
+
+
 def ensure_registry(client: weaviate.WeaviateClient) -> None:
     if client.collections.exists(REGISTRY):
         return
@@ -117,7 +135,9 @@ def ensure_image_collection(client: weaviate.WeaviateClient, model_id: str) -> s
                 **replication(client),
                 vector_config=Configure.Vectors.self_provided(
                     vector_index_config=Configure.VectorIndex.hnsw(
-                        distance_metric=VectorDistances.COSINE, flat_search_cutoff=FLAT_SEARCH_CUTOFF
+                        distance_metric=VectorDistances.COSINE,
+                        flat_search_cutoff=FLAT_SEARCH_CUTOFF,
+                        quantizer=vector_quantizer(),
                     )
                 ),
                 inverted_index_config=Configure.inverted_index(index_timestamps=True),

@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from indexer.errors import InvalidInput
 from indexer.jobs import JobReport
-from indexer.services.ingest import Upload
 from indexer.services.upload_sessions import Appended, UploadSessions
 from search_api.logs import current_request_id
 from search_api.routes.images import ImageView
 from search_api.routes.uploads import IngestOptions
 from search_api.services import Services, services
+from search_api.upload_spool import upload_of
 from search_api.validation import endpoint, json_body, parse, parse_query, respond
 
 bp = Blueprint("upload_sessions", __name__)
@@ -119,7 +119,7 @@ def open_upload(name: str) -> tuple[Response, int]:
 )
 def append_files(job_id: str) -> tuple[Response, int]:
     files = request.files.getlist("files")
-    uploads = [Upload(f.filename or "", f.mimetype or None, f.stream) for f in files]
+    uploads = [upload_of(f) for f in files]
     return respond(sessions(services()).append(job_id, uploads), 202)
 
 

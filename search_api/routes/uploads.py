@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.errors import InvalidInput
 from indexer.limits import check_ingest_options
-from indexer.services.ingest import JobStarted, Rejected, Upload
+from indexer.services.ingest import JobStarted, Rejected
 from indexer.settings import Settings
 from search_api.logs import current_request_id
 from search_api.services import services
+from search_api.upload_spool import saver, upload_of
 from search_api.validation import endpoint, json_body, parse, respond
 
 bp = Blueprint("uploads", __name__)
@@ -85,7 +86,7 @@ def upload_files(name: str) -> tuple[Response, int]:
     svc = services()
     info = svc.ingest.encodable_collection(name)  # another model's collection: refused before parsing
     files = request.files.getlist("files") + request.files.getlist("file")
-    uploads = [Upload(f.filename or "", f.mimetype or None, f.stream) for f in files]
+    uploads = [upload_of(f) for f in files]
     if not uploads:
         raise InvalidInput("no files: send multipart/form-data with one or more `files` parts")
     return accepted(svc.ingest.upload(info, uploads, _form_options(), current_request_id()))
@@ -106,7 +107,7 @@ def upload_zip(name: str) -> tuple[Response, int]:
     if upload is None:
         raise InvalidInput("no archive: send multipart/form-data with a `file` part")
     options = _form_options()
-    return accepted(svc.ingest.zip(info, upload.filename or "", upload.save, options, current_request_id()))
+    return accepted(svc.ingest.zip(info, upload.filename or "", saver(upload), options, current_request_id()))
 
 
 @bp.post("/collections/<name>/folder")

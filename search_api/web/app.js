@@ -121,14 +121,18 @@ async function refreshHealth() {
 // -- collections --------------------------------------------------------------------------------------
 function currentCollection() { return $("#collection").value; }
 
+let collectionsAsked = 0; // only the newest answer is shown: an older, slower one may lack a new collection
+
 async function refreshCollections() {
+  const asked = ++collectionsAsked;
   let data;
   try {
     data = await api("/collections");
   } catch (err) {
-    setStatus("collections: " + err.message, true);
+    if (asked === collectionsAsked) setStatus("collections: " + err.message, true);
     return;
   }
+  if (asked !== collectionsAsked) return;
   const select = $("#collection");
   const list = $("#collection-list");
   const wanted = select.value || localStorage.getItem(COLLECTION_STORE);

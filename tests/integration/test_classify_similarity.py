@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import zipfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import cv2
@@ -13,7 +14,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from indexer.errors import InvalidInput
 from indexer.images import decode_image
+from indexer.services.backends import Backends
+from indexer.services.similarity import SimilarityService
 from indexer.settings import Settings
 from tests.imagegen import make_image
 from tests.integration.classify_helpers import error_of, indexed_collection, vectors_of
@@ -154,3 +158,72 @@ def test_export_parquet_and_npy_hold_ids_metadata_and_vectors(api: Api, net: dic
     assert bad.status_code == 400
     missing = api.get("/collections/no-such-collection/export")
     assert missing.status_code == 404 and "unknown collection" in error_of(missing)
+
+
+# The path of large collections: one nearest-neighbour query per image through Weaviate (forced here
+# by SIMILARITY_EXACT_MAX_IMAGES=0), against the exact answer of the API and of numpy by hand.
+
+
+@pytest.fixture()
+def neighbour_service(settings: Settings) -> Iterator[Callable[..., SimilarityService]]:
+    opened: list[Backends] = []
+
+    def build(**changes: Any) -> SimilarityService:
+        backends = Backends(settings.model_copy(update={"similarity_exact_max_images": 0, **changes}))
+        opened.append(backends)
+        return SimilarityService(backends)
+
+    yield build
+    for backends in opened:
+        backends.close()
+
+
+def test_neighbour_path_finds_the_exact_groups_and_edges(
+    api: Api, net: dict[str, Any], neighbour_service: Callable[..., SimilarityService]
+) -> None:
+    v, ids, order, name = net["vectors"], net["ids"], net["order"], net["name"]
+    service = neighbour_service(similarity_neighbours=8)  # room for every other image: nothing cut
+    threshold = threshold_between(v)
+    exact = api.get(f"/collections/{name}/duplicates?threshold={threshold}").json()
+    page = service.duplicates(name, threshold, limit=20, offset=0)
+    assert (page.total_groups, page.images) == (exact["total_groups"], exact["images"]) == (2, 9)
+    for got, want in zip(page.groups, exact["groups"], strict=True):
+        assert [f for _, f in got.members] == [m["filename"] for m in want["members"]]
+        assert [i for i, _ in got.members] == [m["id"] for m in want["members"]]
+        assert got.min_score == pytest.approx(want["min_score"], abs=1e-4)
+        assert got.max_score == pytest.approx(want["max_score"], abs=1e-4)
+
+    median = float(np.median((v @ v.T)[np.triu_indices(len(v), 1)]))
+    by_hand = {frozenset((ids[order[a]], ids[order[b]])): s for (a, b), s in hand_pairs(v, median).items()}
+    edges = service.edges(name, median)
+    assert {frozenset((a, b)) for a, b, _ in edges} == set(by_hand) and len(edges) == len(by_hand)
+    for a, b, score in edges:
+        assert score == pytest.approx(by_hand[frozenset((a, b))], abs=1e-4)
+    assert [s for _, _, s in edges] == sorted((s for _, _, s in edges), reverse=True)
+    # each pair is oriented as the exact path orients it (the collection's sha256 order)
+    exact_edges = api.get(f"/collections/{name}/edges?threshold={median}").json()["edges"]
+    assert {(a, b) for a, b, _ in edges} == {(e["source"], e["target"]) for e in exact_edges}
+
+
+def test_neighbour_path_keeps_the_nearest_neighbours_of_each_image(
+    net: dict[str, Any], neighbour_service: Callable[..., SimilarityService]
+) -> None:
+    v, ids, order, name = net["vectors"], net["ids"], net["order"], net["name"]
+    # every pair reaches -1, but each image asks for its one nearest neighbour only: at most one pair per
+    # image (the exact path would list all 36), and each image's nearest is among them
+    edges = neighbour_service(similarity_neighbours=1).edges(name, -1.0)
+    pairs = {frozenset((a, b)) for a, b, _ in edges}
+    assert len(v) // 2 <= len(pairs) <= len(v) < len(v) * (len(v) - 1) // 2
+    sims = v @ v.T
+    np.fill_diagonal(sims, -2)
+    for i, filename in enumerate(order):
+        nearest = order[int(np.argmax(sims[i]))]
+        assert frozenset((ids[filename], ids[nearest])) in pairs, filename
+
+
+def test_similarity_refuses_a_collection_above_its_cap(
+    net: dict[str, Any], neighbour_service: Callable[..., SimilarityService]
+) -> None:
+    service = neighbour_service(similarity_max_images=5)
+    with pytest.raises(InvalidInput, match="SIMILARITY_MAX_IMAGES"):
+        service.duplicates(net["name"], 0.9, limit=20, offset=0)

@@ -266,6 +266,6 @@ def test_forged_job_items_are_failed_not_executed(api: Api, settings: Settings, 
     assert "FOLDER_ROOTS" in reasons["folder-root"] and "outside" in reasons["folder-out"]
     assert "outside" in reasons["zip-escape"]
     assert "unknown kind" in reasons["unknown-kind"]
-    assert "`path` must be a str" in reasons["no-path"]
+    assert "`path`: Field required" in reasons["no-path"]
     assert "not JSON" in reasons[f"item {len(items)}"]
     assert _count(api, name) == 1

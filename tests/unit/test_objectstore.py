@@ -62,3 +62,44 @@ def test_a_cluster_url_lists_every_node_and_one_grpc_target_fails_over() -> None
     assert _grpc_target(nodes[1], nodes) == ("ipv4:127.0.0.1:50052,127.0.0.1", 50051)
     named = weaviate_nodes(Settings(weaviate_url="http://w1:8080,http://w2:8080", weaviate_grpc_port=50051))
     assert _grpc_target(named[0], named) == ("w1", 50051)  # host names: reconnect-based failover only
+
+
+class _RecordingS3:
+    """Only what S3ObjectStore.put_stream calls: records each upload (its source and bytes)."""
+
+    def __init__(self) -> None:
+        self.uploads: list[tuple[str, object, bytes]] = []
+
+    def upload_fileobj(self, source: io.BufferedIOBase, bucket: str, key: str) -> None:
+        self.uploads.append((key, source, source.read()))
+
+    def upload_file(self, path: str, bucket: str, key: str) -> None:
+        self.uploads.append((key, path, Path(path).read_bytes()))
+
+
+def test_s3_put_stream_uploads_a_seekable_upload_from_where_it_is() -> None:
+    from indexer.objectstore import S3ObjectStore
+
+    client = _RecordingS3()
+    store = S3ObjectStore(client, "bucket", "pre", "")  # type: ignore[arg-type]
+    spooled = io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"y" * 50)
+    spooled.seek(20)  # wherever the transport left it
+    assert store.put_stream("job/000000-a.png", spooled) == (58, b"\x89PNG\r\n\x1a\n" + b"y" * 8)
+    assert client.uploads == [("pre/job/000000-a.png", spooled, b"\x89PNG\r\n\x1a\n" + b"y" * 50)]
+
+
+def test_stage_spooled_renames_the_spool_file_into_the_staging_area(tmp_path: Path) -> None:
+    from indexer.sources import stage_spooled
+
+    spool = tmp_path / "staging" / ".incoming" / "part-1"
+    spool.parent.mkdir(parents=True)
+    with spool.open("xb+") as stream:
+        stream.write(b"\xff\xd8\xff\xe0" + b"z" * 100)  # unflushed: staging flushes it
+        item = stage_spooled(tmp_path / "staging" / "job", 3, "a/b c.jpg", stream, spool)
+    staged = tmp_path / "staging" / "job" / "000003-b_c.jpg"
+    assert (item.kind, getattr(item, "path", None), item.name) == ("file", str(staged), "a/b c.jpg")
+    assert not spool.exists() and staged.read_bytes() == b"\xff\xd8\xff\xe0" + b"z" * 100
+    empty = tmp_path / "staging" / ".incoming" / "part-2"
+    with empty.open("xb+") as stream:
+        refused = stage_spooled(tmp_path / "staging" / "job", 4, "e.jpg", stream, empty)
+    assert refused.kind == "rejected" and "empty" in getattr(refused, "reason", "")

@@ -16,9 +16,10 @@ from indexer import ziparchive as za
 from indexer.blobs import BlobStore
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from indexer.images import check_pixels, read_header
+from indexer.items import RejectedItem, ZipItem, check_item
 from indexer.jobs import check_job_id, new_job_id
 from indexer.settings import Settings
-from indexer.sources import check_item, plan_zip
+from indexer.sources import plan_zip
 from tests.craft import forged_eocd, gray_tiff, patch_entry, tiff, zip_bytes
 
 PAYLOAD = os.urandom(2000) + b"a" * 6000
@@ -153,9 +154,9 @@ def test_plan_zip_counts_directories_and_caps_total(tmp_path: Path) -> None:
     with pytest.raises(PayloadTooLarge, match="would expand to 8000 bytes, over the limit of 7999"):
         plan_zip(path, "a.zip", Settings(zip_max_total_bytes=7999))
     (item,) = plan_zip(path, "a.zip", Settings())
-    assert item["kind"] == "zip" and item["entry"] == "a.jpg"
+    assert isinstance(item, ZipItem) and item.entry == "a.jpg"
     (refused,) = plan_zip(path, "a.zip", Settings(zip_max_entry_bytes=100))
-    assert refused["kind"] == "rejected" and "over the limit of 100" in refused["reason"]
+    assert isinstance(refused, RejectedItem) and "over the limit of 100" in refused.reason
 
 
 # ------------------------------------------------------------------------------------ TIFF headers
@@ -218,7 +219,7 @@ def test_job_items_are_checked_before_they_run(tmp_path: Path) -> None:
         {"kind": "url", "url": "http://127.0.0.1:1/x.jpg", "name": "u"},
     ]
     for item in good:
-        assert check_item(item, settings, job) is item
+        assert check_item(item, settings, job).to_json() == item
     bad: list[tuple[object, type[Exception], str]] = [
         ({"kind": "stored", "sha256": "../../../etc/passwd", "name": "s"}, InvalidInput, "64 lowercase hex"),
         ({"kind": "stored", "sha256": "A" * 64, "name": "s"}, InvalidInput, "64 lowercase hex"),
