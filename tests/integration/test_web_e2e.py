@@ -172,6 +172,36 @@ def start_upload(driver: WebDriver, input_css: str, keys: str, tags: str = "") -
     return run + 1
 
 
+def drop_on(driver: WebDriver, css: str, paths: list[Path]) -> None:
+    """A drop of files or folders from the desktop onto an element, as Chromium delivers one: DevTools'
+    Input.dispatchDragEvent with file-system paths, so that a dropped folder arrives as a directory entry
+    (webkitGetAsEntry) that the page must walk. A synthetic DataTransfer cannot carry directories."""
+    box = driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center'}); const r = arguments[0].getBoundingClientRect();"
+        "return [r.left + r.width / 2, r.top + r.height / 2];",
+        driver.find_element(By.CSS_SELECTOR, css),
+    )
+    data = {"items": [], "files": [str(p) for p in paths], "dragOperationsMask": 1}
+    for kind in ("dragEnter", "dragOver", "drop"):
+        driver.execute_cdp_cmd(  # type: ignore[attr-defined]
+            "Input.dispatchDragEvent", {"type": kind, "x": box[0], "y": box[1], "data": data}
+        )
+
+
+def start_upload_by_drop(driver: WebDriver, folder: Path, tags: str = "") -> int:
+    """Drop a folder on the upload zone and press Upload; returns the page's upload run."""
+    run = int(upload_state(driver)["run"] or 0)
+    drop_on(driver, "#upload-drop", [folder])
+    wait_for(lambda: "ready" in driver.find_element(By.ID, "upload-chosen").text, "the dropped folder")
+    tag_box = driver.find_element(By.ID, "upload-tags")
+    tag_box.clear()
+    if tags:
+        tag_box.send_keys(tags)
+    driver.find_element(By.ID, "upload-button").click()
+    wait_for(lambda: int(upload_state(driver)["run"] or 0) == run + 1, "the upload to start")
+    return run + 1
+
+
 def wait_upload(driver: WebDriver, final: set[str], timeout_s: float = 180) -> str:
     state: str = wait_for(
         lambda: s if (s := upload_state(driver)["state"]) in final | {"failed", "cancelled"} else "",
@@ -513,9 +543,9 @@ def test_folder_upload_in_chunks_resumes_without_resending(
         lambda: driver.find_element(By.ID, "collection").get_attribute("value") == collection, "collection"
     )
 
-    # The folder picker (webkitdirectory): the page walks it, hashes, and sends the files in requests
-    # under MAX_UPLOAD_BYTES, several in flight, appended to one job.
-    start_upload(driver, "#upload-folder", str(folder), "folder")
+    # A folder dropped from the desktop: the page walks its directory entries, hashes, and sends the files
+    # in requests under MAX_UPLOAD_BYTES, several in flight, appended to one job.
+    start_upload_by_drop(driver, folder, "folder")
     wait_for(
         lambda: (
             upload_state(driver)["state"] == "uploading" and int(upload_state(driver)["requests"] or 0) >= 2
@@ -558,7 +588,7 @@ def test_folder_upload_in_chunks_resumes_without_resending(
         lambda: driver.find_element(By.ID, "collection").get_attribute("value") == collection, "collection"
     )
     before_requests, before_body = counter.snapshot()
-    start_upload(driver, "#upload-folder", str(folder))
+    start_upload_by_drop(driver, folder)
     assert wait_upload(driver, {"nothing-to-send"}) == "nothing-to-send"
     assert "all 200 image(s) are already in" in driver.find_element(By.ID, "upload-note").text
     after_requests, after_body = counter.snapshot()
@@ -568,7 +598,8 @@ def test_folder_upload_in_chunks_resumes_without_resending(
     assert 0 < after_body["known"] - before_body["known"] == sent < 64 * 1024, (sent, after_body)
     shot(driver, "22-folder-resent-nothing")
 
-    # Cancel: new files start uploading, Cancel stops the sending and cancels the job.
+    # Cancel: new files start uploading (this time through the folder picker, webkitdirectory), Cancel
+    # stops the sending and cancels the job.
     more = tmp_path / "more"
     for i in range(120):
         (more / f"part{i % 2}").mkdir(parents=True, exist_ok=True)
