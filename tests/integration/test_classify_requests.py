@@ -18,13 +18,10 @@ from typing import Any
 import pytest
 
 from indexer.settings import Settings
-from search_api.app import create_app
-from search_api.services import EXTENSION_KEY, Services
 from tests.imagegen import make_image
 from tests.integration.classify_helpers import indexed_collection, vectors_of
 from tests.integration.conftest import Api
-from tests.integration.test_search_requests import Counted
-from tests.integration.weaviate_proxy import CountingProxy
+from tests.integration.weaviate_proxy import Counted, counted_app
 
 pytestmark = pytest.mark.integration
 
@@ -33,21 +30,8 @@ MAX_REQUESTS = 3  # a warm classify by id: the class set, the collection's bindi
 
 @pytest.fixture(scope="module")
 def proxied(settings: Settings) -> Iterator[Counted]:
-    port = int(str(settings.weaviate_url).rsplit(":", 1)[1])
-    grpc, rest = CountingProxy(settings.weaviate_grpc_port, "grpc"), CountingProxy(port, "http")
-    app = create_app(
-        settings.model_copy(
-            update={"weaviate_url": f"http://127.0.0.1:{rest.port}", "weaviate_grpc_port": grpc.port}
-        )
-    )
-    svc: Services = app.extensions[EXTENSION_KEY]
-    svc.start()  # the schema, once, as gunicorn's start-up does
-    try:
-        yield Counted(app.test_client(), grpc, rest)
-    finally:
-        svc.close()
-        grpc.close()
-        rest.close()
+    with counted_app(settings) as counted:
+        yield counted
 
 
 @pytest.fixture(scope="module")

@@ -8,61 +8,25 @@ stack's own API, a separate process, creates, fills, moves and deletes collectio
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 
 from indexer.settings import Settings
 from indexer.store.connection import connect
 from indexer.user_collections import switch_model
-from search_api.app import create_app
-from search_api.services import EXTENSION_KEY, Services
 from tests.imagegen import make_image
 from tests.integration.conftest import Api
 from tests.integration.helpers import new_collection, upload, wait_job
-from tests.integration.weaviate_proxy import CountingProxy
+from tests.integration.weaviate_proxy import Counted, counted_app
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Counted:
-    client: FlaskClient
-    grpc: CountingProxy
-    rest: CountingProxy
-
-    def requests(self) -> tuple[int, int]:
-        """(gRPC calls, REST requests) since the last call."""
-        counts = (self.grpc.requests, self.rest.requests)
-        self.grpc.reset()
-        self.rest.reset()
-        return counts
-
-    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.client.post(path, json=body)
-        assert response.status_code == 200, response.get_data(as_text=True)
-        found: dict[str, Any] = response.get_json()
-        return found
-
-
 @pytest.fixture(scope="module")
 def counted(settings: Settings) -> Iterator[Counted]:
-    port = int(str(settings.weaviate_url).rsplit(":", 1)[1])
-    grpc, rest = CountingProxy(settings.weaviate_grpc_port, "grpc"), CountingProxy(port, "http")
-    proxied = settings.model_copy(
-        update={"weaviate_url": f"http://127.0.0.1:{rest.port}", "weaviate_grpc_port": grpc.port}
-    )
-    app = create_app(proxied)
-    svc: Services = app.extensions[EXTENSION_KEY]
-    svc.start()  # the schema, once, as gunicorn's start-up does
-    try:
-        yield Counted(app.test_client(), grpc, rest)
-    finally:
-        svc.close()
-        grpc.close()
-        rest.close()
+    with counted_app(settings) as counted:
+        yield counted
 
 
 @pytest.fixture(scope="module")

@@ -162,7 +162,12 @@ def start_upload(driver: WebDriver, input_css: str, keys: str, tags: str = "") -
     """Choose files (or a folder) in the upload form and press Upload; returns the page's upload run."""
     run = int(upload_state(driver)["run"] or 0)
     file_input(driver, input_css).send_keys(keys)
-    wait_for(lambda: "ready" in driver.find_element(By.ID, "upload-chosen").text, "the chosen files")
+    return press_upload(driver, run, tags, "the chosen files")
+
+
+def press_upload(driver: WebDriver, run: int, tags: str, chosen: str) -> int:
+    """Once the page says what was chosen, set the tags and press Upload; returns the new upload run."""
+    wait_for(lambda: "ready" in driver.find_element(By.ID, "upload-chosen").text, chosen)
     tag_box = driver.find_element(By.ID, "upload-tags")
     tag_box.clear()
     if tags:
@@ -192,14 +197,7 @@ def start_upload_by_drop(driver: WebDriver, folder: Path, tags: str = "") -> int
     """Drop a folder on the upload zone and press Upload; returns the page's upload run."""
     run = int(upload_state(driver)["run"] or 0)
     drop_on(driver, "#upload-drop", [folder])
-    wait_for(lambda: "ready" in driver.find_element(By.ID, "upload-chosen").text, "the dropped folder")
-    tag_box = driver.find_element(By.ID, "upload-tags")
-    tag_box.clear()
-    if tags:
-        tag_box.send_keys(tags)
-    driver.find_element(By.ID, "upload-button").click()
-    wait_for(lambda: int(upload_state(driver)["run"] or 0) == run + 1, "the upload to start")
-    return run + 1
+    return press_upload(driver, run, tags, "the dropped folder")
 
 
 def wait_upload(driver: WebDriver, final: set[str], timeout_s: float = 180) -> str:

@@ -11,8 +11,9 @@ import contextlib
 import re
 import socket
 import threading
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_HEADERS = 0x1
@@ -116,3 +117,49 @@ class CountingProxy:
     def close(self) -> None:
         self._closed = True
         self.server.close()
+
+
+@dataclass
+class Counted:
+    """An in-process API whose Weaviate traffic goes through counting proxies."""
+
+    client: Any  # flask.testing.FlaskClient
+    grpc: CountingProxy
+    rest: CountingProxy
+
+    def requests(self) -> tuple[int, int]:
+        """(gRPC calls, REST requests) since the last call."""
+        counts = (self.grpc.requests, self.rest.requests)
+        self.grpc.reset()
+        self.rest.reset()
+        return counts
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.post(path, json=body)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        found: dict[str, Any] = response.get_json()
+        return found
+
+
+@contextlib.contextmanager
+def counted_app(settings: Any) -> Iterator[Counted]:
+    """The API app built from ``settings`` (indexer.settings.Settings) with Weaviate's REST and gRPC
+    ports behind counting proxies; its schema ensured once, as gunicorn's start-up does."""
+    from search_api.app import create_app
+    from search_api.services import EXTENSION_KEY, Services
+
+    port = int(str(settings.weaviate_url).rsplit(":", 1)[1])
+    grpc, rest = CountingProxy(settings.weaviate_grpc_port, "grpc"), CountingProxy(port, "http")
+    app = create_app(
+        settings.model_copy(
+            update={"weaviate_url": f"http://127.0.0.1:{rest.port}", "weaviate_grpc_port": grpc.port}
+        )
+    )
+    svc: Services = app.extensions[EXTENSION_KEY]
+    svc.start()
+    try:
+        yield Counted(app.test_client(), grpc, rest)
+    finally:
+        svc.close()
+        grpc.close()
+        rest.close()
