@@ -109,7 +109,16 @@ class DependencyUnavailable(ServiceUnavailable):
 
 
 _WEAVIATE_TRANSIENT_STATUS = {502, 503, 504}
-_GRPC_TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "connection refused", "failed to connect")
+# gRPC failures that mean the node or the connection went away, not a bad request: RST_STREAM is the
+# HTTP/2 stream reset a node sends (or leaves) as it dies, seen in the cluster test when a node is killed.
+_GRPC_TRANSIENT = (
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+    "connection refused",
+    "failed to connect",
+    "RST_STREAM",
+    "Socket closed",
+)
 
 
 def dependency_failure(exc: BaseException, retry_after_s: int = 5) -> DependencyUnavailable | None:

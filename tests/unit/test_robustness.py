@@ -51,6 +51,14 @@ def test_dependency_failures_are_told_apart_from_bugs() -> None:
         (kombu.exceptions.OperationalError("broker"), "redis"),
         (wvx.WeaviateConnectionError("down"), "weaviate"),
         (wvx.WeaviateQueryError("StatusCode.UNAVAILABLE: connection refused", "GRPC search"), "weaviate"),
+        (
+            wvx.WeaviateBatchError(
+                "Query call with protocol GRPC batch failed with message "
+                "Received RST_STREAM with error code 8"
+            ),
+            "weaviate",
+        ),
+        (wvx.WeaviateBatchError("Query call with protocol GRPC batch failed: Deadline Exceeded"), "weaviate"),
     ]:
         down = dependency_failure(exc, retry_after_s=7)
         assert isinstance(down, DependencyUnavailable) and down.dependency == dependency, exc
@@ -59,6 +67,7 @@ def test_dependency_failures_are_told_apart_from_bugs() -> None:
         ValueError("bug"),
         redis.ResponseError("WRONGTYPE"),
         wvx.WeaviateQueryError("invalid filter", "GRPC search"),
+        wvx.WeaviateBatchError("Query call with protocol GRPC batch failed: invalid vector length"),
     ]:
         assert dependency_failure(exc) is None, exc
 
