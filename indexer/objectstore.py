@@ -244,7 +244,7 @@ class S3ObjectStore(ObjectStore):
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except self.client.exceptions.NoSuchKey as exc:
             raise ObjectMissing(key) from exc
-        except Exception as exc:
+        except Exception as exc:  # botocore's errors share no narrower base; _missing tells a 404 apart
             if self._missing(exc):
                 raise ObjectMissing(key) from exc
             raise
@@ -252,7 +252,7 @@ class S3ObjectStore(ObjectStore):
     def download(self, key: str, path: Path) -> None:
         try:
             self.client.download_file(self.bucket, self._key(key), str(path))
-        except Exception as exc:
+        except Exception as exc:  # s3transfer wraps botocore's errors; only a 404 is translated
             if self._missing(exc):
                 raise ObjectMissing(key) from exc
             raise
@@ -261,7 +261,7 @@ class S3ObjectStore(ObjectStore):
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
-        except Exception as exc:
+        except Exception as exc:  # as in read(): a 404 is False, anything else is re-raised
             if self._missing(exc):
                 return False
             raise
@@ -289,7 +289,7 @@ class S3ObjectStore(ObjectStore):
         """Create the bucket when it is missing (the local stack's store starts empty)."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except Exception:
+        except Exception:  # any refusal of HEAD: try to create; a real fault fails there, with its error
             self.client.create_bucket(Bucket=self.bucket)
 
 

@@ -15,7 +15,7 @@ from search_api.services import Services
 def _weaviate(svc: Services) -> dict[str, Any]:
     try:
         client = svc.weaviate
-    except Exception as exc:
+    except Exception as exc:  # /health reports a part that cannot even connect; it must not fail itself
         return {"ready": False, "error": str(exc)}
     return weaviate_status(client)
 
@@ -41,7 +41,7 @@ def _workers(svc: Services) -> dict[str, Any]:
 def _model(svc: Services) -> dict[str, Any]:
     try:
         status = dict(svc.encoder_status())
-    except Exception as exc:
+    except Exception as exc:  # as above: a model that cannot load is reported, not raised
         return {"ready": False, "error": str(exc)}
     status.setdefault("ready", True)
     return status

@@ -69,7 +69,7 @@ def _run(chunk: Callable[[], None]) -> None:
         _through_outages(chunk)
     except TRANSIENT:
         raise
-    except Exception as exc:
+    except Exception as exc:  # any client's error may mean an outage: dependency_failure decides; re-raised
         down = dependency_failure(exc)
         if down is not None:
             raise down from exc

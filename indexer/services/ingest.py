@@ -106,7 +106,7 @@ class IngestService:
             save(path)
             items = plan_zip(path, filename or "archive.zip", self.backends.settings)
             items = stage_zip_items(self.backends.settings, job_id, path, items)
-        except Exception:
+        except Exception:  # whatever failed, the job's staging must not outlive it; re-raised
             remove_staging(self.backends.settings, job_id)
             raise
         return self._start(info, "zip", items, options, job_id, request_id)

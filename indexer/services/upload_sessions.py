@@ -73,7 +73,7 @@ class UploadSessions:
         try:
             items = stage_uploads(settings, job_id, sub, files)
             total = opened.append(job_id, [item.to_json() for item in items])
-        except Exception:
+        except Exception:  # whatever failed, the request's staged files must not outlive it; re-raised
             shutil.rmtree(settings.staging_dir / job_id / sub, ignore_errors=True)
             if settings.blob_store_url:
                 staging_store(settings).delete_prefix(f"{job_id}/{sub}")

@@ -133,7 +133,7 @@ def weaviate_status(client: weaviate.WeaviateClient) -> dict[str, object]:
     try:
         ready = bool(client.is_ready())
         version = client.get_meta().get("version") if ready else None
-    except Exception as exc:
+    except Exception as exc:  # /health reports any client failure as not ready rather than failing
         return {"ready": False, "error": str(exc)}
     status: dict[str, object] = {"ready": ready, "version": version}
     if ready:  # every node of the cluster as the connected node sees it (one entry on a single node)
@@ -141,7 +141,7 @@ def weaviate_status(client: weaviate.WeaviateClient) -> dict[str, object]:
             status["nodes"] = [
                 {"name": node.name, "status": node.status} for node in client.cluster.nodes(output="minimal")
             ]
-        except Exception as exc:
+        except Exception as exc:  # as above: a failed node listing is reported, not raised
             status["nodes_error"] = str(exc)
     return status
 
