@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """End-to-end ingest throughput and text-query latency over HTTP, against the real local stack.
 
-    python benchmarks/ingest.py                     # 300 JPEGs, fp32 and int8, 3 rounds, queries at 10k and 100k
+    python benchmarks/ingest.py          # 300 JPEGs, fp32 and int8, 3 rounds, queries at 10k and 100k
     python benchmarks/ingest.py --images 64 --scales 10000
 
 For each precision: the raw ONNX session's images/s (batch = INGEST_CHUNK_SIZE, preprocessed tensors, no
@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -48,16 +49,29 @@ from indexer.store.images import ImageStore  # noqa: E402
 RAW_BATCH = 32  # the issue's reference: the raw session at batch 32
 
 
-def raw_images_per_s(settings: Settings, batch: int, seconds: float = 8.0) -> float:
-    encoder = load_encoder(settings)
+def raw_images_per_s(settings: Settings, batch: int, seconds: float = 8.0, lanes: int = 1) -> float:
+    """Preprocessed tensors through the image session alone: one batch at a time on ONNX_THREADS threads
+    (lanes=1), or `lanes` batches at once on one session, each on ONNX_THREADS / lanes threads (what a
+    worker runs with INFERENCE_LANES)."""
+    encoder = load_encoder(settings, lanes=lanes)
     size = encoder.image_size
     tensor = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
     encoder.encode_preprocessed(tensor)  # warm-up
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        encoder.encode_preprocessed(tensor)
-        done += batch
-    rate = done / (time.perf_counter() - start)
+    done = [0] * lanes
+    start = time.perf_counter()
+    stop = start + seconds
+
+    def lane(i: int) -> None:
+        while time.perf_counter() < stop:
+            encoder.encode_preprocessed(tensor)
+            done[i] += batch
+
+    threads = [threading.Thread(target=lane, args=(i,)) for i in range(lanes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rate = sum(done) / (time.perf_counter() - start)
     encoder.close()
     return rate
 
@@ -199,11 +213,18 @@ def main() -> None:
                 raws: list[float] = []
                 clis: list[float] = []
                 folders: list[float] = []
+                # The ceiling is the faster way to run the session alone: one batch on every thread,
+                # or one batch per lane as the worker runs it (INFERENCE_LANES, auto 2 on 2+ cores).
+                lanes = load_encoder(settings, lanes=settings.inference_lanes).lanes
                 for _ in range(args.rounds):
                     raws.append(raw_images_per_s(settings, RAW_BATCH))
+                    if lanes > 1:
+                        raws.append(raw_images_per_s(settings, RAW_BATCH, lanes=lanes))
                     clis.append(cli_upload_images_per_s(stack.api_url, folder))
                     folders.append(folder_images_per_s(stack.api_url, folder, len(jpegs)))
                 raws.append(raw_images_per_s(settings, RAW_BATCH))
+                if lanes > 1:
+                    raws.append(raw_images_per_s(settings, RAW_BATCH, lanes=lanes))
 
                 def spread(rates: list[float]) -> str:
                     return " / ".join(f"{r:.1f}" for r in rates)
@@ -211,7 +232,8 @@ def main() -> None:
                 raw = max(raws)
                 rows.append(
                     (
-                        f"ingest {precision}: raw session, batch {RAW_BATCH} (best of {spread(raws)})",
+                        f"ingest {precision}: raw session, batch {RAW_BATCH}, 1 and {lanes} lanes "
+                        f"(best of {spread(raws)})",
                         f"{raw:.1f}",
                         "img/s",
                     )

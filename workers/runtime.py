@@ -36,7 +36,7 @@ class WorkerRuntime:
                     weaviate=connect(settings),
                     jobs=JobStore(client, settings.job_ttl_s),
                     blobs=BlobStore.from_settings(settings),
-                    encoder=load_encoder(settings),
+                    encoder=load_encoder(settings, lanes=settings.inference_lanes),
                 )
                 self._runtime = rt
             elif not rt.weaviate.is_connected() or not node_answers(rt.settings, rt.weaviate):

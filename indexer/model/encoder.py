@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +50,8 @@ from indexer.tokenizer import TokenBatch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# a batch, its input tensor, and the futures of its items' preparation
+_Prepared = tuple[Sequence[T], NDArray[np.float32], list[Future[None]]]
 
 TEXT_BATCH = 64
 FIRST_BATCH = 4
@@ -99,6 +102,7 @@ class ClipEncoder:
         batch_size: int | None = None,
         prep_workers: int | None = None,
         source: str = "model_dir",
+        lanes: int = 1,
     ) -> None:
         config = read_config(model_dir)
         try:
@@ -124,14 +128,19 @@ class ClipEncoder:
         self.source = source
         self.threads = threads
         self.providers = list(providers) if providers is not None else default_providers()
-        self.visual = VisualEncoder(model_dir, threads=threads, providers=self.providers)
+        on_gpu = self.providers[0] == CUDA
+        # lanes: batches in the image session at once (embed_stream), sharing its threads; 0 = auto
+        self.lanes = max(1, lanes if lanes > 0 else (1 if on_gpu or threads < 2 else 2))
+        self.visual = VisualEncoder(
+            model_dir, threads=max(1, threads // self.lanes), providers=self.providers
+        )
         self.textual = TextualEncoder(
             model_dir, threads=threads, providers=self.providers, context_length=self.context_length
         )
-        on_gpu = self.providers[0] == CUDA
         self.batch_size = batch_size or (64 if on_gpu else 16)
         self.prep_workers = prep_workers or max(1, min(4, (os.cpu_count() or 2) // 2))
         self._pool: ThreadPoolExecutor | None = None
+        self._lane_pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------- properties
@@ -175,9 +184,10 @@ class ClipEncoder:
 
     def close(self) -> None:
         with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+            for pool in (self._pool, self._lane_pool):
+                if pool is not None:
+                    pool.shutdown(wait=True)
+            self._pool = self._lane_pool = None
 
     def status(self) -> dict[str, Any]:
         provider = self.visual.provider or self.textual.provider
@@ -286,52 +296,68 @@ class ClipEncoder:
         prepare: Callable[[T, NDArray[np.float32]], None],
         normalize: bool = True,
     ) -> Iterator[tuple[Sequence[T], list[NDArray[np.float32] | ClipsearchError]]]:
-        """Stream batches through one session: while ONNX Runtime runs batch k, the preparation threads
-        prepare batch k+1 (and the caller's iterator may be reading batch k+2).
+        """Stream batches through the image session: while ONNX Runtime runs batch k (and, with several
+        lanes, batch k+1 beside it), the preparation threads prepare the next one (and the caller's
+        iterator may be reading the one after).
 
         ``prepare(item, slot)`` writes the item's model input into ``slot`` in a preparation thread; a
-        ClipsearchError it raises fails that item alone. Yields each batch with, per item, its vector or
-        its error. Only the batch in inference and the one being prepared hold tensors, so memory
-        depends on the batch size, not on how many batches the iterator yields.
+        ClipsearchError it raises fails that item alone. Yields each batch, in order, with, per item, its
+        vector or its error. Only the batches in inference (one per lane) and the one being prepared hold
+        tensors, so memory depends on the batch size and the lanes, not on how many batches the iterator
+        yields.
         """
         h, w = self.preprocess_cfg.size
         pool = self._executor()
+        lanes = self._lanes_executor()
 
-        def submit(batch: Sequence[T]) -> tuple[Sequence[T], NDArray[np.float32], list[Future[None]]]:
+        def submit(batch: Sequence[T]) -> _Prepared[T]:
             tensor = np.empty((len(batch), 3, h, w), dtype=np.float32)
             return batch, tensor, [pool.submit(prepare, item, tensor[j]) for j, item in enumerate(batch)]
+
+        def infer(prepared: _Prepared[T]) -> list[NDArray[np.float32] | ClipsearchError]:
+            batch, tensor, futures = prepared
+            outcomes: list[NDArray[np.float32] | ClipsearchError] = []
+            ok: list[int] = []
+            for j, fut in enumerate(futures):
+                try:
+                    fut.result()
+                    ok.append(j)
+                    outcomes.append(_PENDING)
+                except ClipsearchError as exc:
+                    outcomes.append(exc)
+            if ok:
+                vectors = self.encode_preprocessed(tensor if len(ok) == len(batch) else tensor[ok], normalize)
+                for row, j in enumerate(ok):
+                    outcomes[j] = vectors[row]
+            return outcomes
 
         source = iter(batches)
         first = next(source, None)
         current = submit(first) if first is not None else None
+        running: deque[tuple[Sequence[T], Future[list[NDArray[np.float32] | ClipsearchError]]]] = deque()
         try:
-            while current is not None:
-                # take the next batch (the pool is still preparing this one) and queue its preparation
-                following = next(source, None)
-                upcoming = submit(following) if following is not None else None
-                batch, tensor, futures = current
-                outcomes: list[NDArray[np.float32] | ClipsearchError] = []
-                ok: list[int] = []
-                for j, fut in enumerate(futures):
-                    try:
-                        fut.result()
-                        ok.append(j)
-                        outcomes.append(_PENDING)
-                    except ClipsearchError as exc:
-                        outcomes.append(exc)
-                if ok:
-                    vectors = self.encode_preprocessed(
-                        tensor if len(ok) == len(batch) else tensor[ok], normalize
-                    )
-                    for row, j in enumerate(ok):
-                        outcomes[j] = vectors[row]
-                del tensor
-                current = upcoming
-                yield batch, outcomes
+            while current is not None or running:
+                if current is not None:
+                    # take the next batch (the pool is still preparing this one) and queue its preparation
+                    following = next(source, None)
+                    upcoming = submit(following) if following is not None else None
+                    if lanes is None:
+                        outcomes = infer(current)
+                        batch = current[0]
+                        current = upcoming
+                        yield batch, outcomes
+                        continue
+                    running.append((current[0], lanes.submit(infer, current)))
+                    current = upcoming
+                    if current is not None and len(running) < self.lanes:
+                        continue  # a lane is free: start the next batch before waiting on the oldest
+                batch, future = running.popleft()
+                yield batch, future.result()
         finally:
             if current is not None:  # the consumer stopped early: let the queued preparation finish
                 for fut in current[2]:
                     fut.cancel()
+            wait([future for _, future in running])  # batches still in a lane hold their tensors
 
     # -------------------------------------------------------------------------------------- pipeline
     def _executor(self) -> ThreadPoolExecutor:
@@ -340,6 +366,16 @@ class ClipEncoder:
                 limit_helper_threads()
                 self._pool = ThreadPoolExecutor(self.prep_workers, thread_name_prefix="clip-prep")
             return self._pool
+
+    def _lanes_executor(self) -> ThreadPoolExecutor | None:
+        """The threads that run batches through the image session at once; None with a single lane (the
+        caller's thread runs them)."""
+        if self.lanes == 1:
+            return None
+        with self._pool_lock:
+            if self._lane_pool is None:
+                self._lane_pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="clip-lane")
+            return self._lane_pool
 
     def _stack(self, vectors: Sequence[NDArray[np.float32] | None]) -> NDArray[np.float32]:
         if not vectors:
@@ -411,6 +447,7 @@ def load_encoder(
     precision: str | None = None,
     providers: Sequence[str] | None = None,
     batch_size: int | None = None,
+    lanes: int = 1,
 ) -> ClipEncoder:
     """Build the encoder for ``settings`` (sessions load lazily).
 
@@ -434,6 +471,7 @@ def load_encoder(
         providers=providers,
         batch_size=batch_size,
         source=resolved.source,
+        lanes=lanes,
     )
 
 

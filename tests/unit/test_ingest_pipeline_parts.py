@@ -32,8 +32,10 @@ def test_large_png_decodes_reduced_but_reports_its_own_size() -> None:
     assert decode_image(png, 64_000_000).pixels.shape == (2000, 2800, 3)  # no min_side: full size
 
 
-def test_embed_stream_yields_each_batch_with_vectors_and_errors_in_place() -> None:
-    encoder = tiny_encoder()
+@pytest.mark.parametrize("lanes", [1, 2, 3])
+def test_embed_stream_yields_each_batch_with_vectors_and_errors_in_place(lanes: int) -> None:
+    encoder = tiny_encoder(lanes=lanes)
+    assert encoder.lanes == lanes
     images = [np.full((64, 80, 3), i * 20, dtype=np.uint8) for i in range(7)]
 
     def prepare(i: int, slot: NDArray[np.float32]) -> None:
@@ -50,6 +52,50 @@ def test_embed_stream_yields_each_batch_with_vectors_and_errors_in_place() -> No
     assert all(v.shape == (encoder.dim,) for v in vectors)
     expected = encoder.encode_images([images[i] for i in (0, 1, 2, 3, 5, 6)])
     assert np.allclose(np.stack(vectors), expected, atol=1e-5)
+
+
+def test_embed_stream_lanes_run_batches_at_once_and_stop_cleanly() -> None:
+    """With two lanes, two batches are in the session together (each on its share of the threads), and a
+    consumer that stops early leaves nothing running."""
+    import threading
+
+    encoder = tiny_encoder(lanes=2, settings=Settings(onnx_threads=2))
+    assert encoder.visual.threads == 1  # ONNX_THREADS shared between the lanes
+    inside, most = 0, 0
+    lock = threading.Lock()
+    run = encoder.visual.run
+
+    def counting_run(x: NDArray[np.float32], normalize: bool = True) -> NDArray[np.float32]:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        try:
+            threading.Event().wait(0.05)
+            return run(x, normalize)
+        finally:
+            with lock:
+                inside -= 1
+
+    encoder.visual.run = counting_run  # type: ignore[method-assign]
+    image = encoder.preprocess(np.full((64, 80, 3), 99, dtype=np.uint8))
+
+    def prepare(i: int, slot: NDArray[np.float32]) -> None:
+        slot[:] = image
+
+    batches = [[i, i + 1] for i in range(0, 12, 2)]
+    assert len(list(encoder.embed_stream(iter(batches), prepare))) == len(batches)
+    assert most == 2
+    stream = encoder.embed_stream(iter(batches), prepare)
+    next(stream)
+    stream.close()
+    assert inside == 0
+
+
+def test_auto_lanes() -> None:
+    assert tiny_encoder(lanes=0, settings=Settings(onnx_threads=2)).lanes == 2
+    assert tiny_encoder(lanes=0, settings=Settings(onnx_threads=1)).lanes == 1
+    assert tiny_encoder(settings=Settings(onnx_threads=2)).lanes == 1  # the API's encoder: one lane
 
 
 @pytest.mark.parametrize("chunk", [8, 128, 1000])
