@@ -38,9 +38,10 @@ while other benchmarks ran (load average 3 to 6), so insert rates and tail laten
   4.23 ms, RSS 4966 MB after insert and 4744 MB after queries, queryable after 1572 s (636 vectors/s).
   Exact cosines (median): rank 1 0.927, rank 10 0.877, rank 11 0.874, rank 100 0.755; gap rank 10 to
   11 median 0.0020 (p10 0.0003, p1 0.00003), rank 10 to 100 median 0.122.
-- 100k, ef dynamic: none 1.000 / p50 2.82 ms / RSS 1042 MB; rq8 1.000 / 2.42 ms / 795 MB. By ef (none
-  then rq8): ef 10 0.973, 0.971; ef 16 0.996, 0.994; ef 32 0.999, 0.999; ef 64 1.000, 1.000. Uncompressed
-  p50 1.20 ms at ef 10 to 2.18 ms at ef 64.
+- 100k, 1000 queries, recall@10 and p50 by ef, uncompressed then rq8 (RSS after insert 1042 and 821 MB):
+  ef 10 0.973 1.20 ms, 0.972 1.35 ms; ef 16 0.996 1.30 ms, 0.995 1.43 ms; ef 32 0.999 1.60 ms, 0.999
+  1.61 ms; ef 64 1.000 2.18 ms, 1.000 2.05 ms; dynamic (100) 1.000 2.82 ms, 1.000 2.62 ms. Queryable
+  after 355 s (none) and 96 s (rq8), but the load differed (3 to 5 against 0.3): not a like-for-like.
 - 100k uniform, rq8: recall@10 0.444 (nearest found 0.994); gap rank 10 to 11 median 0.0009, rank 10
   to 100 median 0.029 (clustered at 100k: 0.0070 and 0.619).
 - Fill modes at 100k rq8 (noisy, others' load): sync with one core (the service's) 881 vectors/s, sync
