@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # a batch, its input tensor, and the futures of its items' preparation
 _Prepared = tuple[Sequence[T], NDArray[np.float32], list[Future[None]]]
+_Outcomes = list[NDArray[np.float32] | ClipsearchError]  # per item of a batch: its vector or its error
 
 TEXT_BATCH = 64
 FIRST_BATCH = 4
@@ -314,7 +316,7 @@ class ClipEncoder:
             tensor = np.empty((len(batch), 3, h, w), dtype=np.float32)
             return batch, tensor, [pool.submit(prepare, item, tensor[j]) for j, item in enumerate(batch)]
 
-        def infer(prepared: _Prepared[T]) -> list[NDArray[np.float32] | ClipsearchError]:
+        def infer(prepared: _Prepared[T]) -> _Outcomes:
             batch, tensor, futures = prepared
             outcomes: list[NDArray[np.float32] | ClipsearchError] = []
             ok: list[int] = []
@@ -334,7 +336,9 @@ class ClipEncoder:
         source = iter(batches)
         first = next(source, None)
         current = submit(first) if first is not None else None
-        running: deque[tuple[Sequence[T], Future[list[NDArray[np.float32] | ClipsearchError]]]] = deque()
+        running: deque[tuple[Sequence[T], list[Future[list[NDArray[np.float32] | ClipsearchError]]]]] = (
+            deque()
+        )
         try:
             while current is not None or running:
                 if current is not None:
@@ -347,17 +351,28 @@ class ClipEncoder:
                         current = upcoming
                         yield batch, outcomes
                         continue
-                    running.append((current[0], lanes.submit(infer, current)))
+                    # The last batch goes in slices, so that every lane works on it rather than one lane
+                    # alone while the others idle (on 2 cores half a batch of a core, at every task's end).
+                    parts = _slices(len(current[0]), 2 * self.lanes) if upcoming is None else [None]
+                    running.append(
+                        (
+                            current[0],
+                            [
+                                lanes.submit(infer, current if part is None else _sliced(current, part))
+                                for part in parts
+                            ],
+                        )
+                    )
                     current = upcoming
                     if current is not None and len(running) < self.lanes:
                         continue  # a lane is free: start the next batch before waiting on the oldest
-                batch, future = running.popleft()
-                yield batch, future.result()
+                batch, futures = running.popleft()
+                yield batch, [outcome for future in futures for outcome in future.result()]
         finally:
             if current is not None:  # the consumer stopped early: let the queued preparation finish
                 for fut in current[2]:
                     fut.cancel()
-            wait([future for _, future in running])  # batches still in a lane hold their tensors
+            wait([future for _, futures in running for future in futures])  # they hold their tensors
 
     # -------------------------------------------------------------------------------------- pipeline
     def _executor(self) -> ThreadPoolExecutor:
@@ -428,6 +443,18 @@ class ClipEncoder:
 
 
 _PENDING = np.empty(0, dtype=np.float32)  # a placeholder until the batch's vectors exist
+
+
+def _slices(n: int, pieces: int) -> list[slice]:
+    """``pieces`` consecutive slices of range(n) (fewer for a short n, none empty)."""
+    pieces = max(1, min(pieces, n))
+    bounds = [round(i * n / pieces) for i in range(pieces + 1)]
+    return [slice(lo, hi) for lo, hi in pairwise(bounds)]
+
+
+def _sliced(prepared: _Prepared[T], part: slice) -> _Prepared[T]:
+    batch, tensor, futures = prepared
+    return batch[part], tensor[part], futures[part]
 
 
 def _chunks(n: int, batch_size: int) -> list[range]:

@@ -39,15 +39,17 @@ def test_embed_stream_yields_each_batch_with_vectors_and_errors_in_place(lanes: 
     images = [np.full((64, 80, 3), i * 20, dtype=np.uint8) for i in range(7)]
 
     def prepare(i: int, slot: NDArray[np.float32]) -> None:
-        if i == 4:
+        if i in (4, 7):
             raise InvalidInput("bad item")
         slot[:] = encoder.preprocess(images[i])
 
-    batches = [[0, 1, 2], [3, 4], [5, 6]]
+    images.append(images[0])
+    # the last batch runs in slices across the lanes: its outcomes still come back in place
+    batches = [[0, 1, 2], [3, 4], [5, 6, 7]]
     out = list(encoder.embed_stream(iter(batches), prepare))
     assert [list(b) for b, _ in out] == batches
     flat = [o for _, outcomes in out for o in outcomes]
-    assert isinstance(flat[4], InvalidInput)
+    assert isinstance(flat[4], InvalidInput) and isinstance(flat[7], InvalidInput)
     vectors = [o for o in flat if isinstance(o, np.ndarray)]
     assert all(v.shape == (encoder.dim,) for v in vectors)
     expected = encoder.encode_images([images[i] for i in (0, 1, 2, 3, 5, 6)])
