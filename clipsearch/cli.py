@@ -78,6 +78,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.model_dir:
         settings = ensure_model(settings, allow_download=not args.offline)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C (or kill -INT) stops the stack even when SIGINT came in ignored: a shell without job control
+    # starts background commands that way, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     stack = LocalStack(settings, object_store=args.object_store, weaviate_nodes=args.weaviate_nodes)
     restarts = 0
     try:
