@@ -130,6 +130,12 @@ class ManagedProcess:
             {"log": str(self.log_path)},
         )
 
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM) without waiting."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout_s: float = 20.0) -> None:
         if self.process is None:
             return
@@ -143,3 +149,13 @@ class ManagedProcess:
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
         self.process = None
+
+
+def stop_all(procs: Sequence[ManagedProcess], timeout_s: float = 20.0) -> None:
+    """Stop several processes together: SIGTERM to each at once, then wait for all against one deadline
+    (SIGKILL past it), so that the group takes at most about ``timeout_s``, not that much per process."""
+    for proc in procs:
+        proc.terminate()
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        proc.stop(timeout_s=max(0.1, deadline - time.monotonic()))
