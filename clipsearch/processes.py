@@ -140,8 +140,7 @@ class ManagedProcess:
         if self.process is None:
             return
         if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:

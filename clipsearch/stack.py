@@ -227,15 +227,8 @@ class LocalStack:
         """The API and the workers first (a worker finishes its task, which needs Weaviate and Redis), then
         the servers; each group is stopped together, so Ctrl-C takes at most about two process timeouts,
         not one per process."""
-        stop_all(([self.api] if self.api else []) + self.workers)
+        front = ([self.api] if self.api else []) + self.workers
+        servers = [proc for proc in self.processes() if proc not in front]
+        stop_all(front)
         self.workers.clear()
-        servers: list[ManagedProcess] = []
-        if isinstance(self.weaviate, WeaviateCluster):
-            servers.extend(node.process for node in self.weaviate.nodes)
-        elif self.weaviate:
-            servers.append(self.weaviate.process)
-        if self.object_store:
-            servers.append(self.object_store.process)
-        if self.redis:
-            servers.append(self.redis.process)
         stop_all(servers)

@@ -297,7 +297,7 @@ class ClipEncoder:
         batches: Iterable[Sequence[T]],
         prepare: Callable[[T, NDArray[np.float32]], None],
         normalize: bool = True,
-    ) -> Iterator[tuple[Sequence[T], list[NDArray[np.float32] | ClipsearchError]]]:
+    ) -> Iterator[tuple[Sequence[T], _Outcomes]]:
         """Stream batches through the image session: while ONNX Runtime runs batch k (and, with several
         lanes, batch k+1 beside it), the preparation threads prepare the next one (and the caller's
         iterator may be reading the one after).
@@ -318,7 +318,7 @@ class ClipEncoder:
 
         def infer(prepared: _Prepared[T]) -> _Outcomes:
             batch, tensor, futures = prepared
-            outcomes: list[NDArray[np.float32] | ClipsearchError] = []
+            outcomes: _Outcomes = []
             ok: list[int] = []
             for j, fut in enumerate(futures):
                 try:
@@ -336,9 +336,7 @@ class ClipEncoder:
         source = iter(batches)
         first = next(source, None)
         current = submit(first) if first is not None else None
-        running: deque[tuple[Sequence[T], list[Future[list[NDArray[np.float32] | ClipsearchError]]]]] = (
-            deque()
-        )
+        running: deque[tuple[Sequence[T], list[Future[_Outcomes]]]] = deque()
         try:
             while current is not None or running:
                 if current is not None:
