@@ -48,7 +48,8 @@ class CollectionVectors:
     vectors: NDArray[np.float32]
 
 
-def collection_vectors(store: ImageStore, collection: str, max_images: int) -> CollectionVectors:
+def counted_within(store: ImageStore, collection: str, max_images: int) -> int:
+    """The collection's image count; InvalidInput above ``max_images`` (SIMILARITY_MAX_IMAGES)."""
     total = store.count(collection)
     if total > max_images:
         raise InvalidInput(
@@ -56,6 +57,11 @@ def collection_vectors(store: ImageStore, collection: str, max_images: int) -> C
             f"{max_images} (SIMILARITY_MAX_IMAGES)",
             {"count": total, "limit": max_images},
         )
+    return total
+
+
+def collection_vectors(store: ImageStore, collection: str, max_images: int) -> CollectionVectors:
+    counted_within(store, collection, max_images)  # refused before any vector is read
     ids: list[str] = []
     names: list[str] = []
     blocks: list[NDArray[np.float32]] = []  # one array per page: 4 bytes a float, not a Python float's 32
@@ -274,13 +280,7 @@ def similarity_graph(
 ) -> SimilarityGraph:
     """The collection's pairs at or above ``threshold``: exact up to ``exact_max_images`` images, through
     Weaviate's nearest-neighbour queries above (module docstring); refused above ``max_images``."""
-    total = store.count(collection)
-    if total > max_images:
-        raise InvalidInput(
-            f"collection {collection!r} has {total} images; the similarity network is limited to "
-            f"{max_images} (SIMILARITY_MAX_IMAGES)",
-            {"count": total, "limit": max_images},
-        )
+    total = counted_within(store, collection, max_images)
     if total <= exact_max_images:
         return exact_graph(collection_vectors(store, collection, max_images), threshold, max_pairs)
     return neighbour_graph(
