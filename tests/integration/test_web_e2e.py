@@ -419,7 +419,11 @@ def test_page_asks_for_the_key_and_keeps_it(browser: WebDriver, keyed_server: st
     driver.find_element(By.ID, "key-input").send_keys("page-key-1")
     driver.find_element(By.ID, "key-save").click()
     wait_for(lambda: dialog.get_attribute("open") is None, "the dialog to close")
-    assert driver.execute_script("return localStorage.getItem('clipsearch.apiKey');") == "page-key-1"
+    # the dialog's `close` event (which stores the key) is dispatched as a task after `open` goes
+    wait_for(
+        lambda: driver.execute_script("return localStorage.getItem('clipsearch.apiKey');") == "page-key-1",
+        "the key kept in localStorage",
+    )
     wait_for(lambda: driver.find_element(By.ID, "key-button").text == "API key ✓", "the key mark")
     # With the key kept, a reload lists collections without asking again.
     driver.refresh()
