@@ -181,9 +181,11 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
 
 def _jpeg_complete(data: bytes) -> bool:
     """An end-of-image marker after the first scan. 0xFFD9 cannot occur inside entropy-coded data
-    (0xFF is always stuffed there), and trailing data after EOI (motion photos) is allowed."""
+    (0xFF is always stuffed there), and trailing data after EOI (motion photos) is allowed. Searched
+    from the end, where the marker almost always is: a forward search reads the whole entropy-coded
+    stream (about 0.3 ms for a 300 KB photo, whose stuffed 0xFF bytes slow the search)."""
     _, _, sos = _jpeg_layout(data)
-    return data.find(b"\xff\xd9", sos) != -1
+    return data.rfind(b"\xff\xd9", sos) != -1
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -418,7 +420,8 @@ def area_reduce(pixels: NDArray[np.uint8], min_side: int) -> tuple[NDArray[np.ui
     for factor, _ in _JPEG_REDUCED:
         if min(h, w) // factor >= min_side:
             size = (max(1, w // factor), max(1, h // factor))
-            reduced = np.asarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+            whole = pixels[: h - h % factor, : w - w % factor]  # a whole factor: OpenCV's fast path, 4x
+            reduced = np.asarray(cv2.resize(whole, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
             return reduced, factor
     return pixels, 1
 
@@ -448,18 +451,37 @@ def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: i
 
 
 def make_thumbnail(image: DecodedImage | NDArray[np.uint8], max_side: int, quality: int = 85) -> bytes:
-    """A JPEG whose longer side is at most ``max_side`` (never upscaled), area-averaged."""
+    """A JPEG whose longer side is at most ``max_side`` (never upscaled)."""
     if max_side <= 0:
         raise InvalidInput("thumbnail size must be positive", {"max_side": max_side})
     pixels = image.pixels if isinstance(image, DecodedImage) else image
     h, w = pixels.shape[:2]
     scale = max_side / max(h, w)
     if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        pixels = np.asarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+        pixels = shrink(pixels, (max(1, round(w * scale)), max(1, round(h * scale))))
     ok, enc = cv2.imencode(
         ".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
     )
     if not ok:  # pragma: no cover - encoding an RGB uint8 array does not fail
         raise InvalidInput("could not encode thumbnail")
     return bytes(enc.tobytes())
+
+
+def shrink(pixels: NDArray[np.uint8], size: tuple[int, int]) -> NDArray[np.uint8]:
+    """Downscale to ``size`` (width, height): area averaging by the largest whole factor k that keeps
+    both sides >= the target, then bilinear for the rest (a factor below 2, where bilinear reads every
+    pixel). OpenCV's area filter is fast only for whole factors (about 0.2 ms from 600x450 RGB, against
+    1.4 ms for any other), so it reads the image less its last h % k rows and w % k columns, and the
+    bilinear step maps each output pixel back to where it lies in the whole image (an affine warp), so
+    that nothing shifts. Against a Lanczos resize of the same pixels, PSNR >= 33 dB on the benchmark
+    photos: as close as the thumbnail's own JPEG q85 encoding (about 33 dB)."""
+    h, w = pixels.shape[:2]
+    k = min(w // size[0], h // size[1])
+    if k < 2:
+        return np.asarray(cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
+    reduced = cv2.resize(pixels[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    ax, ay = w / (size[0] * k), h / (size[1] * k)  # output pixel -> reduced pixel, centres aligned
+    inverse = np.array([[ax, 0.0, 0.5 * ax - 0.5], [0.0, ay, 0.5 * ay - 0.5]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(reduced, inverse, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(warped, dtype=np.uint8)

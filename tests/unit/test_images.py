@@ -14,7 +14,14 @@ from PIL import Image, ImageOps
 
 from indexer import images
 from indexer.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from indexer.images import check_content_type, decode_image, make_thumbnail, read_header, sniff_format
+from indexer.images import (
+    check_content_type,
+    decode_image,
+    make_thumbnail,
+    read_header,
+    shrink,
+    sniff_format,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 IMAGES = FIXTURES / "images"
@@ -197,6 +204,22 @@ def test_content_types() -> None:
     for bad in ("text/plain", "application/json", "image/svg+xml", "video/mp4"):
         with pytest.raises(UnsupportedMediaType, match="unsupported content type"):
             check_content_type(bad)
+
+
+@pytest.mark.parametrize("crop", [(0, 0), (1, 0), (0, 3), (5, 7)])
+def test_shrink_is_close_to_lanczos_of_the_same_pixels(crop: tuple[int, int]) -> None:
+    """Whole-factor area averaging then bilinear (the thumbnail's fast resize) against Pillow's Lanczos:
+    the right size, and as close as a JPEG q85 encoding is (nearest-neighbour scores about 24 dB here)."""
+    pixels = decode_image((IMAGES / "coffee.jpg").read_bytes(), LIMIT).pixels
+    pixels = pixels[: pixels.shape[0] - crop[0], : pixels.shape[1] - crop[1]]
+    h, w = pixels.shape[:2]
+    for target in (256, 200, 97):
+        size = (round(w * target / max(h, w)), round(h * target / max(h, w)))
+        small = shrink(pixels, size)
+        assert (small.shape[1], small.shape[0]) == size and small.dtype == np.uint8
+        reference = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS), dtype=float)
+        mse = float(np.mean((small.astype(float) - reference) ** 2))
+        assert 10 * np.log10(255**2 / mse) > 30
 
 
 def test_thumbnail() -> None:
