@@ -29,7 +29,7 @@ from indexer.blobs import BlobStore
 from indexer.errors import ClipsearchError
 from indexer.images import decode_image, make_thumbnail
 from indexer.items import JobItem, check_item, item_name
-from indexer.jobs import FINAL_STATES, REEMBED, JobReport, JobState, JobStore, Outcome
+from indexer.jobs import FINAL_STATES, REEMBED, ItemOutcome, JobReport, JobState, JobStore, Outcome
 from indexer.model.encoder import FIRST_BATCH, ClipEncoder
 from indexer.objectstore import remove_staging
 from indexer.preprocess import preprocess
@@ -83,6 +83,12 @@ def _record(
 ) -> None:
     if jobs.record(job_id, index, outcome, file, reason):
         _COUNTERS[outcome]()
+
+
+def _record_many(jobs: JobStore, job_id: str, outcomes: list[ItemOutcome]) -> None:
+    for outcome, new in zip(outcomes, jobs.record_many(job_id, outcomes), strict=True):
+        if new:
+            _COUNTERS[outcome.outcome]()
 
 
 class _Stopped(Exception):
@@ -140,6 +146,10 @@ class _Chunk:
     def record(self, index: int, outcome: Outcome, file: str = "", reason: str = "") -> None:
         _record(self.rt.jobs, self.job_id, index, outcome, file, reason)
 
+    def record_many(self, outcomes: list[ItemOutcome]) -> None:
+        """Several outcomes in one round trip to Redis."""
+        _record_many(self.rt.jobs, self.job_id, outcomes)
+
 
 class ChunkUseCase(Protocol):
     """What one kind of job does with the pipeline's shared stages (read and hash, decode and
@@ -170,11 +180,14 @@ class IngestUseCase:
         # that a delete elsewhere of the same bytes cannot collect them in between (indexer/blob_gc.py).
         with BlobCollector(rt.weaviate, rt.jobs.redis, rt.blobs).pinned([p.sha256 for p in fresh]):
             errors = _store(rt, chunk.job_id, chunk.collection, chunk.options, fresh, chunk.store, vectors)
-        for p in fresh:
-            if p.uuid in errors:
-                chunk.record(p.index, Outcome.FAILED, p.item.name, f"vector store: {errors[p.uuid]}")
-            else:
-                chunk.record(p.index, Outcome.INDEXED)
+        chunk.record_many(
+            [
+                ItemOutcome(p.index, Outcome.FAILED, p.item.name, f"vector store: {errors[p.uuid]}")
+                if p.uuid in errors
+                else ItemOutcome(p.index, Outcome.INDEXED)
+                for p in fresh
+            ]
+        )
 
     def finished(self, rt: IngestRuntime, report: JobReport) -> None:
         """Nothing beyond the staging clean-up that every job gets."""
@@ -304,7 +317,7 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
     already = jobs.recorded(job_id, indexes)
     reader = ItemReader(rt.settings, job_id)
     size = min(FIRST_BATCH, rt.encoder.batch_size)
-    batch: list[_Pending] = []
+    batch: list[_Pending] = []  # read and hashed, not yet claimed
     try:
         for index, raw in zip(indexes, items, strict=True):
             if stages.stop.is_set():
@@ -325,9 +338,6 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
                 continue
             sha = hashlib.sha256(data).hexdigest()
             _crash_hook(rt.settings, sha)
-            if jobs.claim_content(job_id, sha, index) != index:
-                chunk.record(index, Outcome.DUPLICATE)
-                continue
             batch.append(_Pending(index, item, data, sha, image_uuid(chunk.collection, sha)))
             if len(batch) >= size:
                 _hand_on(chunk, stages, batch)
@@ -340,16 +350,23 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
 
 
 def _hand_on(chunk: _Chunk, stages: _Stages, batch: list[_Pending]) -> None:
-    """Objects this job already wrote (before a crash) count as indexed, those an earlier upload wrote
-    as duplicates; the rest go to inference."""
-    existing = chunk.store.existing([p.uuid for p in batch])
+    """Claim the batch's contents (a later item of the job with the same bytes is a duplicate); objects
+    this job already wrote (before a crash) count as indexed, those an earlier upload wrote as
+    duplicates; the rest go to inference."""
+    owners = chunk.rt.jobs.claim_contents(chunk.job_id, [(p.sha256, p.index) for p in batch])
+    outcomes = [
+        ItemOutcome(p.index, Outcome.DUPLICATE) for p, o in zip(batch, owners, strict=True) if o != p.index
+    ]
+    claimed = [p for p, owner in zip(batch, owners, strict=True) if owner == p.index]
+    existing = chunk.store.existing([p.uuid for p in claimed]) if claimed else {}
     fresh: list[_Pending] = []
-    for p in batch:
+    for p in claimed:
         if p.uuid in existing:
             outcome = Outcome.INDEXED if existing[p.uuid] == chunk.job_id else Outcome.DUPLICATE
-            chunk.record(p.index, outcome)
+            outcomes.append(ItemOutcome(p.index, outcome))
         else:
             fresh.append(p)
+    chunk.record_many(outcomes)
     if fresh:
         stages.put(stages.to_infer, fresh)
 
@@ -375,12 +392,14 @@ def _store_stage(chunk: _Chunk, stages: _Stages) -> None:
         batch, outcomes = done
         fresh: list[_Pending] = []
         vectors: list[NDArray[np.float32]] = []
+        failed: list[ItemOutcome] = []
         for p, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, ClipsearchError):
-                chunk.record(p.index, Outcome.FAILED, p.item.name, outcome.message)
+                failed.append(ItemOutcome(p.index, Outcome.FAILED, p.item.name, outcome.message))
             else:
                 fresh.append(p)
                 vectors.append(outcome)
+        chunk.record_many(failed)
         if not fresh:
             continue
         if jobs.state(job_id) is JobState.CANCELLED:

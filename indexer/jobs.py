@@ -14,6 +14,8 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -51,6 +53,16 @@ class Outcome(StrEnum):
     INDEXED = "indexed"
     DUPLICATE = "duplicate"
     FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """One item's outcome, as `JobStore.record_many` takes them."""
+
+    index: int
+    outcome: Outcome
+    file: str = ""
+    reason: str = ""
 
 
 class FileError(BaseModel):
@@ -309,13 +321,37 @@ class JobStore:
 
     def claim_content(self, job_id: str, sha256: str, index: int) -> int:
         """The first item of this job with these bytes: later ones are duplicates within the job."""
-        owner = self._claim(keys=[self._key(job_id, "sha"), self._key(job_id)], args=[sha256, index])
+        owner = self._claim(keys=self._claim_keys(job_id), args=[sha256, index])
         return int(owner) if owner is not None else index
 
+    def claim_contents(self, job_id: str, items: Sequence[tuple[str, int]]) -> list[int]:
+        """`claim_content` for several (sha256, index) pairs, in order, in one pipeline."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sha256, index in items:
+            self._claim(keys=self._claim_keys(job_id), args=[sha256, index], client=pipe)
+        owners = pipe.execute() if items else []
+        return [int(o) if o is not None else i for o, (_, i) in zip(owners, items, strict=True)]
+
+    def _claim_keys(self, job_id: str) -> list[str]:
+        return [self._key(job_id, "sha"), self._key(job_id)]
+
     def record(self, job_id: str, index: int, outcome: Outcome, file: str = "", reason: str = "") -> bool:
-        error = json.dumps({"file": file, "reason": reason}) if outcome is Outcome.FAILED else ""
-        args = [index, outcome.value, error, time.time(), self.ttl_s, PREFIX, ENDED]
+        """Whether the outcome was new (False: the item already had one)."""
+        args = self._record_args(ItemOutcome(index, outcome, file, reason), time.time())
         return bool(self._record(keys=self._finish_keys(job_id), args=args))
+
+    def record_many(self, job_id: str, outcomes: Sequence[ItemOutcome]) -> list[bool]:
+        """`record` for several outcomes, in order, in one pipeline (each one is atomic on its own): the
+        store stage records a batch at once instead of one round trip per item."""
+        keys, now = self._finish_keys(job_id), time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        for outcome in outcomes:
+            self._record(keys=keys, args=self._record_args(outcome, now), client=pipe)
+        return [bool(r) for r in pipe.execute()] if outcomes else []
+
+    def _record_args(self, o: ItemOutcome, now: float) -> list[Any]:
+        error = json.dumps({"file": o.file, "reason": o.reason}) if o.outcome is Outcome.FAILED else ""
+        return [o.index, o.outcome.value, error, now, self.ttl_s, PREFIX, ENDED]
 
     def mark_running(self, job_id: str) -> None:
         # Only a queued job starts running; a cancelled or finished one stays as it is.

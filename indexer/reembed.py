@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer.jobs import JobReport, JobState, Outcome
+from indexer.jobs import ItemOutcome, JobReport, JobState, Outcome
 from indexer.store.images import ImageStore
 from indexer.user_collections import CollectionInfo, switch_model
 
@@ -38,21 +38,24 @@ class ReembedUseCase:
         deleted while the job ran fails with that reason."""
         from_model = str(chunk.options["from_model"])
         old = ImageStore(chunk.rt.weaviate, from_model).records([p.uuid for p in fresh])
-        moved, kept = [], []
+        moved, kept, outcomes = [], [], []
         for p, vector in zip(fresh, vectors, strict=True):
             if p.uuid in old:
                 moved.append(old[p.uuid].model_copy(update={"job_id": chunk.job_id}))
                 kept.append(vector)
             else:
-                chunk.record(p.index, Outcome.FAILED, p.item.name, "deleted during the re-embed")
+                outcomes.append(
+                    ItemOutcome(p.index, Outcome.FAILED, p.item.name, "deleted during the re-embed")
+                )
         errors = chunk.store.insert(moved, np.asarray(kept)) if moved else {}
         index_of = {p.uuid: p.index for p in fresh}
         for record in moved:
             if record.id in errors:
                 reason = f"vector store: {errors[record.id]}"
-                chunk.record(index_of[record.id], Outcome.FAILED, record.filename, reason)
+                outcomes.append(ItemOutcome(index_of[record.id], Outcome.FAILED, record.filename, reason))
             else:
-                chunk.record(index_of[record.id], Outcome.INDEXED)
+                outcomes.append(ItemOutcome(index_of[record.id], Outcome.INDEXED))
+        chunk.record_many(outcomes)
 
     def finished(self, rt: IngestRuntime, report: JobReport) -> None:
         """The job's last outcome is recorded: switch the collection to the new model, or, when some

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 import redis
 
-from indexer.jobs import REEMBED, JobStore
+from indexer.jobs import REEMBED, ItemOutcome, JobState, JobStore, Outcome
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
 from indexer.settings import Settings
@@ -69,3 +69,26 @@ def test_fail_remaining_fails_only_open_items_once(settings: Settings) -> None:
     report = store.get(job_id)
     assert (report.state.value, report.failed, report.done) == ("completed", 3, 1)
     assert {e.file: e.reason for e in report.errors} == {"n0": "gave up", "n2": "gave up", "n3": "gave up"}
+
+
+def test_outcomes_and_claims_in_one_round_trip_keep_their_one_at_a_time_meaning(settings: Settings) -> None:
+    """The store stage records a batch in one pipeline and the read stage claims a batch's contents in
+    one: in order, first claim wins, an item's second outcome is refused, the last outcome completes."""
+    assert settings.redis_url
+    store = JobStore(redis.Redis.from_url(settings.redis_url), settings.job_ttl_s)
+    job = store.create("upload", "pipelined", [{"kind": "upload", "name": f"{i}.jpg"} for i in range(4)])
+    assert store.claim_contents(job, [("a", 0), ("b", 1), ("a", 2)]) == [0, 1, 0]
+    assert store.claim_contents(job, [("a", 3), ("b", 1)]) == [0, 1]  # a re-delivery gets the same owners
+    assert store.claim_contents(job, []) == [] and store.record_many(job, []) == []
+    first = [
+        ItemOutcome(0, Outcome.INDEXED),
+        ItemOutcome(2, Outcome.DUPLICATE),
+        ItemOutcome(0, Outcome.FAILED),
+    ]
+    assert store.record_many(job, first) == [True, True, False]
+    assert store.get(job).state is JobState.QUEUED
+    last = [ItemOutcome(1, Outcome.FAILED, "1.jpg", "bad"), ItemOutcome(3, Outcome.DUPLICATE)]
+    assert store.record_many(job, last) == [True, True]
+    report = store.get(job)
+    assert (report.state, report.done, report.duplicates, report.failed) == (JobState.COMPLETED, 1, 2, 1)
+    assert [(e.file, e.reason) for e in report.errors] == [("1.jpg", "bad")]
