@@ -146,15 +146,15 @@ def _bands(
     w = np.where(inside, kernel((x - center[:, None] + 0.5) / filterscale), 0.0)
     total = w.sum(axis=1, keepdims=True)
     w = np.divide(w, total, out=w.copy(), where=total != 0.0)
+    # Every output's weights in one dense matrix, written at once; each block is then a copy of its own
+    # window (xmin and xmax never decrease with the output, so a block spans xmin[b0] to xmax[b1 - 1]).
+    dense = np.zeros((count, in_size), dtype=np.float32)
+    dense[np.nonzero(inside)[0], x[inside]] = w[inside]
     bands: list[Band] = []
     for b0 in range(0, count, block):
         b1 = min(count, b0 + block)
-        i0 = int(xmin[b0:b1].min())
-        i1 = int(xmax[b0:b1].max())
-        weights = np.zeros((b1 - b0, i1 - i0), dtype=np.float32)
-        rows, cols = np.nonzero(inside[b0:b1])
-        weights[rows, x[b0:b1][rows, cols] - i0] = w[b0:b1][rows, cols]
-        bands.append((b0, b1, i0, i1, weights))
+        i0, i1 = int(xmin[b0]), int(xmax[b1 - 1])
+        bands.append((b0, b1, i0, i1, dense[b0:b1, i0:i1].copy()))
     return tuple(bands)
 
 
