@@ -309,13 +309,16 @@ def _crash_hook(settings: Settings, sha256: str) -> None:
 
 
 def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
-    """Read, hash and de-duplicate the chunk's items; hand them on in batches (a short first one, so
+    """Read, hash and de-duplicate the chunk's items; hand them on in batches (short first ones, so
     inference starts early). Items that already have an outcome (a re-delivered chunk) are skipped."""
     rt, jobs, job_id = chunk.rt, chunk.rt.jobs, chunk.job_id
     items = jobs.items(job_id, start, end)
     indexes = list(range(start, start + len(items)))
     already = jobs.recorded(job_id, indexes)
     reader = ItemReader(rt.settings, job_id)
+    # One short batch per inference lane first, so that every lane starts within a few images (with one
+    # short batch, the second lane idled while the first full batch was prepared, at every task's start).
+    short = rt.encoder.lanes
     size = min(FIRST_BATCH, rt.encoder.batch_size)
     batch: list[_Pending] = []  # read and hashed, not yet claimed
     try:
@@ -341,7 +344,9 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
             batch.append(_Pending(index, item, data, sha, image_uuid(chunk.collection, sha)))
             if len(batch) >= size:
                 _hand_on(chunk, stages, batch)
-                batch, size = [], rt.encoder.batch_size
+                short -= 1
+                batch = []
+                size = size if short > 0 else rt.encoder.batch_size
         if batch:
             _hand_on(chunk, stages, batch)
     finally:
