@@ -359,10 +359,12 @@ def _hand_on(chunk: _Chunk, stages: _Stages, batch: list[_Pending]) -> None:
     this job already wrote (before a crash) count as indexed, those an earlier upload wrote as
     duplicates; the rest go to inference."""
     owners = chunk.rt.jobs.claim_contents(chunk.job_id, [(p.sha256, p.index) for p in batch])
-    outcomes = [
-        ItemOutcome(p.index, Outcome.DUPLICATE) for p, o in zip(batch, owners, strict=True) if o != p.index
-    ]
     claimed = [p for p, owner in zip(batch, owners, strict=True) if owner == p.index]
+    outcomes = [
+        ItemOutcome(p.index, Outcome.DUPLICATE)
+        for p, owner in zip(batch, owners, strict=True)
+        if owner != p.index
+    ]
     existing = chunk.store.existing([p.uuid for p in claimed]) if claimed else {}
     fresh: list[_Pending] = []
     for p in claimed:

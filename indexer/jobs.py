@@ -319,21 +319,15 @@ class JobStore:
         """The chunk's run ended in this process (done, failed or handed to Celery's retry)."""
         self.redis.hdel(self._key(job_id, "deliveries"), f"{start}-{end}")
 
-    def claim_content(self, job_id: str, sha256: str, index: int) -> int:
-        """The first item of this job with these bytes: later ones are duplicates within the job."""
-        owner = self._claim(keys=self._claim_keys(job_id), args=[sha256, index])
-        return int(owner) if owner is not None else index
-
     def claim_contents(self, job_id: str, items: Sequence[tuple[str, int]]) -> list[int]:
-        """`claim_content` for several (sha256, index) pairs, in order, in one pipeline."""
+        """Per (sha256, index) pair, in order, in one pipeline: the first item of this job with these
+        bytes (the index itself when it is the first; later ones are duplicates within the job)."""
+        keys = [self._key(job_id, "sha"), self._key(job_id)]
         pipe = self.redis.pipeline(transaction=False)
         for sha256, index in items:
-            self._claim(keys=self._claim_keys(job_id), args=[sha256, index], client=pipe)
+            self._claim(keys=keys, args=[sha256, index], client=pipe)
         owners = pipe.execute() if items else []
         return [int(o) if o is not None else i for o, (_, i) in zip(owners, items, strict=True)]
-
-    def _claim_keys(self, job_id: str) -> list[str]:
-        return [self._key(job_id, "sha"), self._key(job_id)]
 
     def record(self, job_id: str, index: int, outcome: Outcome, file: str = "", reason: str = "") -> bool:
         """Whether the outcome was new (False: the item already had one)."""
