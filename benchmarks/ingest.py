@@ -6,9 +6,10 @@
 
 For each precision: the raw ONNX session's images/s (preprocessed tensors, no decode; batch 32, the issue's
 reference, one batch at a time and one per inference lane, and at the worker's own batch size and lanes,
-which run faster per image on CPU) is measured in this process, then N generated JPEGs (640 to 2048 px, from benchmarks/encoder)
-go through HTTP upload, the Redis queue and one Celery worker until the job is complete and searchable. The
-ratio e2e / raw is the goal (>= 0.9 fp32, >= 0.85 int8). Both use the same ONNX thread count, one at a time.
+which run faster per image on CPU) is measured in this process, then N generated JPEGs (640 to 2048 px,
+from benchmarks/encoder) go through HTTP upload, the Redis queue and one Celery worker until the job is
+complete and searchable. The ratio e2e / raw is the goal (>= 0.9 fp32, >= 0.85 int8). Both use the same
+ONNX thread count, one at a time.
 Raw, CLI and folder run in interleaved rounds (--rounds) and the ratios compare each measure's best round
 (noise on a shared machine only slows a measure down); every round's figure is printed beside it.
 
