@@ -41,6 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.table import print_table  # noqa: E402
 from clipsearch.stack import LocalStack  # noqa: E402
 from indexer.classify.references import ClassDef  # noqa: E402
 from indexer.classify.scoring import class_scores  # noqa: E402
@@ -249,11 +250,7 @@ def main() -> None:
         f"\n{args.images:,} images, {args.classes:,} classes, {args.refs} ref(s)/class, dim {args.dim}, "
         f"{os.cpu_count()} CPUs, label chunk {args.chunk}\n"
     )
-    width = max(len(r[0]) for r in rows)
-    print(f"| {'step':<{width}} | time | rate |")
-    print(f"|{'-' * (width + 2)}|------|------|")
-    for name, took, rate in rows:
-        print(f"| {name:<{width}} | {took} | {rate} |")
+    print_table(("step", "time", "rate"), rows, markdown=True)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.encoder import DEFAULT_BIG, make_jpegs  # noqa: E402
 from benchmarks.synthetic import fill  # noqa: E402
+from benchmarks.table import print_table  # noqa: E402
 from clipsearch.client import ApiClient, image_files  # noqa: E402
 from clipsearch.processes import free_port  # noqa: E402
 from clipsearch.stack import LocalStack  # noqa: E402
@@ -325,10 +326,7 @@ def main() -> None:
                 stack.stop()
 
     print(f"\nmodel: {args.model_dir}  threads: {args.threads}  cpu: {os.cpu_count()}")
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'value':>14}  unit")
-    for label, value, unit in rows:
-        print(f"{label:<{width}}  {value:>14}  {unit}")
+    print_table(("measure", "value", "unit"), rows, right={1})
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.synthetic import BLOCK, Clustered, VectorSource, fill, uniform_rows  # noqa: E402
+from benchmarks.table import print_table  # noqa: E402
 from clipsearch.weaviate_server import WeaviatePorts, WeaviateServer, weaviate_env  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 from indexer.store.connection import connect  # noqa: E402
@@ -249,10 +250,8 @@ def main() -> None:
             client.close()
         finally:
             server.stop()
-    width = max(len(label) for label, _ in rows)
-    print(f"\n{'measure':<{width}}  result ({os.cpu_count()} cores)")
-    for label, value in rows:
-        print(f"{label:<{width}}  {value}")
+    print()
+    print_table(("measure", f"result ({os.cpu_count()} cores)"), rows)
 
 
 def query_round(

@@ -33,6 +33,7 @@ from benchmarks.ingest import (  # noqa: E402
     raw_images_per_s,
     warm_text_search,
 )
+from benchmarks.table import print_table  # noqa: E402
 from clipsearch.processes import free_port  # noqa: E402
 from clipsearch.stack import LocalStack  # noqa: E402
 from indexer.model.files import tiny_model_dir  # noqa: E402
@@ -98,11 +99,8 @@ def main() -> None:
             rows.append((f"{label}: CLI upload", f"{max(by_cli):.1f}", f"img/s (rounds {rounds})"))
             rows.append((f"{label}: raw session, {workers * threads} threads", f"{raw:.1f}", "img/s"))
             print(*rows[-3:], sep="\n", flush=True)
-    width = max(len(label) for label, _, _ in rows)
     print(f"\nmodel: {args.model_dir.name} {args.precision}, {len(jpegs)} JPEGs, cpu: {os.cpu_count()}")
-    print(f"{'measure':<{width}}  {'value':>7}  unit")
-    for label, value, unit in rows:
-        print(f"{label:<{width}}  {value:>7}  {unit}")
+    print_table(("measure", "value", "unit"), rows, right={1})
 
 
 if __name__ == "__main__":

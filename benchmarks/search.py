@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.encoder import DEFAULT_BIG  # noqa: E402
 from benchmarks.synthetic import fill  # noqa: E402
+from benchmarks.table import print_table  # noqa: E402
 from clipsearch.processes import free_port  # noqa: E402
 from clipsearch.stack import LocalStack  # noqa: E402
 from indexer.model.encoder import load_encoder  # noqa: E402
@@ -284,10 +285,8 @@ def main() -> None:
             client.close()
         finally:
             stack.stop()
-    width = max(len(label) for label, _ in rows)
-    print(f"\n{'measure':<{width}}  ms p50 / p99")
-    for label, value in rows:
-        print(f"{label:<{width}}  {value}")
+    print()
+    print_table(("measure", "ms p50 / p99"), rows)
 
 
 if __name__ == "__main__":

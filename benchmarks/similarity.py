@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.synthetic import fill  # noqa: E402
+from benchmarks.table import print_table  # noqa: E402
 from clipsearch.weaviate_server import WeaviateServer  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 from indexer.similarity import (  # noqa: E402
@@ -158,10 +159,8 @@ def main() -> None:
             client.close()
         finally:
             server.stop()
-    width = max(len(label) for label, _ in rows)
-    print(f"\n{'measure':<{width}}  result (threshold {args.threshold}, {os.cpu_count()} cores)")
-    for label, value in rows:
-        print(f"{label:<{width}}  {value}")
+    print()
+    print_table(("measure", f"result (threshold {args.threshold}, {os.cpu_count()} cores)"), rows)
 
 
 if __name__ == "__main__":
