@@ -85,8 +85,13 @@ def list_collections(client: weaviate.WeaviateClient) -> list[CollectionInfo]:
         if not is_missing_class(exc):
             raise
         return []
+    by_model: dict[str, list[CollectionInfo]] = {}
     for info in infos:
-        info.count = count_images(client, info)
+        by_model.setdefault(info.model_id, []).append(info)
+    for model_id, group in by_model.items():  # one count query per model, not one per collection
+        counts = ImageStore(client, model_id).counts([info.name for info in group])
+        for info in group:
+            info.count = counts[info.name]
     return sorted(infos, key=lambda info: info.name)
 
 

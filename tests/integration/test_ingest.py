@@ -32,6 +32,17 @@ def test_collection_lifecycle_and_errors(api: Api) -> None:
     assert api.get(f"/collections/{name}").status_code == 404
 
 
+def test_collection_list_counts_each_collections_images(api: Api) -> None:
+    """GET /collections counts every collection of a model in one grouped query: each count is its own."""
+    two, one, empty = new_collection(api), new_collection(api), new_collection(api)
+    for name, seeds in ((two, (7101, 7102)), (one, (7103,))):
+        files = [(f"{seed}.jpg", make_image(seed)) for seed in seeds]
+        assert wait_job(api, upload(api, name, files)["job_id"])["done"] == len(seeds)
+    listed = {c["name"]: c["count"] for c in api.get("/collections").json()["collections"]}
+    assert (listed[two], listed[one], listed[empty]) == (2, 1, 0)
+    assert api.get(f"/collections/{two}").json()["count"] == 2
+
+
 def test_upload_indexes_good_files_and_reports_every_bad_one(api: Api) -> None:
     name = new_collection(api)
     good = [(f"img{i}.jpg", make_image(100 + i)) for i in range(5)]
