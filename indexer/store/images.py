@@ -254,8 +254,9 @@ class ImageStore:
                 return counts
             raise
         for group in result.groups:
-            if group.grouped_by.value in counts:
-                counts[str(group.grouped_by.value)] = int(group.total_count or 0)
+            name = str(group.grouped_by.value)
+            if name in counts:
+                counts[name] = int(group.total_count or 0)
         return counts
 
     def update_labels(self, uuid: str, labels: list[str], scores: dict[str, float]) -> None:
