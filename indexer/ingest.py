@@ -30,7 +30,7 @@ from indexer.errors import ClipsearchError
 from indexer.images import decode_image, make_thumbnail
 from indexer.items import JobItem, check_item, item_name
 from indexer.jobs import FINAL_STATES, REEMBED, ItemOutcome, JobReport, JobState, JobStore, Outcome
-from indexer.model.encoder import FIRST_BATCH, ClipEncoder
+from indexer.model.encoder import ClipEncoder
 from indexer.objectstore import remove_staging
 from indexer.preprocess import preprocess
 from indexer.reembed import ReembedUseCase
@@ -316,10 +316,8 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
     indexes = list(range(start, start + len(items)))
     already = jobs.recorded(job_id, indexes)
     reader = ItemReader(rt.settings, job_id)
-    # One short batch per inference lane first, so that every lane starts within a few images (with one
-    # short batch, the second lane idled while the first full batch was prepared, at every task's start).
-    short = rt.encoder.lanes
-    size = min(FIRST_BATCH, rt.encoder.batch_size)
+    handed = 0
+    size = rt.encoder.stream_batch_size(handed)
     batch: list[_Pending] = []  # read and hashed, not yet claimed
     try:
         for index, raw in zip(indexes, items, strict=True):
@@ -344,9 +342,8 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
             batch.append(_Pending(index, item, data, sha, image_uuid(chunk.collection, sha)))
             if len(batch) >= size:
                 _hand_on(chunk, stages, batch)
-                short -= 1
-                batch = []
-                size = size if short > 0 else rt.encoder.batch_size
+                handed += 1
+                batch, size = [], rt.encoder.stream_batch_size(handed)
         if batch:
             _hand_on(chunk, stages, batch)
     finally:

@@ -292,6 +292,12 @@ class ClipEncoder:
 
         return self._pipeline(len(items), prepare, normalize)
 
+    def stream_batch_size(self, handed: int) -> int:
+        """The size of the next batch for `embed_stream` after `handed` batches: short (FIRST_BATCH) for
+        the first batch of each lane, so that every lane starts within a few images (with one short
+        batch, the second lane idled while the first full batch was prepared), then `batch_size`."""
+        return min(FIRST_BATCH, self.batch_size) if handed < self.lanes else self.batch_size
+
     def embed_stream(
         self,
         batches: Iterable[Sequence[T]],
