@@ -56,6 +56,9 @@ def _wait_for_retry(state: RetryCallState) -> float:
     return float(_backoff(state))
 
 
+ENDED_STATES = frozenset({"completed", "failed", "cancelled"})
+FOLLOW_WAIT_S = 0.5  # a progress round: how long `follow` waits on a job before reading progress again
+
 FIRST_CONTACT_S = 5.0  # how long a first request retries a server that is not there
 
 
@@ -139,15 +142,21 @@ class ApiClient:
         return jobs, refused
 
     def follow(self, job_ids: list[str], total: int, show: bool = True) -> list[dict[str, Any]]:
-        """Poll the jobs with a progress bar (images/s and ETA) until all are finished."""
+        """Follow the jobs with a progress bar (images/s and ETA) until all are finished. Each round waits
+        on the first unfinished job for up to FOLLOW_WAIT_S (the server answers as soon as it ends), then
+        reads the others' progress."""
+        reports: dict[str, dict[str, Any]] = {}
         with tqdm(total=total, unit="img", disable=not show, dynamic_ncols=True) as bar:
-            while True:
-                reports = [self.call("GET", f"/jobs/{job}") for job in job_ids]
-                bar.n = sum(r["processed"] for r in reports)
+            while pending := [j for j in job_ids if reports.get(j, {}).get("state") not in ENDED_STATES]:
+                started = time.monotonic()
+                for i, job in enumerate(pending):
+                    wait = {"wait": FOLLOW_WAIT_S} if i == 0 else {}
+                    reports[job] = self.call("GET", f"/jobs/{job}", params=wait)
+                bar.n = sum(r["processed"] for r in reports.values())
                 bar.refresh()
-                if all(r["state"] in {"completed", "failed", "cancelled"} for r in reports):
-                    return reports
-                time.sleep(0.5)
+                if reports[pending[0]]["state"] not in ENDED_STATES:  # the server may answer without waiting
+                    time.sleep(max(0.0, FOLLOW_WAIT_S - (time.monotonic() - started)))
+        return [reports[j] for j in job_ids]
 
 
 def pack(paths: list[Path], max_files: int, max_bytes: int) -> Iterator[list[Path]]:

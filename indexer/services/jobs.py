@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from indexer.jobs import JobReport, JobStore, chunks
+from indexer.jobs import FINAL_STATES, JobReport, JobStore, chunks
 from indexer.services.queue import ChunkPayload, JobQueue, TaskKind
+
+MAX_WAIT_S = 30.0  # the longest a report waits for its job to end (long polling)
+WAIT_POLL_S = 0.025  # how often a waiting report reads the job's state (one HGET)
+MAX_WAITERS = 4  # reports waiting at once per process; the others answer at once (they hold API threads)
 
 
 @dataclass
 class JobsService:
     store: JobStore
     queue: JobQueue
+    _waiters: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(MAX_WAITERS), repr=False
+    )
 
     def start(
         self,
@@ -34,8 +43,19 @@ class JobsService:
             self.queue.enqueue(task, ChunkPayload(job_id=job_id, start=start, end=end))
         return job_id
 
-    def report(self, job_id: str) -> JobReport:
-        """State, counts, rate, ETA, every failed file with its reason, and why a failed job failed."""
+    def report(self, job_id: str, wait_s: float = 0.0) -> JobReport:
+        """State, counts, rate, ETA, every failed file with its reason, and why a failed job failed.
+
+        With ``wait_s`` (at most MAX_WAIT_S), a job that has not ended is first waited on for up to that
+        long, and the report comes as soon as it ends: a client learns of the end at once, without
+        polling. When MAX_WAITERS reports already wait in this process, this one answers at once."""
+        if wait_s > 0 and self._waiters.acquire(blocking=False):
+            try:
+                deadline = time.monotonic() + min(wait_s, MAX_WAIT_S)
+                while self.store.state(job_id) not in FINAL_STATES and time.monotonic() < deadline:
+                    time.sleep(WAIT_POLL_S)
+            finally:
+                self._waiters.release()
         return self.store.get(job_id)
 
     def list(self, limit: int, offset: int) -> list[JobReport]:

@@ -6,6 +6,7 @@ from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.jobs import JobReport
+from indexer.services.jobs import MAX_WAIT_S, MAX_WAITERS
 from search_api.services import services
 from search_api.validation import endpoint, parse_query, respond
 
@@ -17,6 +18,21 @@ class JobListQuery(BaseModel):
 
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class JobQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wait: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=MAX_WAIT_S,
+        description=(
+            "seconds to wait for the job to end before answering (long polling): the answer comes as soon "
+            f"as it ends, or after this long with the job's progress. At most {MAX_WAITERS} requests wait "
+            "at once per API process; beyond that the answer comes at once"
+        ),
+    )
 
 
 class JobList(BaseModel):
@@ -33,11 +49,13 @@ def list_jobs() -> tuple[Response, int]:
 @bp.get("/jobs/<job_id>")
 @endpoint(
     "A job's state, counts, rate, ETA, every failed file with its reason, and why a failed job failed",
+    query=JobQuery,
     response=JobReport,
     tags=["jobs"],
 )
 def get(job_id: str) -> tuple[Response, int]:
-    return respond(services().job_service.report(job_id))
+    query = parse_query(JobQuery)
+    return respond(services().job_service.report(job_id, wait_s=query.wait))
 
 
 @bp.delete("/jobs/<job_id>")

@@ -67,6 +67,21 @@ def test_upload_indexes_good_files_and_reports_every_bad_one(api: Api) -> None:
     assert api.get(f"/collections/{name}").json()["count"] == 5
 
 
+def test_a_job_report_can_wait_for_the_job_to_end(api: Api) -> None:
+    """GET /jobs/<id>?wait=S answers as soon as the job ends (long polling), so one request sees the end
+    of a job that was still queued when it was asked; a wait out of bounds is refused with its reason."""
+    name = new_collection(api)
+    files = [(f"w{i}.jpg", make_image(7200 + i, 1600, 1200)) for i in range(12)]
+    job = upload(api, name, files)["job_id"]
+    report = api.get(f"/jobs/{job}", params={"wait": 30}).json()
+    assert (report["state"], report["done"]) == ("completed", 12)
+    assert api.get(f"/jobs/{job}", params={"wait": 0}).json()["state"] == "completed"
+    for bad in ("-1", "31", "soon"):
+        refused = api.get(f"/jobs/{job}", params={"wait": bad})
+        assert refused.status_code == 400 and "wait" in refused.text, refused.text
+    assert api.get(f"/jobs/{job}", params={"until": "done"}).status_code == 400
+
+
 def test_stored_image_metadata_thumbnail_and_file(api: Api) -> None:
     name = new_collection(api)
     data = make_image(7, 800, 600)

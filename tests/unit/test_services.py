@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,9 @@ import pytest
 from pydantic import BaseModel
 
 from indexer.errors import InvalidInput, ModelMismatch
+from indexer.jobs import JobState
 from indexer.services.ingest import IngestService, Upload
-from indexer.services.jobs import JobsService
+from indexer.services.jobs import MAX_WAITERS, JobsService
 from indexer.services.models import require_model
 from indexer.services.queue import ChunkPayload, InMemoryJobQueue, TaskKind
 from indexer.settings import Settings
@@ -91,3 +94,56 @@ def test_another_model_is_one_error_a_409(tmp_path: Path, jobs: _Jobs) -> None:
     from search_api.errors import status_for
 
     assert status_for(caught.value) == 409
+
+
+class _EndingJob:
+    """The part of JobStore that a waiting report reads: the state, which ends after `ends_after_s`."""
+
+    def __init__(self, ends_after_s: float) -> None:
+        self.ends_at = time.monotonic() + ends_after_s
+        self.reads = 0
+
+    def state(self, job_id: str) -> JobState:
+        self.reads += 1
+        return JobState.COMPLETED if time.monotonic() >= self.ends_at else JobState.RUNNING
+
+    def get(self, job_id: str) -> JobState:
+        return self.state(job_id)
+
+
+def test_a_waiting_report_answers_as_soon_as_the_job_ends() -> None:
+    store = _EndingJob(ends_after_s=0.3)
+    service = JobsService(store, InMemoryJobQueue())  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    assert service.report("j", wait_s=10) is JobState.COMPLETED
+    assert 0.3 <= time.monotonic() - t0 < 1.0
+    assert service.report("j") is JobState.COMPLETED  # an ended job answers at once
+
+
+def test_a_report_waits_no_longer_than_asked_and_answers_with_progress() -> None:
+    service = JobsService(_EndingJob(ends_after_s=60), InMemoryJobQueue())  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    assert service.report("j", wait_s=0.2) is JobState.RUNNING
+    assert 0.2 <= time.monotonic() - t0 < 0.8
+    t0 = time.monotonic()
+    assert service.report("j") is JobState.RUNNING  # no wait asked: at once
+    assert time.monotonic() - t0 < 0.1
+
+
+def test_reports_past_the_waiter_limit_answer_at_once() -> None:
+    service = JobsService(_EndingJob(ends_after_s=60), InMemoryJobQueue())  # type: ignore[arg-type]
+    waiting = [
+        threading.Thread(target=service.report, args=("j",), kwargs={"wait_s": 1.5})
+        for _ in range(MAX_WAITERS)
+    ]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.2)  # every waiter holds its place
+    t0 = time.monotonic()
+    assert service.report("j", wait_s=1.5) is JobState.RUNNING
+    assert time.monotonic() - t0 < 0.5
+    for thread in waiting:
+        thread.join()
+    t0 = time.monotonic()
+    service.report("j", wait_s=0.3)  # the places are free again
+    assert time.monotonic() - t0 >= 0.3
