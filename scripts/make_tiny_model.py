@@ -6,6 +6,7 @@ open_clip, pillow, scikit-image. It is never imported by the service.
 
     python scripts/make_tiny_model.py                      # indexer/model/tiny/ and tests/fixtures/
     python scripts/make_tiny_model.py --vit-b32 ~/.cache/clipsearch/models/ViT-B-32-random
+    python scripts/make_tiny_model.py --no-tiny --vit-b32-256 ~/.cache/clipsearch/models/ViT-B-32-256-random
     python scripts/make_tiny_model.py --no-tiny --family all   # indexer/model/tiny-{rn,siglip,xlmr}/ and
                                                                # tests/fixtures/families/ (needs transformers,
                                                                # sentencepiece, timm, onnxruntime too)
@@ -896,6 +897,12 @@ def main() -> None:
     parser.add_argument(
         "--vit-b32", type=Path, default=None, help="also write a full-size random-weight ViT-B/32 here"
     )
+    parser.add_argument(
+        "--vit-b32-256",
+        type=Path,
+        default=None,
+        help="also write a random-weight ViT-B-32-256 (256 px input, the ingest issue's model) here",
+    )
     args = parser.parse_args()
 
     if not args.no_tiny:
@@ -912,15 +919,24 @@ def main() -> None:
     for family in families:
         make_family(family, TINY_DIR.parent / FAMILY_DIRS[family], args.fixtures / "families" / family)
 
-    if args.vit_b32 is not None:
-        cfg = json.loads(json.dumps(open_clip.get_model_config("ViT-B-32")))
-        cfg["quick_gelu"] = True  # as ViT-B-32__openai
-        model, _ = build_model(cfg, "ViT-B-32-random", SEED)
-        with torch.no_grad():
-            model.logit_scale.fill_(math.log(100.0))
-        write_model_dir(model, cfg, args.vit_b32.expanduser(), "ViT-B-32-random")
-        check_onnx(args.vit_b32.expanduser(), model)
-        print(f"random ViT-B/32: {args.vit_b32}")
+    if args.vit_b32 is not None:  # as ViT-B-32__openai: 224 px, quick GELU
+        write_random_vit("ViT-B-32", "ViT-B-32-random", args.vit_b32.expanduser(), quick_gelu=True)
+    if args.vit_b32_256 is not None:  # as the DataComp ViT-B-32-256: 256 px, exact GELU
+        write_random_vit(
+            "ViT-B-32-256", "ViT-B-32-256-random", args.vit_b32_256.expanduser(), quick_gelu=False
+        )
+
+
+def write_random_vit(config: str, model_id: str, out: Path, *, quick_gelu: bool) -> None:
+    """A full-size model of open_clip's `config` with random weights: the compute of a trained one."""
+    cfg = json.loads(json.dumps(open_clip.get_model_config(config)))
+    cfg["quick_gelu"] = quick_gelu
+    model, _ = build_model(cfg, model_id, SEED)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(100.0))
+    write_model_dir(model, cfg, out, model_id)
+    check_onnx(out, model)
+    print(f"random {config}: {out}")
 
 
 if __name__ == "__main__":
