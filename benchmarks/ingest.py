@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.encoder import DEFAULT_BIG, make_jpegs  # noqa: E402
 from benchmarks.synthetic import fill  # noqa: E402
 from benchmarks.table import print_table  # noqa: E402
-from clipsearch.client import ApiClient, image_files  # noqa: E402
+from clipsearch.client import ENDED_STATES, ApiClient, image_files  # noqa: E402
 from clipsearch.processes import free_port  # noqa: E402
 from clipsearch.stack import LocalStack  # noqa: E402
 from indexer.model.encoder import load_encoder  # noqa: E402
@@ -100,7 +100,7 @@ def _wait_searchable(base: str, name: str, jobs: list[str], expected: int) -> No
     for job in jobs:
         while (report := requests.get(f"{base}/jobs/{job}", params={"wait": 30}, timeout=60).json())[
             "state"
-        ] not in {"completed", "failed"}:
+        ] not in ENDED_STATES:
             time.sleep(0.05)
         done += report["done"]
     assert done == expected, (done, expected)

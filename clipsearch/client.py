@@ -12,6 +12,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from tqdm import tqdm
 
 from indexer.errors import ClipsearchError
+from indexer.jobs import FINAL_STATES
 
 MULTIPART_MARGIN = 64 * 1024  # the form fields and closing boundary of an upload request
 PART_OVERHEAD = 1024  # one file part's boundary and headers, filename included
@@ -56,7 +57,7 @@ def _wait_for_retry(state: RetryCallState) -> float:
     return float(_backoff(state))
 
 
-ENDED_STATES = frozenset({"completed", "failed", "cancelled"})
+ENDED_STATES = frozenset(state.value for state in FINAL_STATES)
 FOLLOW_WAIT_S = 0.5  # a progress round: how long `follow` waits on a job before reading progress again
 
 FIRST_CONTACT_S = 5.0  # how long a first request retries a server that is not there
