@@ -29,7 +29,16 @@ from indexer.blobs import BlobStore
 from indexer.errors import ClipsearchError
 from indexer.images import decode_image, make_thumbnail
 from indexer.items import JobItem, check_item, item_name
-from indexer.jobs import FINAL_STATES, REEMBED, ItemOutcome, JobReport, JobState, JobStore, Outcome
+from indexer.jobs import (
+    FINAL_STATES,
+    FINAL_STEP_KINDS,
+    REEMBED,
+    ItemOutcome,
+    JobReport,
+    JobState,
+    JobStore,
+    Outcome,
+)
 from indexer.model.encoder import ClipEncoder
 from indexer.objectstore import remove_staging
 from indexer.preprocess import preprocess
@@ -154,8 +163,9 @@ class _Chunk:
 class ChunkUseCase(Protocol):
     """What one kind of job does with the pipeline's shared stages (read and hash, decode and
     preprocess, infer): which model's index it writes, whether it makes thumbnails, how it stores a
-    batch of vectors (recording each item's outcome), and what happens when the job has ended. An ingest
-    (`IngestUseCase`) and a re-embed (indexer.reembed.ReembedUseCase) are the two."""
+    batch of vectors (recording each item's outcome), and, for a kind of FINAL_STEP_KINDS, the step that
+    ends the job once every item has an outcome. An ingest (`IngestUseCase`) and a re-embed
+    (indexer.reembed.ReembedUseCase) are the two."""
 
     thumbnails: bool
 
@@ -190,7 +200,7 @@ class IngestUseCase:
         )
 
     def finished(self, rt: IngestRuntime, report: JobReport) -> None:
-        """Nothing beyond the staging clean-up that every job gets."""
+        """No final step: an ingest job completes with its last outcome."""
 
 
 def use_case_for(kind: str) -> ChunkUseCase:
@@ -447,13 +457,20 @@ def _store(
 
 
 def _finish(rt: IngestRuntime, job_id: str) -> None:
-    """After a chunk: clean the staging area of a finished job, and let its use case end it (a
-    re-embed switches the collection over)."""
-    if rt.jobs.state(job_id) not in FINAL_STATES:
-        return
-    cleanup_staging(rt, job_id)
+    """After a chunk: a job of FINAL_STEP_KINDS whose every item has an outcome runs its final step (a
+    re-embed switches its collection over), which ends it; the staging area of an ended job is cleaned.
+    Every chunk that ends last may run the step (they finish at once on several workers, or a chunk is
+    delivered again after a crash in the step): the steps are idempotent."""
     report = rt.jobs.get(job_id, with_errors=False)
-    use_case_for(report.kind).finished(rt, report)
+    if (
+        report.state not in FINAL_STATES
+        and report.kind in FINAL_STEP_KINDS
+        and report.processed >= report.total
+    ):
+        use_case_for(report.kind).finished(rt, report)
+        report = rt.jobs.get(job_id, with_errors=False)
+    if report.state in FINAL_STATES:
+        cleanup_staging(rt, job_id)
 
 
 def cleanup_staging(rt: IngestRuntime, job_id: str) -> None:
@@ -462,6 +479,12 @@ def cleanup_staging(rt: IngestRuntime, job_id: str) -> None:
 
 def fail_remaining(rt: IngestRuntime, job_id: str, start: int, end: int, reason: str) -> None:
     """Fail the chunk's items that have no outcome yet (JobStore.fail_remaining), so the job still
-    finishes, and complete the job if that was its last chunk."""
+    finishes, and complete the job if that was its last chunk. A final step that fails here too (its
+    retries are spent) fails the job with both reasons, rather than leave it running."""
     metrics.images_failed(rt.jobs.fail_remaining(job_id, start, end, reason))
-    _finish(rt, job_id)
+    try:
+        _finish(rt, job_id)
+    except Exception as exc:  # any error of the step: the job must end, and says why
+        log.exception("job %s: its final step failed", job_id)
+        rt.jobs.fail(job_id, f"{reason}; then its final step failed: {exc.__class__.__name__}: {exc}")
+        cleanup_staging(rt, job_id)

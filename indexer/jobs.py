@@ -26,6 +26,11 @@ from indexer.errors import Conflict, NotFound
 
 PREFIX = "clipsearch:job:"
 REEMBED = "reembed"  # the job kind that moves a collection's images to another model
+# Kinds whose job ends with a step of its own once every item has an outcome (a re-embed switches its
+# collection to the new model): their last outcome does not complete them, the worker that runs that step
+# does (indexer.ingest._finish), so that `completed` is never reported before the step is done.
+FINAL_STEP_KINDS = frozenset({REEMBED})
+HELD_FOR_STEP = "step"  # the `open` field of such a job until its step closes it ("1": an open upload)
 INDEX = "clipsearch:jobs"
 # Jobs by state, kept as the states change, so that a metrics scrape costs a few commands, not one per
 # job: a hash of the queued and running counts, and one sorted set per final state (job id by finish
@@ -129,8 +134,10 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[3]) end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
 local seen = redis.call('HLEN', KEYS[3])
 local state = redis.call('HGET', KEYS[1], 'state')
--- an open upload job (JobStore.create(open_ended=True)) completes only once it is closed
-local open = redis.call('HGET', KEYS[1], 'open') == '1'
+-- an open upload job (JobStore.create(open_ended=True)) and a job held for its final step (FINAL_STEP_KINDS)
+-- complete only once they are closed
+local flag = redis.call('HGET', KEYS[1], 'open')
+local open = flag == '1' or flag == 'step'
 if seen >= total and not open and (state == 'running' or state == 'queued') then
   finish(KEYS, 'completed', ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 elseif state ~= 'running' and state ~= 'queued' then
@@ -246,7 +253,7 @@ class JobStore:
         open_ended: bool = False,
     ) -> str:
         """Record a job and its planned items. An `open_ended` job takes more items later (`append`) and
-        cannot complete before `close`."""
+        cannot complete before `close`; nor can a job of FINAL_STEP_KINDS, which its worker closes."""
         job_id = job_id or new_job_id()
         now = time.time()
         pipe = self.redis.pipeline()
@@ -265,6 +272,7 @@ class JobStore:
                 "request_id": request_id or "",
                 "options": json.dumps(options or {}),
                 **({"open": "1"} if open_ended else {}),
+                **({"open": HELD_FOR_STEP} if kind in FINAL_STEP_KINDS else {}),
             },
         )
         if items:

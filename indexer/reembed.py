@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer.jobs import ItemOutcome, JobReport, JobState, Outcome
+from indexer.jobs import ItemOutcome, JobReport, Outcome
+from indexer.open_jobs import OpenJobs
 from indexer.store.images import ImageStore
 from indexer.user_collections import CollectionInfo, switch_model
 
@@ -58,10 +59,9 @@ class ReembedUseCase:
         chunk.record_many(outcomes)
 
     def finished(self, rt: IngestRuntime, report: JobReport) -> None:
-        """The job's last outcome is recorded: switch the collection to the new model, or, when some
-        images could not be re-embedded, fail the job and leave the collection on its model."""
-        if report.state is not JobState.COMPLETED:
-            return
+        """Every image has an outcome (the job is held open for this step, FINAL_STEP_KINDS): switch the
+        collection to the new model, then complete the job; or, when some images could not be
+        re-embedded, fail the job and leave the collection on its model. Both are idempotent."""
         options = rt.jobs.options(report.id)
         if report.failed:
             rt.jobs.fail(
@@ -71,3 +71,4 @@ class ReembedUseCase:
             )
             return
         switch_model(rt.weaviate, report.collection, str(options["from_model"]), str(options["to_model"]))
+        OpenJobs(rt.jobs).close(report.id)  # every item has an outcome: this completes it

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 from weaviate.classes.query import Filter, Sort
 
-from indexer.errors import InvalidInput
+from indexer.errors import Conflict, InvalidInput
 from indexer.items import JobItem, RejectedItem
-from indexer.jobs import JobReport, chunks
+from indexer.jobs import FINAL_STEP_KINDS, JobReport, chunks
 from indexer.objectstore import remove_staging, staging_store
 from indexer.open_jobs import MAX_APPEND, OpenJobs
 from indexer.services.backends import Backends
@@ -86,7 +86,13 @@ class UploadSessions:
         return Appended(job_id=job_id, accepted=len(items) - len(refused), rejected=refused, total=total)
 
     def close(self, job_id: str) -> JobReport:
-        """No more files: the job completes once every file has an outcome."""
+        """No more files: the job completes once every file has an outcome. A job that ends with a step
+        of its own (a re-embed) is not the client's to close (409)."""
+        kind = self.jobs.store.get(job_id, with_errors=False).kind
+        if kind in FINAL_STEP_KINDS:
+            raise Conflict(
+                f"job {job_id} is a {kind} job: it ends by itself after its last step", {"reason": "not_open"}
+            )
         self._open_jobs.close(job_id)
         report = self.jobs.report(job_id)
         if report.processed >= report.total:  # ended now: no chunk will run to clean the staging area

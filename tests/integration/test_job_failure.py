@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from indexer.jobs import REEMBED, ItemOutcome, JobState, JobStore, Outcome
+from indexer.open_jobs import OpenJobs
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
 from indexer.settings import Settings
@@ -92,3 +93,18 @@ def test_outcomes_and_claims_in_one_round_trip_keep_their_one_at_a_time_meaning(
     report = store.get(job)
     assert (report.state, report.done, report.duplicates, report.failed) == (JobState.COMPLETED, 1, 2, 1)
     assert [(e.file, e.reason) for e in report.errors] == [("1.jpg", "bad")]
+
+
+def test_a_job_with_a_final_step_completes_only_when_its_worker_closes_it(settings: Settings) -> None:
+    """A re-embed's last outcome leaves it running (its worker switches the collection first, then closes
+    it); an ingest job completes with its last outcome, as before."""
+    store = _jobs(settings).store
+    held = store.create(REEMBED, "c", [{"kind": "stored", "sha256": "a" * 64, "name": "a.jpg"}])
+    plain = store.create("upload", "c", [{"kind": "rejected", "name": "x", "reason": "r"}])
+    for job in (held, plain):
+        store.mark_running(job)
+        store.record(job, 0, Outcome.INDEXED)
+    assert (store.state(held), store.state(plain)) == (JobState.RUNNING, JobState.COMPLETED)
+    assert store.get(held).processed == 1
+    OpenJobs(store).close(held)
+    assert store.state(held) is JobState.COMPLETED

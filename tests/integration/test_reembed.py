@@ -63,6 +63,8 @@ def test_reembed_moves_a_collection_to_the_service_model(api: Api, settings: Set
 
     accepted = api.post(f"/collections/{name}/reembed")
     assert accepted.status_code == 202, accepted.text
+    closed = api.post(f"/jobs/{accepted.json()['job_id']}/close")  # not the client's to end
+    assert closed.status_code == 409 and "ends by itself" in closed.text, closed.text
     report = wait_job(api, accepted.json()["job_id"])
     assert (report["state"], report["kind"], report["done"], report["failed"]) == (
         "completed",
