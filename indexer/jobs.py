@@ -137,7 +137,7 @@ local state = redis.call('HGET', KEYS[1], 'state')
 -- an open upload job (JobStore.create(open_ended=True)) and a job held for its final step (FINAL_STEP_KINDS)
 -- complete only once they are closed
 local flag = redis.call('HGET', KEYS[1], 'open')
-local open = flag == '1' or flag == 'step'
+local open = flag == '1' or flag == '{held}'
 if seen >= total and not open and (state == 'running' or state == 'queued') then
   finish(KEYS, 'completed', ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 elseif state ~= 'running' and state ~= 'queued' then
@@ -146,7 +146,7 @@ elseif state ~= 'running' and state ~= 'queued' then
 end
 return 1
 """
-)
+).replace("{held}", HELD_FOR_STEP)
 
 # KEYS: as _FINISH_LUA. ARGV: state, now, ttl, PREFIX, ENDED, failure reason, only_if_active ("1"/"0").
 # Returns the state before the call.
