@@ -90,11 +90,11 @@ _STAGE_POLL_S = 0.1
 def _record(
     jobs: JobStore, job_id: str, index: int, outcome: Outcome, file: str = "", reason: str = ""
 ) -> None:
-    if jobs.record(job_id, index, outcome, file, reason):
-        _COUNTERS[outcome]()
+    _record_many(jobs, job_id, [ItemOutcome(index, outcome, file, reason)])
 
 
 def _record_many(jobs: JobStore, job_id: str, outcomes: list[ItemOutcome]) -> None:
+    """Record the outcomes and count those that were new in the metrics (a re-delivered chunk's are not)."""
     for outcome, new in zip(outcomes, jobs.record_many(job_id, outcomes), strict=True):
         if new:
             _COUNTERS[outcome.outcome]()
@@ -366,12 +366,13 @@ def _hand_on(chunk: _Chunk, stages: _Stages, batch: list[_Pending]) -> None:
     this job already wrote (before a crash) count as indexed, those an earlier upload wrote as
     duplicates; the rest go to inference."""
     owners = chunk.rt.jobs.claim_contents(chunk.job_id, [(p.sha256, p.index) for p in batch])
-    claimed = [p for p, owner in zip(batch, owners, strict=True) if owner == p.index]
-    outcomes = [
-        ItemOutcome(p.index, Outcome.DUPLICATE)
-        for p, owner in zip(batch, owners, strict=True)
-        if owner != p.index
-    ]
+    claimed: list[_Pending] = []
+    outcomes: list[ItemOutcome] = []
+    for p, owner in zip(batch, owners, strict=True):
+        if owner == p.index:
+            claimed.append(p)
+        else:
+            outcomes.append(ItemOutcome(p.index, Outcome.DUPLICATE))
     existing = chunk.store.existing([p.uuid for p in claimed]) if claimed else {}
     fresh: list[_Pending] = []
     for p in claimed:
