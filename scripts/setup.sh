@@ -39,6 +39,13 @@ if [[ ! -f "$stamp" ]]; then
   touch "$stamp"
 fi
 
-./scripts/build_weaviate.sh
-./scripts/build_object_store.sh  # rclone serve s3 (MIT): `clipsearch up --object-store` and the scale-out tests
-./scripts/build_compose.sh
+# The builds share one cache outside the repo: two checkouts running setup at once (worktrees, parallel CI
+# jobs) take turns on a lock there, and the second finds the binaries built.
+CACHE="${CLIPSEARCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clipsearch}"
+mkdir -p "$CACHE"
+(
+  flock 9
+  ./scripts/build_weaviate.sh
+  ./scripts/build_object_store.sh  # rclone serve s3 (MIT): `clipsearch up --object-store` and the scale-out tests
+  ./scripts/build_compose.sh
+) 9>"$CACHE/.build.lock"
