@@ -14,7 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from indexer.errors import ServiceUnavailable, dependency_failure
-from indexer.ingest import fail_remaining, run_chunk
+from indexer.pipeline.runner import fail_remaining, run_chunk
 from indexer.services.queue import ChunkPayload, TaskKind
 from workers.queue import CeleryJobQueue
 from workers.runtime import WorkerRuntime
@@ -129,7 +129,7 @@ def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> No
 
     Each start is counted in Redis and each finish uncounts it, so a delivery knows how many times a
     worker process died on this chunk; past INGEST_MAX_CRASHES the chunk is split into one task per item
-    (indexer.ingest.run_chunk), whose limits scale with their size (workers.queue)."""
+    (indexer.pipeline.runner.run_chunk), whose limits scale with their size (workers.queue)."""
     queue = CeleryJobQueue(self.app, RUNTIME.settings())
     crashes = RUNTIME.get().jobs.begin_delivery(job_id, start, end)
     try:
@@ -153,6 +153,6 @@ def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> No
 @shared_task(name=TaskKind.LABEL_CHUNK.value, base=LabelChunkTask)
 def label_chunk(job_id: str, start: int, end: int) -> None:
     """Label images [start, end) of a bulk-label job from their stored vectors. Idempotent."""
-    from indexer.classify import labelling
+    from indexer.pipeline import labelling
 
     _run(lambda: labelling.label_chunk(RUNTIME.get().weaviate, RUNTIME.get().jobs, job_id, start, end))

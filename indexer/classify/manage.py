@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from indexer.blobs import BlobStore
 from indexer.classify.prompts import CLIP_ENSEMBLE, DEFAULT_TEMPLATES, validate_templates
 from indexer.classify.references import (
     Built,
@@ -30,6 +29,7 @@ from indexer.classify.store import (
 )
 from indexer.errors import Conflict, InvalidInput
 from indexer.services.models import require_model
+from indexer.storage.blobs import BlobStore
 from indexer.store.images import ImageStore
 
 

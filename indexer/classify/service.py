@@ -13,17 +13,17 @@ import numpy as np
 from cachetools import LRUCache
 from numpy.typing import NDArray
 
-from indexer.blobs import BlobStore
 from indexer.classify.boxes import BoxFormat, crop, resolve_boxes
 from indexer.classify.calibration import ThresholdStats, choose, sweep
 from indexer.classify.references import Encoder, concat, prompt_references, stored_vectors
 from indexer.classify.scoring import Prediction, References, class_scores, predict
 from indexer.classify.store import Calibration, ClassSetRecord, ClassStore, Reference, RefKind
 from indexer.errors import Conflict, InvalidInput, MissingOriginal, NotFound
-from indexer.images import decode_image
+from indexer.media.decode import decode_image
 from indexer.services.models import require_model
+from indexer.storage.blobs import BlobStore
+from indexer.store.collections import get_collection
 from indexer.store.images import ImageStore, check_image_id
-from indexer.user_collections import get_collection
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ from weaviate.classes.query import Filter
 
 from indexer.classify import manage
 from indexer.classify.boxes import BoxFormat
-from indexer.classify.labelling import JOB_KIND, plan_label_job
 from indexer.classify.references import ClassDef, decode_for_model, stored_vectors
 from indexer.classify.scoring import TOLERANCE, Prediction
 from indexer.classify.service import (
@@ -40,12 +39,13 @@ from indexer.classify.service import (
 )
 from indexer.classify.store import ClassSetRecord, ClassStore, Kind, Reference
 from indexer.errors import InvalidInput
+from indexer.pipeline.labelling import JOB_KIND, plan_label_job
 from indexer.services.backends import Backends
 from indexer.services.jobs import JobsService
 from indexer.services.models import require_model
 from indexer.services.queue import TaskKind
+from indexer.store.collections import CollectionInfo
 from indexer.store.images import ImageStore
-from indexer.user_collections import CollectionInfo
 
 Files = list[tuple[str, bytes]]  # (file name, bytes) of uploaded images
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from indexer.jobs import FINAL_STATES, JobReport, JobStore, chunks
+from indexer.jobs.store import FINAL_STATES, JobReport, JobStore, chunks
 from indexer.services.queue import ChunkPayload, JobQueue, TaskKind
 
 MAX_WAIT_S = 30.0  # the longest a report waits for its job to end (long polling)

@@ -23,8 +23,8 @@ from numpy.typing import NDArray
 from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import InvalidInput
-from indexer.images import decode_image
 from indexer.limits import check_filters
+from indexer.media.decode import decode_image
 from indexer.search.filters import build_filters, in_collection
 from indexer.search.requests import (
     WEAVIATE_MAX_RESULTS,
@@ -37,9 +37,9 @@ from indexer.search.sorting import sort_hits
 from indexer.search.text_vectors import TextEmbeddingCache, combine
 from indexer.services.backends import Backends
 from indexer.services.models import require_model
+from indexer.store.collections import CollectionInfo, get_collection
 from indexer.store.images import ImageStore, ScoredImage, check_image_id, find_image, is_missing_class
 from indexer.store.types import WhereFilter
-from indexer.user_collections import CollectionInfo, get_collection
 
 # One page of near-vector or near-object hits: (store, where, limit, offset) -> hits
 Query = Callable[[ImageStore, WhereFilter, int, int], list[ScoredImage]]

@@ -6,7 +6,7 @@ from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.services.models import require_model
-from indexer.user_collections import CollectionInfo, create_collection, delete_collection, list_collections
+from indexer.store.collections import CollectionInfo, create_collection, delete_collection, list_collections
 from search_api.logs import current_request_id
 from search_api.routes.uploads import JobAccepted, accepted
 from search_api.services import services

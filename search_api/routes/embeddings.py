@@ -11,10 +11,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from indexer.embeddings import compare, embed_images, embed_texts
 from indexer.errors import InvalidInput, PayloadTooLarge
-from indexer.images import check_content_type
-from indexer.url_fetch import fetch_url, parse_url
+from indexer.media.decode import check_content_type
+from indexer.services.embeddings import compare, embed_images, embed_texts
+from indexer.sources.urls import fetch_url, parse_url
 from search_api.services import Services, services
 from search_api.validation import endpoint, json_body, parse
 

@@ -8,7 +8,7 @@ from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict
 from werkzeug.http import dump_options_header
 
-from indexer.export import stream_npy_zip, stream_parquet
+from indexer.store.export import stream_npy_zip, stream_parquet
 from search_api.services import services
 from search_api.validation import endpoint, parse_query
 
@@ -36,7 +36,8 @@ def export(name: str) -> Response:
     info = svc.encodable_collection(name)
     store = svc.image_store(info)
     dim = svc.encoder.dim
-    # Streamed as Weaviate's pages arrive (indexer/export.py): memory holds one page, not the collection.
+    # Streamed as Weaviate's pages arrive (indexer/store/export.py): memory holds one page,
+    # not the collection.
     if query.format == "parquet":
         chunks, suffix = stream_parquet(store, name, dim), ".parquet"
     else:

@@ -7,10 +7,10 @@ import io
 from flask import Blueprint, Response, send_file
 from pydantic import BaseModel, ConfigDict
 
-from indexer.blob_gc import delete_images
-from indexer.images import FORMAT_MIME
 from indexer.limits import check_filters
+from indexer.media.decode import FORMAT_MIME
 from indexer.search import SearchFilters, build_filters
+from indexer.storage.gc import delete_images
 from indexer.store.images import ImageRecord, find_image
 from search_api.services import services
 from search_api.validation import endpoint, json_body, parse, respond
