@@ -8,7 +8,7 @@ import redis
 
 from indexer.jobs.store import JobStore
 from indexer.model.encoder import load_encoder
-from indexer.pipeline.runner import IngestRuntime
+from indexer.services.chunks import IngestRuntime
 from indexer.settings import Settings
 from indexer.storage.blobs import BlobStore
 from indexer.store.connection import connect, node_answers

@@ -19,8 +19,8 @@ import numpy as np
 import weaviate
 from weaviate.classes.query import Filter
 
+from indexer.classify.scorer import Scorer, ScorerCache
 from indexer.classify.scoring import assign
-from indexer.classify.service import Scorer, ScorerCache
 from indexer.classify.store import ClassStore, Kind
 from indexer.errors import InvalidInput
 from indexer.jobs.store import FINAL_STATES, JobStore, Outcome

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 import weaviate
 
+from indexer.errors import require_model
 from indexer.jobs.store import JobStore
-from indexer.services.models import require_model
 from indexer.settings import Settings
 from indexer.storage.blobs import BlobStore
 from indexer.storage.gc import BlobCollector

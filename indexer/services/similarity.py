@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexer.search.similarity import SimilarityGraph, similarity_graph
+from indexer.search.similarity import MAX_PAIRS, SimilarityGraph, similarity_graph
 from indexer.services.backends import Backends
+
+__all__ = ["MAX_PAIRS", "SimilarityService"]
 
 Pair = tuple[str, str, float]  # (source id, target id, cosine)
 

@@ -104,7 +104,8 @@ class BlobStore:
         return self.root / key if self.root is not None else None
 
     def delete(self, sha256: str) -> int:
-        """Remove the original and the thumbnail of these bytes (indexer.storage.gc decides when); 1 if any was there."""
+        """Remove the original and the thumbnail of these bytes (indexer.storage.gc decides when); 1 if
+        any was there."""
         removed = 0
         for key in (original_key(sha256), thumbnail_key(sha256)):
             if self.store.delete(key):

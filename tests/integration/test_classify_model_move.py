@@ -15,7 +15,8 @@ import pytest
 from numpy.typing import NDArray
 from weaviate.classes.query import Filter
 
-from indexer.classify.service import ensure_model, load_scorer
+from indexer.classify.manage import ensure_model
+from indexer.classify.scorer import load_scorer
 from indexer.classify.store import ClassStore, Kind, RefKind
 from indexer.model.encoder import ClipEncoder, load_encoder
 from indexer.model.files import tiny_model_dir

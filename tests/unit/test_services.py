@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from indexer.errors import InvalidInput, ModelMismatch
+from indexer.errors import InvalidInput, ModelMismatch, require_model
 from indexer.jobs.store import JobState
 from indexer.services.ingest import IngestService, Upload
 from indexer.services.jobs import MAX_WAITERS, JobsService
-from indexer.services.models import require_model
 from indexer.services.queue import ChunkPayload, InMemoryJobQueue, TaskKind
 from indexer.settings import Settings
 from indexer.store.collections import CollectionInfo
