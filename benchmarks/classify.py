@@ -46,16 +46,16 @@ from clipsearch.stack import LocalStack  # noqa: E402
 from indexer.classify.references import ClassDef  # noqa: E402
 from indexer.classify.scoring import class_scores  # noqa: E402
 from indexer.classify.store import Kind  # noqa: E402
-from indexer.jobs import JobStore  # noqa: E402
+from indexer.jobs.store import JobStore  # noqa: E402
 from indexer.model.files import tiny_model_dir  # noqa: E402
 from indexer.services.backends import Backends  # noqa: E402
 from indexer.services.classify import ClassifyService  # noqa: E402
 from indexer.services.jobs import JobsService  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
+from indexer.store.collections import create_collection  # noqa: E402
 from indexer.store.connection import connect  # noqa: E402
 from indexer.store.images import ImageRecord, ImageStore  # noqa: E402
 from indexer.store.schema import image_uuid  # noqa: E402
-from indexer.user_collections import create_collection  # noqa: E402
 from workers.celery_factory import make_celery  # noqa: E402
 from workers.queue import CeleryJobQueue  # noqa: E402
 

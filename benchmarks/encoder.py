@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from indexer.images import decode_image  # noqa: E402
+from indexer.media.decode import decode_image  # noqa: E402
 from indexer.model.cpu import cpu_description  # noqa: E402
 from indexer.model.encoder import ClipEncoder  # noqa: E402
 from indexer.model.files import tiny_model_dir  # noqa: E402

@@ -34,13 +34,13 @@ sys.path.insert(0, str(REPO))
 from benchmarks.synthetic import fill  # noqa: E402
 from benchmarks.table import print_table  # noqa: E402
 from clipsearch.weaviate_server import WeaviateServer  # noqa: E402
-from indexer.settings import Settings  # noqa: E402
-from indexer.similarity import (  # noqa: E402
+from indexer.search.similarity import (  # noqa: E402
     SimilarityGraph,
     collection_vectors,
     exact_graph,
     neighbour_graph,
 )
+from indexer.settings import Settings  # noqa: E402
 from indexer.store.connection import connect  # noqa: E402
 from indexer.store.images import ImageStore  # noqa: E402
 

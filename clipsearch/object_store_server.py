@@ -14,8 +14,8 @@ from pathlib import Path
 
 from clipsearch.processes import LOOPBACK, ManagedProcess, ensure_port_free, ensure_writable_dir, free_port
 from indexer.errors import StartupError
-from indexer.objectstore import S3ObjectStore
 from indexer.settings import Settings
+from indexer.storage.objectstore import S3ObjectStore
 
 RCLONE_VERSION = "1.76.0"
 BUCKET = "clipsearch"

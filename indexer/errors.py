@@ -32,9 +32,28 @@ class Conflict(ClipsearchError):
 
 class ModelMismatch(Conflict):
     """This collection (class set, classifier) uses another model than the one it is used with: vectors
-    of different models are never compared. One rule, raised by `indexer.services.models.require_model`."""
+    of different models are never compared. One rule, raised by `require_model` below."""
 
     code = "model_mismatch"
+
+
+def require_model(
+    what: str, model_id: str, expected: str, *, by: str = "this service", hint: str = ""
+) -> None:
+    """One rule in one place: vectors of different models are never compared. Every path that would
+    encode for, or compare against, a collection, class set or classifier calls this; it raises
+    ModelMismatch (409) unless ``what`` (e.g. "collection 'trip'") uses ``expected``, the model of ``by``
+    (this service, a classifier, a worker...), with the same details everywhere."""
+    if model_id == expected:
+        return
+    message = (
+        f"{what} uses model {model_id}; {by} runs {expected}"
+        if by == "this service"
+        else (f"{what} uses model {model_id}; {by} uses {expected}")
+    )
+    raise ModelMismatch(
+        message + (f" ({hint})" if hint else ""), {"model_id": model_id, "expected_model": expected}
+    )
 
 
 class MissingOriginal(NotFound):

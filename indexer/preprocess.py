@@ -14,7 +14,7 @@ pixels by a level on some shapes (cosine of the embeddings still >= 0.99999). Co
 ``cv2.resize(INTER_AREA)``.
 
 For big JPEGs the caller may decode at reduced scale first (libjpeg's DCT scaling, see
-``indexer.images.decode_image(min_side=...)``): ``PreprocessConfig.min_decode_side`` keeps the decoded
+``indexer.media.decode.decode_image(min_side=...)``): ``PreprocessConfig.min_decode_side`` keeps the decoded
 shorter side at >= 1.5x the model input. On 36 photos of 460-2000 px against the full-resolution PIL
 transform (tiny model): 1x gives cosine >= 0.99995, 1.5x >= 0.99998, 2x >= 0.999997; 1.5x saves ~1.3 ms per
 1.4 MP JPEG over 2x (decode 2.9 vs 3.6 ms, resample 1.2 vs 1.8 ms).

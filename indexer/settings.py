@@ -40,7 +40,7 @@ class Settings(BaseSettings):
 
     # Object store of staged uploads and blobs (originals, thumbnails). Empty: the local directory DATA_DIR
     # (one machine). "s3://bucket/prefix": any S3-compatible store at BLOB_STORE_ENDPOINT (empty: AWS),
-    # so that the API and workers on other machines share nothing but URLs (indexer/objectstore.py).
+    # so that the API and workers on other machines share nothing but URLs (indexer/storage/objectstore.py).
     blob_store_url: str = ""
     blob_store_endpoint: str = ""
     blob_store_access_key: str = ""
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     test_crash_sha256: str = ""
     # Bulk labelling: stored vectors scored per task (no ONNX, so far larger than an ingest chunk).
     label_chunk_size: int = 1000
-    # Duplicates and edge lists (indexer/similarity.py): exact numpy over every pair up to
+    # Duplicates and edge lists (indexer/search/similarity.py): exact numpy over every pair up to
     # SIMILARITY_EXACT_MAX_IMAGES images; above, one nearest-neighbour query per image through Weaviate
     # (SIMILARITY_NEIGHBOURS per image, SIMILARITY_QUERY_CONCURRENCY in flight); refused above
     # SIMILARITY_MAX_IMAGES.

@@ -7,7 +7,7 @@ from typing import Any
 import redis
 
 from indexer import __version__
-from indexer.heartbeat import live_workers
+from indexer.jobs.heartbeat import live_workers
 from indexer.store.connection import weaviate_status
 from search_api.services import Services
 
@@ -29,7 +29,7 @@ def _redis(svc: Services) -> dict[str, Any]:
 
 
 def _workers(svc: Services) -> dict[str, Any]:
-    """The workers whose heartbeat in Redis has not expired (indexer.heartbeat): two Redis round trips,
+    """The workers whose heartbeat in Redis has not expired (indexer.jobs.heartbeat): two Redis round trips,
     never a broadcast ping that waits for answers, so /health stays fast however many probe it."""
     try:
         names = live_workers(svc.redis)

@@ -21,9 +21,9 @@ from flask import Flask, request
 
 from indexer.classify.store import Kind, validate_set_name
 from indexer.errors import NotFound
-from indexer.jobs import check_job_id
+from indexer.jobs.store import check_job_id
+from indexer.store.collections import validate_name
 from indexer.store.images import check_image_id
-from indexer.user_collections import validate_name
 
 
 def _name(value: str) -> str:

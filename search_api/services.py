@@ -11,6 +11,10 @@ from flask import Flask, current_app
 from indexer.search import TextEmbeddingCache
 from indexer.services.backends import Backends
 from indexer.services.classify import ClassifyService
+from indexer.services.collections import CollectionsService
+from indexer.services.embeddings import EmbeddingsService
+from indexer.services.export import ExportService
+from indexer.services.images import ImagesService
 from indexer.services.ingest import IngestService
 from indexer.services.jobs import JobsService
 from indexer.services.queue import JobQueue
@@ -39,6 +43,14 @@ class Services(Backends):
         self.classify = ClassifyService(self, self.job_service)
         self.search = SearchService(self, self.text_cache)
         self.similarity = SimilarityService(self)
+        self.collections = CollectionsService(
+            lambda: self.weaviate, lambda: self.model_id, self.blob_collector
+        )
+        self.images = ImagesService(settings, lambda: self.weaviate, lambda: self.blobs, self.blob_collector)
+        self.export = ExportService(
+            lambda: self.weaviate, self.encodable_collection, lambda: self.encoder.dim, settings.staging_dir
+        )
+        self.embeddings = EmbeddingsService(lambda: self.encoder, settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

@@ -1,7 +1,7 @@
-"""Files of the formats that indexer.codecs and indexer.raw decode, made with the encoders that the same
-wheels ship (pillow-heif for HEIC: the encoding twin of pi-heif; Pillow for AVIF; imagecodecs for JPEG XL
-and 10-bit AVIF) and a DNG written with tifffile. Plus bombs (a header that claims too many pixels) and
-truncated copies."""
+"""Files of the formats that indexer.media.codecs and indexer.media.raw decode, made with the encoders
+that the same wheels ship (pillow-heif for HEIC: the encoding twin of pi-heif; Pillow for AVIF;
+imagecodecs for JPEG XL and 10-bit AVIF) and a DNG written with tifffile. Plus bombs (a header that
+claims too many pixels) and truncated copies."""
 
 from __future__ import annotations
 

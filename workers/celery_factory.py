@@ -13,7 +13,8 @@ from workers.observability import connect_publish_signals
 def make_celery(settings: Settings) -> Celery:
     """One Celery app for both sides: the API sends tasks by name, the worker runs them."""
     url = settings.redis_url or DEFAULT_REDIS_URL
-    # No result backend: nothing reads task results (progress lives in the job records, indexer/jobs.py).
+    # No result backend: nothing reads task results (progress lives in the job records,
+    # indexer/jobs/store.py).
     app = Celery("clipsearch", broker=url, include=["workers.tasks"])
     app.conf.update(
         # A task is acknowledged only after it finished, and re-queued when its worker dies mid-task:

@@ -1,4 +1,4 @@
-"""The worker's heartbeat: a thread in the worker's main process writes indexer.heartbeat's key every
+"""The worker's heartbeat: a thread in the worker's main process writes indexer.jobs.heartbeat's key every
 WORKER_HEARTBEAT_S from the moment the worker is ready to consume, and deletes it on a clean stop. The
 API's /health reads those keys instead of pinging the workers over the broker (which made every /health
 wait a whole second)."""
@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from celery import Celery, signals
 
-from indexer import heartbeat
+from indexer.jobs import heartbeat
 from indexer.settings import Settings
 from workers.celery_factory import DEFAULT_REDIS_URL
 

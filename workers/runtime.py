@@ -6,11 +6,11 @@ import threading
 
 import redis
 
-from indexer.blobs import BlobStore
-from indexer.ingest import IngestRuntime
-from indexer.jobs import JobStore
+from indexer.jobs.store import JobStore
 from indexer.model.encoder import load_encoder
+from indexer.services.chunks import IngestRuntime
 from indexer.settings import Settings
+from indexer.storage.blobs import BlobStore
 from indexer.store.connection import connect, node_answers
 from workers.celery_factory import DEFAULT_REDIS_URL
 

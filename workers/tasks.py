@@ -14,13 +14,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from indexer.errors import ServiceUnavailable, dependency_failure
-from indexer.ingest import fail_remaining, run_chunk
+from indexer.services.chunks import ChunkService
 from indexer.services.queue import ChunkPayload, TaskKind
 from workers.queue import CeleryJobQueue
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 RUNTIME = WorkerRuntime()
+CHUNKS = ChunkService(RUNTIME.get)
 TRANSIENT = (
     ServiceUnavailable,
     redis.ConnectionError,
@@ -109,12 +110,12 @@ class ChunkTask(Task):
 
 class IngestChunkTask(ChunkTask):
     def fail_chunk(self, job_id: str, start: int, end: int, reason: str) -> None:
-        fail_remaining(RUNTIME.get(), job_id, start, end, reason)
+        CHUNKS.fail_ingest(job_id, start, end, reason)
 
 
 class LabelChunkTask(ChunkTask):
     def fail_chunk(self, job_id: str, start: int, end: int, reason: str) -> None:
-        RUNTIME.get().jobs.fail_remaining(job_id, start, end, reason)
+        CHUNKS.fail_label(job_id, start, end, reason)
 
 
 @shared_task(name=TaskKind.PING.value)
@@ -129,13 +130,12 @@ def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> No
 
     Each start is counted in Redis and each finish uncounts it, so a delivery knows how many times a
     worker process died on this chunk; past INGEST_MAX_CRASHES the chunk is split into one task per item
-    (indexer.ingest.run_chunk), whose limits scale with their size (workers.queue)."""
+    (indexer.services.chunks.ChunkService.ingest), whose limits scale with their size (workers.queue)."""
     queue = CeleryJobQueue(self.app, RUNTIME.settings())
-    crashes = RUNTIME.get().jobs.begin_delivery(job_id, start, end)
+    crashes = CHUNKS.begin_delivery(job_id, start, end)
     try:
         _run(
-            lambda: run_chunk(
-                RUNTIME.get(),
+            lambda: CHUNKS.ingest(
                 job_id,
                 start,
                 end,
@@ -147,12 +147,10 @@ def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> No
         )
     finally:
         with contextlib.suppress(Exception):  # Redis away: a later delivery counts one crash too many
-            RUNTIME.get().jobs.end_delivery(job_id, start, end)
+            CHUNKS.end_delivery(job_id, start, end)
 
 
 @shared_task(name=TaskKind.LABEL_CHUNK.value, base=LabelChunkTask)
 def label_chunk(job_id: str, start: int, end: int) -> None:
     """Label images [start, end) of a bulk-label job from their stored vectors. Idempotent."""
-    from indexer.classify import labelling
-
-    _run(lambda: labelling.label_chunk(RUNTIME.get().weaviate, RUNTIME.get().jobs, job_id, start, end))
+    _run(lambda: CHUNKS.label(job_id, start, end))

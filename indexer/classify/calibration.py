@@ -9,6 +9,8 @@ positives at equal F1) or, given a target precision, the lowest threshold whose 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
@@ -85,3 +87,24 @@ def choose(rows: list[ThresholdStats], target_precision: float | None = None) ->
             {"target_precision": target_precision, "best_precision": best},
         )
     return min(meeting, key=lambda r: r.threshold)
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    scores: list[float]
+    rows: list[ThresholdStats]
+    chosen: ThresholdStats
+    method: str
+
+
+def calibrate(scores: list[float], labels: list[bool], target_precision: float | None) -> CalibrationResult:
+    """Sweep the labelled examples' scores (the classifier's max cosine over its references) and choose
+    the threshold."""
+    rows = sweep(scores, labels)
+    chosen = choose(rows, target_precision)
+    return CalibrationResult(
+        scores=scores,
+        rows=rows,
+        chosen=chosen,
+        method="max_f1" if target_precision is None else "target_precision",
+    )

@@ -1,13 +1,14 @@
-"""Creating and changing class sets and classifiers. New references are built (and so validated)
+"""Creating and changing class sets and classifiers, and re-encoding them when their collection moves
+to another model. New references are built (and so validated)
 before anything stored is touched, so a bad request changes nothing."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
-from indexer.blobs import BlobStore
 from indexer.classify.prompts import CLIP_ENSEMBLE, DEFAULT_TEMPLATES, validate_templates
 from indexer.classify.references import (
     Built,
@@ -17,6 +18,7 @@ from indexer.classify.references import (
     concat,
     prompt_references,
     raw_references,
+    stored_vectors,
     upload_references,
 )
 from indexer.classify.store import (
@@ -28,9 +30,13 @@ from indexer.classify.store import (
     new_record,
     validate_class_name,
 )
-from indexer.errors import Conflict, InvalidInput
-from indexer.services.models import require_model
+from indexer.errors import Conflict, InvalidInput, MissingOriginal, require_model
+from indexer.media.decode import decode_image
+from indexer.storage.blobs import BlobStore
+from indexer.store.collections import get_collection
 from indexer.store.images import ImageStore
+
+log = logging.getLogger(__name__)
 
 
 def default_templates(templates: list[str] | None, use_ensemble: bool) -> list[str]:
@@ -81,7 +87,7 @@ def create(
         raise Conflict(f"{record.noun} {name!r} already exists")
     refs, vectors = build_classes(encoder, images, classes, record.templates, record.ensemble)
     # Version 0 while its references are written, then version 1: a reader in between (another
-    # process) never keeps a half-written set (indexer.classify.service.ScorerCache skips version 0).
+    # process) never keeps a half-written set (indexer.classify.scorer.ScorerCache skips version 0).
     record.version = 0
     store.create(record)
     store.add_references(record, refs, vectors)
@@ -174,3 +180,97 @@ def _append(
     store.add_references(record, refs, vectors)
     record.classes = classes
     return store.save(record)
+
+
+# -- model moves ----------------------------------------------------------------------------------
+def ensure_model(
+    store: ClassStore,
+    encoder: Encoder,
+    images: ImageStore,
+    blobs: BlobStore,
+    record: ClassSetRecord,
+    max_pixels: int,
+    *,
+    collection_model: str | None = None,
+) -> ClassSetRecord:
+    """A class set follows its collection: when the collection now uses another model (and this
+    service runs it), the references are re-encoded for it first. ``collection_model``: the
+    collection's model when the caller has just read it (else it is read here)."""
+    if record.collection:
+        current = collection_model
+        if current is None:
+            current = get_collection(store.client, record.collection, with_count=False).model_id
+        if current != record.model_id:
+            if current != encoder.model_id:
+                require_model(
+                    f"class set {record.name!r} follows its collection, which", current, encoder.model_id
+                )
+            return reencode(store, encoder, images, blobs, record, max_pixels)
+    return record
+
+
+def reencode(
+    store: ClassStore,
+    encoder: Encoder,
+    images: ImageStore,
+    blobs: BlobStore,
+    record: ClassSetRecord,
+    max_pixels: int,
+) -> ClassSetRecord:
+    """Re-encode every reference for ``encoder``'s model: prompts through its text tower, stored example
+    images from their vectors under the new model (same ids: ids come from collection and content), and
+    uploaded examples from the blob store. Raw embeddings belong to the old model: they are dropped and
+    counted in ``dropped``."""
+    require_model(
+        f"{record.noun} {record.name!r} follows its collection, which",
+        images.model_id,
+        encoder.model_id,
+    )
+    old_model = record.model_id
+    refs, _ = store.references(record)
+    prompts: dict[str, list[str]] = {}
+    for ref in refs:
+        if ref.kind is RefKind.PROMPT:
+            prompts.setdefault(ref.class_name, []).append(ref.prompt)
+    built = [prompt_references(encoder, prompts, record.templates, record.ensemble)]
+    stored = [r for r in refs if r.kind is RefKind.IMAGE and r.image_id]
+    if stored:
+        try:
+            found = stored_vectors(images, [r.image_id for r in stored])
+        except InvalidInput as exc:
+            raise Conflict(
+                f"cannot re-encode {record.noun} {record.name!r}: {exc.message}", exc.details
+            ) from exc
+        built.append((stored, np.stack([found[r.image_id] for r in stored])))
+    uploads = [r for r in refs if r.kind is RefKind.IMAGE and not r.image_id]
+    if uploads:
+        pixels = []
+        for ref in uploads:
+            try:
+                data = blobs.read_original(ref.sha256)
+            except MissingOriginal as exc:  # the one error (404) for a stored original that is gone
+                raise MissingOriginal(
+                    f"cannot re-encode {record.noun} {record.name!r}: example "
+                    f"{ref.filename or ref.sha256} is missing from the blob store",
+                    exc.details,
+                ) from exc
+            decoded = decode_image(data, max_pixels, min_side=encoder.min_decode_side)
+            pixels.append(decoded.pixels)
+        built.append((uploads, encoder.encode_images(pixels)))
+    new_refs, vectors = concat(built, encoder.dim)
+    dropped: dict[str, int] = {}
+    for ref in refs:
+        if ref.kind is RefKind.RAW:
+            dropped[ref.class_name] = dropped.get(ref.class_name, 0) + 1
+    record.model_id = encoder.model_id
+    record.logit_scale = encoder.logit_scale
+    record.logit_bias = encoder.logit_bias
+    record.dropped = dropped
+    have = {r.class_name for r in new_refs}
+    record.classes = [c for c in record.classes if c in have]
+    store.add_references(record, new_refs, vectors)
+    store.save(record)
+    temp = record.model_copy(update={"model_id": old_model})
+    store.delete_references(temp)
+    log.info("re-encoded %s %s from %s to %s", record.noun, record.name, old_model, record.model_id)
+    return record

@@ -12,11 +12,11 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from weaviate.classes.query import Filter
 
-from indexer.blobs import BlobStore
 from indexer.classify.prompts import ensemble, normalise_rows, rendered
 from indexer.classify.store import Reference, RefKind, raw_key, validate_class_name
 from indexer.errors import InvalidInput
-from indexer.images import decode_image
+from indexer.media.decode import decode_image
+from indexer.storage.blobs import BlobStore
 from indexer.store.images import ImageStore, check_image_id
 from indexer.store.scan import vector_of
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateQueryError
 
-from indexer.classify.calibration import ThresholdStats
+from indexer.classify.calibration import CalibrationResult, ThresholdStats
 from indexer.classify.prompts import DEFAULT_TEMPLATES
 from indexer.classify.scoring import OTHER
 from indexer.errors import Conflict, InvalidInput, NotFound
@@ -325,4 +325,18 @@ def new_record(
         logit_scale=logit_scale,
         logit_bias=logit_bias,
         **config,
+    )
+
+
+def calibration_record(
+    record: ClassSetRecord, result: CalibrationResult, labels: list[bool], target_precision: float | None
+) -> Calibration:
+    return Calibration(
+        **result.chosen.model_dump(),
+        model_id=record.model_id,
+        method=result.method,
+        target_precision=target_precision,
+        examples=len(labels),
+        positives=sum(labels),
+        calibrated_at=datetime.now(UTC),
     )

@@ -27,7 +27,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from indexer.errors import ClipsearchError, InvalidInput, ModelUnavailable
-from indexer.images import DecodedImage, decode_image
+from indexer.media.decode import DecodedImage, decode_image
 from indexer.model.catalogue import (
     BUNDLED_MODEL_IDS,
     SIGLIP_FALLBACK_BIAS,

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 import redis
 import weaviate
 
-from indexer.blob_gc import BlobCollector
-from indexer.blobs import BlobStore
-from indexer.jobs import JobStore
-from indexer.services.models import require_model
+from indexer.errors import require_model
+from indexer.jobs.store import JobStore
 from indexer.settings import Settings
+from indexer.storage.blobs import BlobStore
+from indexer.storage.gc import BlobCollector
+from indexer.store.collections import CollectionInfo, get_collection
 from indexer.store.connection import FailoverClient
 from indexer.store.images import ImageStore
 from indexer.store.schema import (
@@ -24,7 +25,6 @@ from indexer.store.schema import (
     ensure_reference_collection,
     ensure_registry,
 )
-from indexer.user_collections import CollectionInfo, get_collection
 
 if TYPE_CHECKING:
     from indexer.model.encoder import ClipEncoder
@@ -91,7 +91,7 @@ class Backends:
         ensure_reference_collection(client, self.model_id)
 
     def blob_collector(self) -> BlobCollector:
-        """Removes the blobs of deleted images that nothing refers to any more (indexer/blob_gc.py)."""
+        """Removes the blobs of deleted images that nothing refers to any more (indexer/storage/gc.py)."""
         return BlobCollector(self.weaviate, self.redis, self.blobs)
 
     def collection(self, name: str) -> CollectionInfo:

@@ -2,7 +2,8 @@
 raw embeddings, re-encode), classify an image or its regions, calibrate a classifier, apply it, and
 start bulk-label jobs through the JobQueue port.
 
-Routes and benchmarks call these and nothing else of indexer.classify. The rules live here once:
+Routes and benchmarks call these and nothing else of indexer.classify; the types they use are
+re-exported here. The rules live here once:
 a class set follows its collection's model (re-encoded on use), a classifier and the collection it
 scores agree on the model (`require_model`, ModelMismatch 409), an image to classify that is not
 stored is NotFound (404), a stored original that is gone is MissingOriginal (404).
@@ -24,28 +25,43 @@ from weaviate.classes.query import Filter
 
 from indexer.classify import manage
 from indexer.classify.boxes import BoxFormat
-from indexer.classify.labelling import JOB_KIND, plan_label_job
-from indexer.classify.references import ClassDef, decode_for_model, stored_vectors
+from indexer.classify.calibration import CalibrationResult, ThresholdStats, calibrate
+from indexer.classify.inputs import Inputs, image_inputs
+from indexer.classify.manage import ensure_model, reencode
+from indexer.classify.references import ClassDef, decode_for_model, parse_raw_upload, stored_vectors
+from indexer.classify.scorer import Scorer, ScorerCache
 from indexer.classify.scoring import TOLERANCE, Prediction
-from indexer.classify.service import (
-    CalibrationResult,
-    Inputs,
-    Scorer,
-    ScorerCache,
-    calibrate,
+from indexer.classify.store import (
+    Calibration,
+    ClassSetRecord,
+    ClassStore,
+    Kind,
+    Reference,
     calibration_record,
-    ensure_model,
-    image_inputs,
-    reencode,
 )
-from indexer.classify.store import ClassSetRecord, ClassStore, Kind, Reference
-from indexer.errors import InvalidInput
+from indexer.errors import InvalidInput, require_model
+from indexer.pipeline.labelling import JOB_KIND, plan_label_job
 from indexer.services.backends import Backends
 from indexer.services.jobs import JobsService
-from indexer.services.models import require_model
 from indexer.services.queue import TaskKind
+from indexer.store.collections import CollectionInfo
 from indexer.store.images import ImageStore
-from indexer.user_collections import CollectionInfo
+
+__all__ = [  # the classification types that the routes use, through this door
+    "BoxFormat",
+    "Calibration",
+    "ClassDef",
+    "ClassSetDetail",
+    "ClassSetRecord",
+    "ClassifyService",
+    "Kind",
+    "LabelJobStarted",
+    "Prediction",
+    "Reference",
+    "Scorer",
+    "ThresholdStats",
+    "parse_raw_upload",
+]
 
 Files = list[tuple[str, bytes]]  # (file name, bytes) of uploaded images
 
@@ -347,7 +363,8 @@ class ClassifyService:
                 "`positive` and `negative` files"
             )
         labels = [s.label for s in scored]
-        result = calibrate(scorer, np.concatenate(parts), labels, target_precision)
+        scores = [float(x) for x in scorer.scores(np.concatenate(parts))[:, 0]]
+        result = calibrate(scores, labels, target_precision)
         for example, score in zip(scored, result.scores, strict=True):
             example.score = score  # unrounded: the thresholds are these exact values
         if apply:

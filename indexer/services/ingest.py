@@ -11,16 +11,19 @@ from typing import IO, Any
 from pydantic import BaseModel
 
 from indexer.errors import InvalidInput, UnsupportedMediaType
-from indexer.images import check_content_type
-from indexer.items import JobItem, RejectedItem
-from indexer.jobs import new_job_id
-from indexer.objectstore import remove_staging
+from indexer.jobs.store import new_job_id
+from indexer.limits import check_ingest_options
+from indexer.media.decode import check_content_type
 from indexer.services.backends import Backends
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
 from indexer.settings import Settings
-from indexer.sources import plan_folder, plan_urls, plan_zip, rejected, stage, stage_zip_items
-from indexer.user_collections import CollectionInfo
+from indexer.sources.items import JobItem, RejectedItem
+from indexer.sources.plan import plan_folder, plan_urls, plan_zip, rejected, stage, stage_zip_items
+from indexer.storage.objectstore import remove_staging
+from indexer.store.collections import CollectionInfo
+
+__all__ = ["IngestService", "JobStarted", "Rejected", "Upload", "check_ingest_options", "stage_uploads"]
 
 
 class Rejected(BaseModel):

@@ -7,8 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from indexer.jobs import FINAL_STATES, JobReport, JobStore, chunks
+from indexer.jobs.store import FINAL_STATES, JobReport, JobStore, chunks
 from indexer.services.queue import ChunkPayload, JobQueue, TaskKind
+
+__all__ = ["FINAL_STATES", "MAX_WAITERS", "MAX_WAIT_S", "JobReport", "JobsService"]
 
 MAX_WAIT_S = 30.0  # the longest a report waits for its job to end (long polling)
 WAIT_POLL_S = 0.025  # how often a waiting report reads the job's state (one HGET)

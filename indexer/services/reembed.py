@@ -1,8 +1,8 @@
 """The re-embed use case: move a collection to the service's model from the stored originals.
 
 Planning lists the collection's images (one `StoredItem` each) and starts a `reembed` job through the
-JobQueue port; the worker side (indexer/reembed.py, on the ingest pipeline's shared stages) re-encodes
-each chunk and the last chunk switches the collection over (or fails the job with the reason, which
+JobQueue port; the worker side (indexer/pipeline/reembed.py, on the staged chunk runner) re-encodes each
+chunk and the last chunk switches the collection over (or fails the job with the reason, which
 GET /jobs/<id> shows)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from indexer.errors import Conflict, InvalidInput
-from indexer.jobs import REEMBED, new_job_id
+from indexer.jobs.store import REEMBED, new_job_id
 from indexer.services.backends import Backends
 from indexer.services.ingest import JobStarted, start_ingest_job
 from indexer.services.jobs import JobsService
-from indexer.user_collections import reembed_items
+from indexer.store.collections import reembed_items
 
 
 class ReembedOptions(BaseModel):

@@ -22,13 +22,14 @@ from cachetools import TTLCache
 from numpy.typing import NDArray
 from weaviate.exceptions import WeaviateQueryError
 
-from indexer.errors import InvalidInput
-from indexer.images import decode_image
+from indexer.errors import InvalidInput, require_model
 from indexer.limits import check_filters
+from indexer.media.decode import decode_image
 from indexer.search.filters import build_filters, in_collection
 from indexer.search.requests import (
     WEAVIATE_MAX_RESULTS,
     ImageSearchRequest,
+    SearchFilters,
     SearchOptions,
     TextSearchRequest,
     check_limits,
@@ -36,10 +37,19 @@ from indexer.search.requests import (
 from indexer.search.sorting import sort_hits
 from indexer.search.text_vectors import TextEmbeddingCache, combine
 from indexer.services.backends import Backends
-from indexer.services.models import require_model
+from indexer.store.collections import CollectionInfo, get_collection
 from indexer.store.images import ImageStore, ScoredImage, check_image_id, find_image, is_missing_class
 from indexer.store.types import WhereFilter
-from indexer.user_collections import CollectionInfo, get_collection
+
+__all__ = [  # the request types that the routes use, through this door
+    "WEAVIATE_MAX_RESULTS",
+    "ImageSearchRequest",
+    "SearchFilters",
+    "SearchOptions",
+    "SearchResult",
+    "SearchService",
+    "TextSearchRequest",
+]
 
 # One page of near-vector or near-object hits: (store, where, limit, offset) -> hits
 Query = Callable[[ImageStore, WhereFilter, int, int], list[ScoredImage]]

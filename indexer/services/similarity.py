@@ -1,13 +1,15 @@
 """The similarity-network use cases of a collection: groups of near-duplicates with their statistics,
 and the edge list (every pair at or above a cosine threshold, strongest first). The neighbours of one
-image are a search (`SearchService.similar`). The pure parts are in indexer/similarity.py."""
+image are a search (`SearchService.similar`). The pure parts are in indexer/search/similarity.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from indexer.search.similarity import MAX_PAIRS, SimilarityGraph, similarity_graph
 from indexer.services.backends import Backends
-from indexer.similarity import SimilarityGraph, similarity_graph
+
+__all__ = ["MAX_PAIRS", "SimilarityService"]
 
 Pair = tuple[str, str, float]  # (source id, target id, cosine)
 

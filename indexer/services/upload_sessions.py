@@ -16,14 +16,14 @@ from pydantic import BaseModel
 from weaviate.classes.query import Filter, Sort
 
 from indexer.errors import Conflict, InvalidInput
-from indexer.items import JobItem, RejectedItem
-from indexer.jobs import FINAL_STEP_KINDS, JobReport, chunks
-from indexer.objectstore import remove_staging, staging_store
-from indexer.open_jobs import MAX_APPEND, OpenJobs
+from indexer.jobs.open import MAX_APPEND, OpenJobs
+from indexer.jobs.store import FINAL_STEP_KINDS, JobReport, chunks
 from indexer.services.backends import Backends
 from indexer.services.ingest import Rejected, Upload, stage_uploads
 from indexer.services.jobs import JobsService
 from indexer.services.queue import ChunkPayload, TaskKind
+from indexer.sources.items import JobItem, RejectedItem
+from indexer.storage.objectstore import remove_staging, staging_store
 from indexer.store.images import HIT_PROPERTIES, ImageRecord
 from indexer.store.schema import image_uuid
 

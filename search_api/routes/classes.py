@@ -9,10 +9,8 @@ from typing import Any
 from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.classify.boxes import BoxFormat
-from indexer.classify.references import ClassDef, parse_raw_upload
-from indexer.classify.store import Kind
 from indexer.errors import InvalidInput
+from indexer.services.classify import BoxFormat, ClassDef, Kind, parse_raw_upload
 from search_api.logs import current_request_id
 from search_api.routes.classify_common import (
     ClassSetView,

@@ -9,10 +9,9 @@ from typing import Any
 from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.classify.calibration import ThresholdStats
-from indexer.classify.store import Kind
 from indexer.errors import InvalidInput
-from indexer.search import WEAVIATE_MAX_RESULTS
+from indexer.services.classify import Kind, ThresholdStats
+from indexer.services.search import WEAVIATE_MAX_RESULTS
 from search_api.logs import current_request_id
 from search_api.routes.classify_common import (
     ClassSetView,

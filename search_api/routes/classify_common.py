@@ -9,11 +9,16 @@ from typing import Any
 from flask import Request, request, url_for
 from pydantic import BaseModel, Field
 
-from indexer.classify.scoring import Prediction
-from indexer.classify.service import Scorer
-from indexer.classify.store import Calibration, ClassSetRecord, Reference
 from indexer.errors import InvalidInput
-from indexer.services.classify import ClassSetDetail, LabelJobStarted
+from indexer.services.classify import (
+    Calibration,
+    ClassSetDetail,
+    ClassSetRecord,
+    LabelJobStarted,
+    Prediction,
+    Reference,
+    Scorer,
+)
 
 MAX_FILES = 256
 

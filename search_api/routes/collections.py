@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.services.models import require_model
-from indexer.user_collections import CollectionInfo, create_collection, delete_collection, list_collections
+from indexer.services.collections import CollectionInfo
 from search_api.logs import current_request_id
 from search_api.routes.uploads import JobAccepted, accepted
 from search_api.services import services
@@ -36,31 +35,20 @@ class CollectionList(BaseModel):
     tags=["collections"],
 )
 def create() -> tuple[Response, int]:
-    svc = services()
     req = parse(CreateCollection, json_body())
-    model_id = req.model_id or svc.model_id
-    require_model(
-        f"a new collection {req.name!r}",
-        model_id,
-        svc.model_id,
-        hint=f"start a service with MODEL_ID={model_id}",
-    )
-    return respond(create_collection(svc.weaviate, req.name, model_id, req.description), 201)
+    return respond(services().collections.create(req.name, req.model_id, req.description), 201)
 
 
 @bp.get("/collections")
 @endpoint("List collections with their image counts", response=CollectionList, tags=["collections"])
 def list_all() -> tuple[Response, int]:
-    return respond(CollectionList(collections=list_collections(services().weaviate)))
+    return respond(CollectionList(collections=services().collections.list()))
 
 
 @bp.get("/collections/<name>")
 @endpoint("Get a collection with its image count", response=CollectionInfo, tags=["collections"])
 def get(name: str) -> tuple[Response, int]:
-    svc = services()
-    info = svc.collection(name)
-    info.count = svc.image_store(info).count(name)
-    return respond(info)
+    return respond(services().collections.get(name))
 
 
 @bp.post("/collections/<name>/reembed")
@@ -78,6 +66,5 @@ def reembed(name: str) -> tuple[Response, int]:
 @bp.delete("/collections/<name>")
 @endpoint("Delete a collection and its images", status=204, tags=["collections"])
 def delete(name: str) -> tuple[str, int]:
-    svc = services()
-    delete_collection(svc.weaviate, name, svc.blob_collector())
+    services().collections.delete(name)
     return "", 204

@@ -5,17 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from indexer.embeddings import compare, embed_images, embed_texts
 from indexer.errors import InvalidInput, PayloadTooLarge
-from indexer.images import check_content_type
-from indexer.url_fetch import fetch_url, parse_url
-from search_api.services import Services, services
+from indexer.services.embeddings import EmbeddingsService
+from search_api.services import services
 from search_api.validation import endpoint, json_body, parse
 
 bp = Blueprint("embeddings", __name__)
@@ -117,40 +114,28 @@ class CompareResponse(BaseModel):
     best: int
 
 
-def _check_urls(svc: Services, refs: list[ImageRef]) -> float:
+def _check_urls(svc: EmbeddingsService, refs: list[ImageRef]) -> float:
     """Parse every URL of a request before any is downloaded; the deadline that all downloads share."""
-    for ref in refs:
-        if ref.url is not None:
-            parse_url(ref.url, svc.settings.url_max_length)
-    return time.monotonic() + svc.settings.url_timeout_s
+    return svc.check_urls(ref.url for ref in refs if ref.url is not None)
 
 
-def _image_bytes(svc: Services, ref: ImageRef, deadline: float | None = None) -> bytes:
+def _image_bytes(svc: EmbeddingsService, ref: ImageRef, deadline: float | None = None) -> bytes:
     if ref.url is not None:
-        settings = svc.settings
-        return fetch_url(
-            ref.url,
-            allow=settings.url_allow,
-            max_bytes=settings.url_max_bytes,
-            timeout_s=settings.url_timeout_s,
-            max_redirects=settings.url_max_redirects,
-            max_length=settings.url_max_length,
-            deadline=deadline,
-        )
+        return svc.fetch(ref.url, deadline)
     try:
         return base64.b64decode(ref.base64 or "", validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"`base64` is not valid base64: {exc}") from exc
 
 
-def _item(svc: Services, item: Item, deadline: float) -> str | bytes:
+def _item(svc: EmbeddingsService, item: Item, deadline: float) -> str | bytes:
     return item.text if item.text is not None else _image_bytes(svc, item, deadline)
 
 
 def _uploads(field: str) -> list[bytes]:
     files = request.files.getlist(field)
     for upload in files:
-        check_content_type(upload.mimetype or None)
+        EmbeddingsService.check_upload(upload.mimetype or None)
     return [upload.read() for upload in files]
 
 
@@ -161,9 +146,8 @@ def _normalize_flag() -> bool:
 @bp.post("/embed/text")
 @endpoint("Embed texts", body=EmbedTextRequest, response=EmbedTextResponse, tags=["embeddings"])
 def embed_text() -> Response:
-    svc = services()
     req = parse(EmbedTextRequest, json_body())
-    result = embed_texts(svc.encoder, req.texts, req.normalize, max_batch=svc.settings.max_batch)
+    result = services().embeddings.texts(req.texts, req.normalize)
     return jsonify(result.to_dict())
 
 
@@ -176,7 +160,7 @@ def embed_text() -> Response:
     tags=["embeddings"],
 )
 def embed_image() -> Response:
-    svc = services()
+    svc = services().embeddings
     if request.mimetype == "multipart/form-data":
         images, normalize = _uploads("images"), _normalize_flag()
         if not images:
@@ -189,13 +173,7 @@ def embed_image() -> Response:
             )
         deadline = _check_urls(svc, list(req.images))
         images, normalize = [_image_bytes(svc, ref, deadline) for ref in req.images], req.normalize
-    result = embed_images(
-        svc.encoder,
-        images,
-        normalize,
-        max_pixels=svc.settings.max_image_pixels,
-        max_batch=svc.settings.max_batch,
-    )
+    result = svc.images(images, normalize)
     return jsonify(result.to_dict())
 
 
@@ -209,7 +187,7 @@ def embed_image() -> Response:
     tags=["embeddings"],
 )
 def compare_route() -> Response:
-    svc = services()
+    svc = services().embeddings
     subject: str | bytes
     prompts: list[str | bytes]
     if request.mimetype == "multipart/form-data":
@@ -235,11 +213,5 @@ def compare_route() -> Response:
         deadline = _check_urls(svc, [req.subject, *req.prompts])
         subject = _item(svc, req.subject, deadline)
         prompts = [_item(svc, p, deadline) for p in req.prompts]
-    result = compare(
-        svc.encoder,
-        subject,
-        prompts,
-        max_pixels=svc.settings.max_image_pixels,
-        max_batch=svc.settings.max_batch,
-    )
+    result = svc.compare(subject, prompts)
     return jsonify(result.to_dict())

@@ -8,7 +8,6 @@ from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict
 from werkzeug.http import dump_options_header
 
-from indexer.export import stream_npy_zip, stream_parquet
 from search_api.services import services
 from search_api.validation import endpoint, parse_query
 
@@ -31,16 +30,10 @@ class ExportQuery(BaseModel):
     tags=["export"],
 )
 def export(name: str) -> Response:
-    svc = services()
     query = parse_query(ExportQuery)
-    info = svc.encodable_collection(name)
-    store = svc.image_store(info)
-    dim = svc.encoder.dim
-    # Streamed as Weaviate's pages arrive (indexer/export.py): memory holds one page, not the collection.
-    if query.format == "parquet":
-        chunks, suffix = stream_parquet(store, name, dim), ".parquet"
-    else:
-        chunks, suffix = stream_npy_zip(store, name, dim, svc.settings.staging_dir), ".zip"
+    # Streamed as Weaviate's pages arrive (indexer/services/export.py): memory holds one page,
+    # not the collection.
+    chunks, suffix = services().export.stream(name, query.format)
     return Response(
         chunks,
         mimetype="application/octet-stream",

@@ -7,11 +7,7 @@ import io
 from flask import Blueprint, Response, send_file
 from pydantic import BaseModel, ConfigDict
 
-from indexer.blob_gc import delete_images
-from indexer.images import FORMAT_MIME
-from indexer.limits import check_filters
-from indexer.search import SearchFilters, build_filters
-from indexer.store.images import ImageRecord, find_image
+from indexer.services.images import ImageRecord, SearchFilters
 from search_api.services import services
 from search_api.validation import endpoint, json_body, parse, respond
 
@@ -45,21 +41,16 @@ class Deleted(BaseModel):
 @bp.get("/images/<image_id>")
 @endpoint("An image's stored metadata", response=ImageView, tags=["images"])
 def get(image_id: str) -> tuple[Response, int]:
-    _, record, _ = find_image(services().weaviate, image_id)
-    return respond(ImageView.of(record))
+    return respond(ImageView.of(services().images.get(image_id)))
 
 
 def _send(path_of: str, image_id: str, mimetype: str | None) -> Response:
-    svc = services()
-    _, record, _ = find_image(svc.weaviate, image_id)
-    blobs = svc.blobs
-    part = "thumbnail" if path_of == "thumbnail" else "original"
-    mimetype = mimetype or FORMAT_MIME.get(record.format, "application/octet-stream")
-    if blobs.root is not None:  # a local directory: let the server stream the file
-        return send_file(blobs.existing_path(record.sha256, part), mimetype=mimetype, max_age=86400)
+    found = services().images.file(image_id, "thumbnail" if path_of == "thumbnail" else "original", mimetype)
+    if found.path is not None:  # a local directory: let the server stream the file
+        return send_file(found.path, mimetype=found.mimetype, max_age=86400)
     # the object store (BLOB_STORE_URL): content-addressed, so the hash is the ETag
-    data = io.BytesIO(blobs.read(record.sha256, part))
-    return send_file(data, mimetype=mimetype, max_age=86400, etag=f"{record.sha256}-{part}")
+    data = io.BytesIO(found.data or b"")
+    return send_file(data, mimetype=found.mimetype, max_age=86400, etag=found.etag)
 
 
 @bp.get("/images/<image_id>/thumbnail")
@@ -77,10 +68,7 @@ def original(image_id: str) -> Response:
 @bp.delete("/images/<image_id>")
 @endpoint("Delete one image", status=204, tags=["images"])
 def delete(image_id: str) -> tuple[str, int]:
-    svc = services()
-    store, record, _ = find_image(svc.weaviate, image_id)
-    store.delete(record.id)
-    svc.blob_collector().collect([record.sha256])  # the blobs go unless another object shares them
+    services().images.delete(image_id)  # the blobs go unless another object shares them
     return "", 204
 
 
@@ -92,10 +80,5 @@ def delete(image_id: str) -> tuple[str, int]:
     tags=["images"],
 )
 def delete_many() -> tuple[Response, int]:
-    svc = services()
     req = parse(DeleteImages, json_body())
-    info = svc.collection(req.collection)
-    check_filters(req.filters, svc.settings)
-    filters = build_filters(info.name, req.filters)
-    deleted = delete_images(svc.image_store(info), filters, svc.blob_collector())
-    return respond(Deleted(deleted=deleted))
+    return respond(Deleted(deleted=services().images.delete_matching(req.collection, req.filters)))

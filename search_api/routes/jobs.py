@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.jobs import JobReport
-from indexer.services.jobs import MAX_WAIT_S, MAX_WAITERS
+from indexer.services.jobs import MAX_WAIT_S, MAX_WAITERS, JobReport
 from search_api.services import services
 from search_api.validation import endpoint, parse_query, respond
 

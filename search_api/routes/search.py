@@ -11,8 +11,7 @@ from flask import Blueprint, Response, request
 from pydantic import BaseModel
 
 from indexer.errors import InvalidInput
-from indexer.search import ImageSearchRequest, SearchOptions, TextSearchRequest
-from indexer.services.search import SearchResult
+from indexer.services.search import ImageSearchRequest, SearchOptions, SearchResult, TextSearchRequest
 from search_api.routes.images import ImageView
 from search_api.services import services
 from search_api.validation import endpoint, json_body, parse

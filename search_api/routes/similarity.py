@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.similarity import MAX_PAIRS
+from indexer.services.similarity import MAX_PAIRS
 from search_api.routes.images import ImageView
 from search_api.services import services
 from search_api.validation import endpoint, parse_query, respond

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request, url_for
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from indexer.errors import InvalidInput
-from indexer.jobs import JobReport
+from indexer.services.jobs import JobReport
 from indexer.services.upload_sessions import Appended, UploadSessions
 from search_api.logs import current_request_id
 from search_api.routes.images import ImageView

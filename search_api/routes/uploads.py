@@ -9,8 +9,7 @@ from flask import Blueprint, Response, request, url_for
 from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.errors import InvalidInput
-from indexer.limits import check_ingest_options
-from indexer.services.ingest import JobStarted, Rejected
+from indexer.services.ingest import JobStarted, Rejected, check_ingest_options
 from indexer.settings import Settings
 from search_api.logs import current_request_id
 from search_api.services import services

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from indexer.images import decode_image
+from indexer.media.decode import decode_image
 from indexer.model.encoder import load_encoder
 from indexer.model.files import tiny_model_dir
 from indexer.settings import Settings

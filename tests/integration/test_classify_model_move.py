@@ -15,15 +15,16 @@ import pytest
 from numpy.typing import NDArray
 from weaviate.classes.query import Filter
 
-from indexer.blobs import BlobStore
-from indexer.classify.service import ensure_model, load_scorer
+from indexer.classify.manage import ensure_model
+from indexer.classify.scorer import load_scorer
 from indexer.classify.store import ClassStore, Kind, RefKind
 from indexer.model.encoder import ClipEncoder, load_encoder
 from indexer.model.files import tiny_model_dir
 from indexer.settings import Settings
+from indexer.storage.blobs import BlobStore
+from indexer.store.collections import _registry_uuid
 from indexer.store.images import ImageStore
 from indexer.store.schema import REGISTRY, image_collection_name, reference_collection_name
-from indexer.user_collections import _registry_uuid
 from tests.imagegen import make_image
 from tests.integration.classify_helpers import MODEL_ID, indexed_collection, weaviate_client
 from tests.integration.conftest import Api

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from indexer.errors import InvalidInput
-from indexer.images import decode_image
+from indexer.media.decode import decode_image
 from indexer.services.backends import Backends
 from indexer.services.similarity import SimilarityService
 from indexer.settings import Settings

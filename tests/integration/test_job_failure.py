@@ -7,8 +7,8 @@ import hashlib
 import pytest
 import redis
 
-from indexer.jobs import REEMBED, ItemOutcome, JobState, JobStore, Outcome
-from indexer.open_jobs import OpenJobs
+from indexer.jobs.open import OpenJobs
+from indexer.jobs.store import REEMBED, ItemOutcome, JobState, JobStore, Outcome
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
 from indexer.settings import Settings
@@ -60,7 +60,7 @@ def test_a_job_failed_through_the_service_reports_its_reason(api: Api, settings:
 
 
 def test_fail_remaining_fails_only_open_items_once(settings: Settings) -> None:
-    from indexer.jobs import Outcome
+    from indexer.jobs.store import Outcome
 
     store = _jobs(settings).store
     job_id = store.create("label", "nowhere", [{"id": str(i), "name": f"n{i}"} for i in range(4)])

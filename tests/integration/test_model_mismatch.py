@@ -12,8 +12,8 @@ import pytest
 
 from indexer.classify.store import ClassStore, Kind
 from indexer.settings import Settings
+from indexer.store.collections import _registry_uuid
 from indexer.store.schema import REGISTRY
-from indexer.user_collections import _registry_uuid
 from tests.imagegen import make_image
 from tests.integration.classify_helpers import MODEL_ID, weaviate_client
 from tests.integration.conftest import Api

@@ -8,10 +8,10 @@ from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter
 
 from indexer.settings import Settings
+from indexer.store.collections import _registry_uuid
 from indexer.store.connection import connect
 from indexer.store.images import ImageStore, to_properties
 from indexer.store.schema import REGISTRY
-from indexer.user_collections import _registry_uuid
 from tests.imagegen import make_image
 from tests.integration.conftest import Api
 from tests.integration.helpers import new_collection, upload, wait_job

@@ -14,10 +14,10 @@ import pytest
 import redis
 
 from clipsearch.stack import LocalStack
-from indexer.blob_gc import BlobCollector
-from indexer.blobs import BlobStore
-from indexer.jobs import JobStore
+from indexer.jobs.store import JobStore
 from indexer.settings import Settings
+from indexer.storage.blobs import BlobStore
+from indexer.storage.gc import BlobCollector
 from indexer.store.schema import image_uuid
 from tests.imagegen import make_image
 from tests.integration.classify_helpers import weaviate_client

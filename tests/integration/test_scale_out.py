@@ -23,8 +23,8 @@ from clipsearch.object_store_server import object_store_binary
 from clipsearch.processes import free_port
 from clipsearch.stack import LocalStack
 from clipsearch.weaviate_server import WeaviateCluster
-from indexer.objectstore import open_store
 from indexer.settings import Settings
+from indexer.storage.objectstore import open_store
 from indexer.store.connection import connect
 from indexer.store.schema import image_collection_name
 from tests.imagegen import make_image

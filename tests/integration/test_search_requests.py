@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from indexer.settings import Settings
+from indexer.store.collections import switch_model
 from indexer.store.connection import connect
-from indexer.user_collections import switch_model
 from tests.imagegen import make_image
 from tests.integration.conftest import Api
 from tests.integration.helpers import new_collection, upload, wait_job

@@ -16,7 +16,7 @@ import requests
 
 from clipsearch.redis_server import CONFIG_NAME
 from clipsearch.stack import LocalStack
-from indexer import heartbeat
+from indexer.jobs import heartbeat
 from indexer.settings import Settings
 from search_api.app import create_app
 from tests.imagegen import make_image

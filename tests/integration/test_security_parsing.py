@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from indexer.jobs import JobStore, new_job_id
+from indexer.jobs.store import JobStore, new_job_id
 from indexer.settings import Settings
 from tests.craft import forged_eocd, local_data_offset, patch_entry, tiff, zip_bytes
 from tests.imagegen import make_image

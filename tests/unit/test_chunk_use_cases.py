@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from indexer.ingest import IngestUseCase, use_case_for
-from indexer.jobs import REEMBED
-from indexer.reembed import ReembedUseCase
-from indexer.user_collections import CollectionInfo
+from indexer.jobs.store import REEMBED
+from indexer.pipeline.ingest import IngestUseCase
+from indexer.pipeline.reembed import ReembedUseCase
+from indexer.pipeline.runner import use_case_for
+from indexer.store.collections import CollectionInfo
 
 INFO = CollectionInfo(name="trip", model_id="old-model", created_at=datetime.now(UTC))
 OPTIONS = {"from_model": "old-model", "to_model": "new-model"}

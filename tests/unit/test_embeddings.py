@@ -1,4 +1,4 @@
-"""The embedding API (indexer.embeddings): results, and a typed error for every bad input."""
+"""The embedding API (indexer.services.embeddings): results, and a typed error for every bad input."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import zlib
 import numpy as np
 import pytest
 
-from indexer.embeddings import MAX_TEXT_CHARS, compare, embed_images, embed_texts
 from indexer.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from indexer.services.embeddings import MAX_TEXT_CHARS, compare, embed_images, embed_texts
 from tests.unit.clip_helpers import IMAGES, image_embeddings, reference, tiny_encoder
 
 CAT = (IMAGES / "chelsea.jpg").read_bytes()

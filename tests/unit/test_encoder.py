@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from indexer.errors import InvalidInput, ModelUnavailable
-from indexer.images import decode_image
+from indexer.media.decode import decode_image
 from indexer.model import sessions
 from indexer.model.encoder import ClipEncoder, load_encoder, tiny_encoder
 from indexer.model.files import model_id_for_dir, tiny_model_dir

@@ -15,9 +15,9 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
-from indexer import codecs, raw
 from indexer.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from indexer.images import FORMAT_MIME, check_content_type, decode_image, read_header, sniff_format
+from indexer.media import codecs, raw
+from indexer.media.decode import FORMAT_MIME, check_content_type, decode_image, read_header, sniff_format
 from tests import formatgen as g
 from tests.unit.clip_helpers import IMAGES, tiny_encoder
 from tests.unit.test_parity import IMAGE_MIN_COS, _normalised

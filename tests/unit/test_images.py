@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from indexer import images
 from indexer.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from indexer.images import (
+from indexer.media import decode as images
+from indexer.media.decode import (
     check_content_type,
     decode_image,
     make_thumbnail,

@@ -8,7 +8,7 @@ import pytest
 from numpy.typing import NDArray
 
 from indexer.errors import InvalidInput
-from indexer.images import area_reduce, decode_image
+from indexer.media.decode import area_reduce, decode_image
 from indexer.model.encoder import tiny_encoder
 from indexer.services.queue import time_limits, visibility_timeout_s
 from indexer.settings import Settings

@@ -1,4 +1,4 @@
-"""Job items (indexer/items.py): one pydantic model per kind, stored in Redis as the JSON that jobs
+"""Job items (indexer/sources/items.py): one pydantic model per kind, stored in Redis as the JSON that jobs
 written before the models existed hold too, and refused with a reason when forged."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from indexer import sources
 from indexer.errors import Forbidden, InvalidInput
-from indexer.items import (
+from indexer.jobs.store import new_job_id
+from indexer.settings import Settings
+from indexer.sources import plan as sources
+from indexer.sources.items import (
     FileItem,
     FolderItem,
     JobItem,
@@ -27,10 +29,8 @@ from indexer.items import (
     parse_item,
     parse_label_item,
 )
-from indexer.jobs import new_job_id
-from indexer.objectstore import LocalObjectStore
-from indexer.settings import Settings
-from indexer.sources import stage_zip_items
+from indexer.sources.plan import stage_zip_items
+from indexer.storage.objectstore import LocalObjectStore
 
 JOB = new_job_id()
 SHA = "0123456789abcdef" * 4

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from indexer.blobs import BlobStore
 from indexer.errors import InvalidInput, MissingOriginal
-from indexer.objectstore import LocalObjectStore, ObjectMissing, check_key, open_store, staging_store
 from indexer.settings import Settings
+from indexer.storage.blobs import BlobStore
+from indexer.storage.objectstore import LocalObjectStore, ObjectMissing, check_key, open_store, staging_store
 from indexer.store.connection import _grpc_target, weaviate_nodes
 
 
@@ -78,7 +78,7 @@ class _RecordingS3:
 
 
 def test_s3_put_stream_uploads_a_seekable_upload_from_where_it_is() -> None:
-    from indexer.objectstore import S3ObjectStore
+    from indexer.storage.objectstore import S3ObjectStore
 
     client = _RecordingS3()
     store = S3ObjectStore(client, "bucket", "pre", "")  # type: ignore[arg-type]
@@ -89,7 +89,7 @@ def test_s3_put_stream_uploads_a_seekable_upload_from_where_it_is() -> None:
 
 
 def test_stage_spooled_renames_the_spool_file_into_the_staging_area(tmp_path: Path) -> None:
-    from indexer.sources import stage_spooled
+    from indexer.sources.plan import stage_spooled
 
     spool = tmp_path / "staging" / ".incoming" / "part-1"
     spool.parent.mkdir(parents=True)

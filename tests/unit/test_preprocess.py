@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.images import decode_image
+from indexer.media.decode import decode_image
 from indexer.preprocess import OPENAI_MEAN, OPENAI_STD, PreprocessConfig, plan_resize, preprocess, resample
 
 IMAGES = Path(__file__).resolve().parents[1] / "fixtures" / "images"

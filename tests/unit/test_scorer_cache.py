@@ -9,7 +9,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer.classify.service import ScorerCache
+from indexer.classify.scorer import ScorerCache
 from indexer.classify.store import ClassSetRecord, ClassStore, Kind, Reference, RefKind, new_record
 
 

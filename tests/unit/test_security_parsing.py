@@ -12,14 +12,14 @@ import cv2
 import numpy as np
 import pytest
 
-from indexer import ziparchive as za
-from indexer.blobs import BlobStore
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from indexer.images import check_pixels, read_header
-from indexer.items import RejectedItem, ZipItem, check_item
-from indexer.jobs import check_job_id, new_job_id
+from indexer.jobs.store import check_job_id, new_job_id
+from indexer.media.decode import check_pixels, read_header
 from indexer.settings import Settings
-from indexer.sources import plan_zip
+from indexer.sources import ziparchive as za
+from indexer.sources.items import RejectedItem, ZipItem, check_item
+from indexer.sources.plan import plan_zip
+from indexer.storage.blobs import BlobStore
 from tests.craft import forged_eocd, gray_tiff, patch_entry, tiff, zip_bytes
 
 PAYLOAD = os.urandom(2000) + b"a" * 6000

@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from indexer.errors import InvalidInput, ModelMismatch
-from indexer.jobs import JobState
+from indexer.errors import InvalidInput, ModelMismatch, require_model
+from indexer.jobs.store import JobState
 from indexer.services.ingest import IngestService, Upload
 from indexer.services.jobs import MAX_WAITERS, JobsService
-from indexer.services.models import require_model
 from indexer.services.queue import ChunkPayload, InMemoryJobQueue, TaskKind
 from indexer.settings import Settings
-from indexer.user_collections import CollectionInfo
+from indexer.store.collections import CollectionInfo
 from tests.imagegen import make_image
 
 

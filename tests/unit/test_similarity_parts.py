@@ -1,4 +1,4 @@
-"""The pure parts of the similarity network (indexer/similarity.py) and the compression setting of new
+"""The pure parts of the similarity network (indexer/search/similarity.py) and the compression setting of new
 image collections. The Weaviate path itself runs against a real server in
 tests/integration/test_classify_similarity.py."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import InvalidInput
-from indexer.similarity import CollectionVectors, _prefetched, exact_graph, pairs_above
+from indexer.search.similarity import CollectionVectors, _prefetched, exact_graph, pairs_above
 from indexer.store.schema import vector_quantizer
 
 
@@ -39,7 +39,7 @@ def test_pairs_above_is_the_same_for_any_block_size(monkeypatch: pytest.MonkeyPa
     base = rng.standard_normal((300, 16)).astype(np.float32)
     vectors = unit(np.concatenate([base, base[:50] + 0.05]).tolist())
     whole = pairs_above(vectors, 0.8)
-    monkeypatch.setattr("indexer.similarity.BLOCK_FLOATS", 1)  # the smallest blocks (64 rows)
+    monkeypatch.setattr("indexer.search.similarity.BLOCK_FLOATS", 1)  # the smallest blocks (64 rows)
     blocked = pairs_above(vectors, 0.8)
     for k in range(3):
         assert np.array_equal(whole[k], blocked[k])

@@ -1,4 +1,4 @@
-"""indexer.url_fetch: strict URL parsing, address classification, allow-list, pinning, deadline, size cap.
+"""indexer.sources.urls: strict URL parsing, address classification, allow-list, pinning, deadline, size cap.
 
 The servers here are tiny loopback HTTP servers in threads; nothing leaves 127.0.0.0/8.
 """
@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from indexer import url_fetch
 from indexer.errors import InvalidInput
-from indexer.url_fetch import (
+from indexer.sources import urls as url_fetch
+from indexer.sources.urls import (
     UrlTimeout,
     address_refusal,
     check_url,

@@ -1,4 +1,4 @@
-"""Content-addressed storage of originals and thumbnails, in an object store (indexer/objectstore.py):
+"""Content-addressed storage of originals and thumbnails, in an object store (indexer/storage/objectstore.py):
 a local directory (the default) or an S3-compatible bucket shared by the API and every worker."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from indexer.errors import InvalidInput, MissingOriginal
-from indexer.objectstore import LocalObjectStore, ObjectMissing, ObjectStore, open_store
 from indexer.settings import Settings
+from indexer.storage.objectstore import LocalObjectStore, ObjectMissing, ObjectStore, open_store
 
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
@@ -104,7 +104,8 @@ class BlobStore:
         return self.root / key if self.root is not None else None
 
     def delete(self, sha256: str) -> int:
-        """Remove the original and the thumbnail of these bytes (blob_gc decides when); 1 if any was there."""
+        """Remove the original and the thumbnail of these bytes (indexer.storage.gc decides when); 1 if
+        any was there."""
         removed = 0
         for key in (original_key(sha256), thumbnail_key(sha256)):
             if self.store.delete(key):

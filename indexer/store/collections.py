@@ -11,9 +11,9 @@ from pydantic import BaseModel
 from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateQueryError
 
-from indexer.blob_gc import BlobCollector, delete_images
 from indexer.errors import Conflict, InvalidInput, NotFound
-from indexer.items import StoredItem
+from indexer.sources.items import StoredItem
+from indexer.storage.gc import BlobCollector, delete_images
 from indexer.store.images import ImageStore, is_missing_class
 from indexer.store.scan import scan
 from indexer.store.schema import IMAGE_ID_NAMESPACE, REGISTRY, ensure_image_collection, ensure_registry

@@ -28,7 +28,7 @@ PREFIX = "clipsearch:job:"
 REEMBED = "reembed"  # the job kind that moves a collection's images to another model
 # Kinds whose job ends with a step of its own once every item has an outcome (a re-embed switches its
 # collection to the new model): their last outcome does not complete them, the worker that runs that step
-# does (indexer.ingest._finish), so that `completed` is never reported before the step is done.
+# does (indexer.pipeline.runner._finish), so that `completed` is never reported before the step is done.
 FINAL_STEP_KINDS = frozenset({REEMBED})
 HELD_FOR_STEP = "step"  # the `open` field of such a job until its step closes it ("1": an open upload)
 INDEX = "clipsearch:jobs"
@@ -40,7 +40,7 @@ ENDED = "clipsearch:jobs:ended:"
 PARTS = ("", "items", "outcome", "errors", "sha")  # every Redis key of a job: PREFIX + id [+ ":" + part]
 DEFAULT_TTL_S = 7 * 24 * 3600  # Settings.job_ttl_s
 PRUNE_BATCH = 100
-MAX_ITEM_NAME = 8192  # indexer.sources.MAX_ITEM_TEXT: the longest name an outcome is reported under
+MAX_ITEM_NAME = 8192  # indexer.sources.plan.MAX_ITEM_TEXT: the longest name an outcome is reported under
 
 
 class JobState(StrEnum):

@@ -1,4 +1,5 @@
-"""Ingest one chunk of a job: read, hash, de-duplicate, decode, embed in one batch, store, record.
+"""The staged chunk runner: one chunk of a job (ingest or re-embed): read, hash, de-duplicate, decode,
+embed in one batch, store (the use case's own step, indexer/pipeline/chunk.py), record.
 
 Safe to run twice for the same chunk (a worker died, Redis re-delivered the task): outcomes already
 recorded are skipped, objects already written by this job count as indexed, and object ids come from
@@ -16,88 +17,31 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import weaviate
 from numpy.typing import NDArray
 
 from indexer import metrics
-from indexer.blob_gc import BlobCollector
-from indexer.blobs import BlobStore
 from indexer.errors import ClipsearchError
-from indexer.images import decode_image, make_thumbnail
-from indexer.items import JobItem, check_item, item_name
-from indexer.jobs import (
-    FINAL_STATES,
-    FINAL_STEP_KINDS,
-    REEMBED,
-    ItemOutcome,
-    JobReport,
-    JobState,
-    JobStore,
-    Outcome,
-)
-from indexer.model.encoder import ClipEncoder
-from indexer.objectstore import remove_staging
+from indexer.jobs.store import FINAL_STATES, FINAL_STEP_KINDS, REEMBED, ItemOutcome, JobState, Outcome
+from indexer.media.decode import decode_image, make_thumbnail
+from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, record_outcome
+from indexer.pipeline.ingest import IngestUseCase
+from indexer.pipeline.reembed import ReembedUseCase
 from indexer.preprocess import preprocess
-from indexer.reembed import ReembedUseCase
 from indexer.settings import Settings
-from indexer.sources import ItemReader
-from indexer.store.images import ImageRecord, ImageStore
+from indexer.sources.items import check_item, item_name
+from indexer.sources.plan import ItemReader
+from indexer.storage.objectstore import remove_staging
+from indexer.store.collections import get_collection
+from indexer.store.images import ImageStore
 from indexer.store.schema import image_uuid
-from indexer.user_collections import CollectionInfo, get_collection
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class IngestRuntime:
-    """What a worker process holds for the life of the process."""
-
-    settings: Settings
-    weaviate: weaviate.WeaviateClient
-    jobs: JobStore
-    blobs: BlobStore
-    encoder: ClipEncoder
-
-
-@dataclass
-class _Pending:
-    """One item on its way through the pipeline. The decoded pixels are never kept: the preparation
-    thread makes the thumbnail and the model input from them and drops them."""
-
-    index: int
-    item: JobItem
-    data: bytes
-    sha256: str
-    uuid: str
-    format: str = ""
-    width: int = 0
-    height: int = 0
-    thumbnail: bytes = b""
-
-
-_COUNTERS = {
-    Outcome.INDEXED: metrics.images_indexed,
-    Outcome.FAILED: metrics.images_failed,
-    Outcome.DUPLICATE: metrics.images_duplicate,
-}
 _STAGE_POLL_S = 0.1
-
-
-def _record(
-    jobs: JobStore, job_id: str, index: int, outcome: Outcome, file: str = "", reason: str = ""
-) -> None:
-    _record_many(jobs, job_id, [ItemOutcome(index, outcome, file, reason)])
-
-
-def _record_many(jobs: JobStore, job_id: str, outcomes: list[ItemOutcome]) -> None:
-    """Record the outcomes and count those that were new in the metrics (a re-delivered chunk's are not)."""
-    for outcome, new in zip(outcomes, jobs.record_many(job_id, outcomes), strict=True):
-        if new:
-            _COUNTERS[outcome.outcome]()
 
 
 class _Stopped(Exception):
@@ -114,8 +58,8 @@ class _Stages:
     flight) and one stop flag that every blocking wait checks."""
 
     stop: threading.Event
-    to_infer: queue.Queue[list[_Pending] | None]
-    to_store: queue.Queue[tuple[Sequence[_Pending], list[Any]] | None]
+    to_infer: queue.Queue[list[Pending] | None]
+    to_store: queue.Queue[tuple[Sequence[Pending], list[Any]] | None]
 
     def put(self, q: queue.Queue[Any], value: Any) -> None:
         while True:
@@ -136,71 +80,9 @@ class _Stages:
             except queue.Empty:
                 continue
 
-    def batches(self) -> Iterator[list[_Pending]]:
+    def batches(self) -> Iterator[list[Pending]]:
         while (batch := self.get(self.to_infer)) is not None:
             yield batch
-
-
-@dataclass
-class _Chunk:
-    """What every stage of one chunk needs."""
-
-    rt: IngestRuntime
-    job_id: str
-    collection: str
-    options: dict[str, Any]
-    store: ImageStore
-    use: ChunkUseCase
-
-    def record(self, index: int, outcome: Outcome, file: str = "", reason: str = "") -> None:
-        _record(self.rt.jobs, self.job_id, index, outcome, file, reason)
-
-    def record_many(self, outcomes: list[ItemOutcome]) -> None:
-        """Several outcomes in one round trip to Redis."""
-        _record_many(self.rt.jobs, self.job_id, outcomes)
-
-
-class ChunkUseCase(Protocol):
-    """What one kind of job does with the pipeline's shared stages (read and hash, decode and
-    preprocess, infer): which model's index it writes, whether it makes thumbnails, how it stores a
-    batch of vectors (recording each item's outcome), and, for a kind of FINAL_STEP_KINDS, the step that
-    ends the job once every item has an outcome. An ingest (`IngestUseCase`) and a re-embed
-    (indexer.reembed.ReembedUseCase) are the two."""
-
-    thumbnails: bool
-
-    def model_id(self, info: CollectionInfo, options: dict[str, Any]) -> str: ...
-
-    def store(self, chunk: _Chunk, fresh: list[_Pending], vectors: NDArray[np.float32]) -> None: ...
-
-    def finished(self, rt: IngestRuntime, report: JobReport) -> None: ...
-
-
-class IngestUseCase:
-    """New images into the collection's own model: blobs, thumbnails and image objects."""
-
-    thumbnails = True
-
-    def model_id(self, info: CollectionInfo, options: dict[str, Any]) -> str:
-        return info.model_id
-
-    def store(self, chunk: _Chunk, fresh: list[_Pending], vectors: NDArray[np.float32]) -> None:
-        rt = chunk.rt
-        # Pinned from before the blobs are written until the objects that refer to them are stored, so
-        # that a delete elsewhere of the same bytes cannot collect them in between (indexer/blob_gc.py).
-        with BlobCollector(rt.weaviate, rt.jobs.redis, rt.blobs).pinned([p.sha256 for p in fresh]):
-            errors = _store(rt, chunk.job_id, chunk.collection, chunk.options, fresh, chunk.store, vectors)
-        chunk.record_many(
-            [
-                ItemOutcome(p.index, Outcome.FAILED, p.item.name, f"vector store: {errors[p.uuid]}")
-                if p.uuid in errors
-                else ItemOutcome(p.index, Outcome.INDEXED)
-                for p in fresh
-            ]
-        )
-
-    def finished(self, rt: IngestRuntime, report: JobReport) -> None:
-        """No final step: an ingest job completes with its last outcome."""
 
 
 def use_case_for(kind: str) -> ChunkUseCase:
@@ -247,7 +129,7 @@ def run_chunk(
             f"the worker process died while processing this item ({crashes} times: out of memory, or a "
             "crash in a decoder); it was not indexed"
         )
-        _record(rt.jobs, job_id, index, Outcome.FAILED, item_name(item, index), reason)
+        record_outcome(rt.jobs, job_id, index, Outcome.FAILED, item_name(item, index), reason)
     _finish(rt, job_id)
 
 
@@ -276,7 +158,7 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
         )
         return
     store = ImageStore(rt.weaviate, model_id, ensure=True)  # a re-embed may be the first writer of a model
-    chunk = _Chunk(rt, job_id, info.name, options, store, use)
+    chunk = Chunk(rt, job_id, info.name, options, store, use)
     stages = _Stages(threading.Event(), queue.Queue(maxsize=1), queue.Queue(maxsize=1))
     with ThreadPoolExecutor(2, thread_name_prefix="ingest-stage") as pool:
         reader = pool.submit(_guarded, stages, _read_stage, chunk, stages, start, end)
@@ -318,7 +200,7 @@ def _crash_hook(settings: Settings, sha256: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
+def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
     """Read, hash and de-duplicate the chunk's items; hand them on in batches (short first ones, so
     inference starts early). Items that already have an outcome (a re-delivered chunk) are skipped."""
     rt, jobs, job_id = chunk.rt, chunk.rt.jobs, chunk.job_id
@@ -328,7 +210,7 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
     reader = ItemReader(rt.settings, job_id)
     handed = 0
     size = rt.encoder.stream_batch_size(handed)
-    batch: list[_Pending] = []  # read and hashed, not yet claimed
+    batch: list[Pending] = []  # read and hashed, not yet claimed
     try:
         for index, raw in zip(indexes, items, strict=True):
             if stages.stop.is_set():
@@ -349,7 +231,7 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
                 continue
             sha = hashlib.sha256(data).hexdigest()
             _crash_hook(rt.settings, sha)
-            batch.append(_Pending(index, item, data, sha, image_uuid(chunk.collection, sha)))
+            batch.append(Pending(index, item, data, sha, image_uuid(chunk.collection, sha)))
             if len(batch) >= size:
                 _hand_on(chunk, stages, batch)
                 handed += 1
@@ -361,12 +243,12 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
     stages.put(stages.to_infer, None)
 
 
-def _hand_on(chunk: _Chunk, stages: _Stages, batch: list[_Pending]) -> None:
+def _hand_on(chunk: Chunk, stages: _Stages, batch: list[Pending]) -> None:
     """Claim the batch's contents (a later item of the job with the same bytes is a duplicate); objects
     this job already wrote (before a crash) count as indexed, those an earlier upload wrote as
     duplicates; the rest go to inference."""
     owners = chunk.rt.jobs.claim_contents(chunk.job_id, [(p.sha256, p.index) for p in batch])
-    claimed: list[_Pending] = []
+    claimed: list[Pending] = []
     outcomes: list[ItemOutcome] = []
     for p, owner in zip(batch, owners, strict=True):
         if owner == p.index:
@@ -374,7 +256,7 @@ def _hand_on(chunk: _Chunk, stages: _Stages, batch: list[_Pending]) -> None:
         else:
             outcomes.append(ItemOutcome(p.index, Outcome.DUPLICATE))
     existing = chunk.store.existing([p.uuid for p in claimed]) if claimed else {}
-    fresh: list[_Pending] = []
+    fresh: list[Pending] = []
     for p in claimed:
         if p.uuid in existing:
             outcome = Outcome.INDEXED if existing[p.uuid] == chunk.job_id else Outcome.DUPLICATE
@@ -386,12 +268,12 @@ def _hand_on(chunk: _Chunk, stages: _Stages, batch: list[_Pending]) -> None:
         stages.put(stages.to_infer, fresh)
 
 
-def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[_Pending, NDArray[np.float32]], None]:
+def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[Pending, NDArray[np.float32]], None]:
     """Decode, thumbnail and preprocess one item into its batch slot; the pixels die on return."""
     settings, encoder = rt.settings, rt.encoder
     cfg, min_side = encoder.preprocess_cfg, encoder.min_decode_side
 
-    def prepare(p: _Pending, slot: NDArray[np.float32]) -> None:
+    def prepare(p: Pending, slot: NDArray[np.float32]) -> None:
         image = decode_image(p.data, settings.max_image_pixels, min_side=min_side)
         p.format, p.width, p.height = image.format, image.width, image.height
         if thumbnails:
@@ -401,11 +283,11 @@ def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[_Pending, NDArra
     return prepare
 
 
-def _store_stage(chunk: _Chunk, stages: _Stages) -> None:
+def _store_stage(chunk: Chunk, stages: _Stages) -> None:
     jobs, job_id = chunk.rt.jobs, chunk.job_id
     while (done := stages.get(stages.to_store)) is not None:
         batch, outcomes = done
-        fresh: list[_Pending] = []
+        fresh: list[Pending] = []
         vectors: list[NDArray[np.float32]] = []
         failed: list[ItemOutcome] = []
         for p, outcome in zip(batch, outcomes, strict=True):
@@ -420,41 +302,6 @@ def _store_stage(chunk: _Chunk, stages: _Stages) -> None:
         if jobs.state(job_id) is JobState.CANCELLED:
             raise _Cancelled
         chunk.use.store(chunk, fresh, np.stack(vectors))
-
-
-def _store(
-    rt: IngestRuntime,
-    job_id: str,
-    collection: str,
-    options: dict[str, Any],
-    fresh: list[_Pending],
-    store: ImageStore,
-    vectors: NDArray[np.float32],
-) -> dict[str, str]:
-    """Write the blobs and the image objects; returns uuid -> error for the objects that failed."""
-    records = []
-    now = datetime.now(UTC)
-    for p in fresh:
-        rt.blobs.put_original(p.sha256, p.data)
-        rt.blobs.put_thumbnail(p.sha256, p.thumbnail)
-        records.append(
-            ImageRecord(
-                id=p.uuid,
-                collection=collection,
-                filename=p.item.name,
-                source=p.item.source,
-                sha256=p.sha256,
-                format=p.format,
-                width=p.width,
-                height=p.height,
-                bytes=len(p.data),
-                ingested_at=now,
-                job_id=job_id,
-                tags=list(options.get("tags") or []),
-                metadata=dict(options.get("metadata") or {}),
-            )
-        )
-    return store.insert(records, np.asarray(vectors))
 
 
 def _finish(rt: IngestRuntime, job_id: str) -> None:

@@ -1,7 +1,7 @@
 """The re-embed use case, worker side: move a collection's images to another model's index.
 
 The API side (indexer/services/reembed.py) plans one `stored` item per image and starts a `reembed`
-job. Its chunks run on the ingest pipeline's shared stages (indexer/ingest.py: read the stored
+job. Its chunks run on the ingest pipeline's shared stages (indexer/pipeline/runner.py: read the stored
 original, decode and preprocess, infer); this use case decides what differs from an ingest: the vectors
 go into the target model's index (`model_id`), no thumbnail is made (the stored one stays), each image's
 stored record (tags, metadata, labels...) is copied with its new vector (`store`), and the job's end
@@ -11,22 +11,20 @@ switches the collection over, or fails the job with the reason when some images 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer.jobs import ItemOutcome, JobReport, Outcome
-from indexer.open_jobs import OpenJobs
+from indexer.jobs.open import OpenJobs
+from indexer.jobs.store import ItemOutcome, JobReport, Outcome
+from indexer.pipeline.chunk import Chunk, IngestRuntime, Pending
+from indexer.store.collections import CollectionInfo, switch_model
 from indexer.store.images import ImageStore
-from indexer.user_collections import CollectionInfo, switch_model
-
-if TYPE_CHECKING:  # the pipeline hands its own types to this use case; no import at run time
-    from indexer.ingest import IngestRuntime, _Chunk, _Pending
 
 
 class ReembedUseCase:
-    """What a re-embed job does with the pipeline's stages (indexer.ingest.ChunkUseCase)."""
+    """What a re-embed job does with the pipeline's stages (indexer.pipeline.chunk.ChunkUseCase)."""
 
     thumbnails = False  # the image's thumbnail was stored at ingest
 
@@ -34,7 +32,7 @@ class ReembedUseCase:
         """The target model: this worker must run it, and its index receives the new vectors."""
         return str(options["to_model"])
 
-    def store(self, chunk: _Chunk, fresh: list[_Pending], vectors: NDArray[np.float32]) -> None:
+    def store(self, chunk: Chunk, fresh: list[Pending], vectors: NDArray[np.float32]) -> None:
         """Copy the images' stored records (tags, metadata, labels...) with their new vectors; an image
         deleted while the job ran fails with that reason."""
         from_model = str(chunk.options["from_model"])

@@ -25,10 +25,11 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer import codecs, raw
 from indexer.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from indexer.media import codecs, raw
 
-# HEIF/HEIC, AVIF and JPEG XL decode in indexer.codecs, camera RAW in indexer.raw; the rules are the same.
+# HEIF/HEIC, AVIF and JPEG XL decode in indexer.media.codecs, camera RAW in indexer.media.raw; the
+# rules are the same.
 FORMATS: Final = ("jpeg", "png", "webp", "gif", "bmp", "tiff", *codecs.FORMATS, *raw.FORMATS)
 FORMAT_MIME: Final[dict[str, str]] = {
     "jpeg": "image/jpeg",
@@ -433,7 +434,8 @@ def area_by_whole_factor(pixels: NDArray[np.uint8], k: int) -> NDArray[np.uint8]
 
 
 def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: int | None) -> DecodedImage:
-    """HEIF/HEIC, AVIF and JPEG XL (indexer.codecs), camera RAW (indexer.raw); header already checked."""
+    """HEIF/HEIC, AVIF and JPEG XL (indexer.media.codecs), camera RAW (indexer.media.raw); header
+    already checked."""
     if header.format in raw.FORMATS:
 
         def preview(jpeg: bytes, side: int | None) -> NDArray[np.uint8]:

@@ -1,6 +1,6 @@
 """Job items: what an ingest or re-embed job's plan holds for each input, one pydantic model per kind.
 
-An item references the bytes, never carries them. Planning (indexer/sources.py, the API side) builds the
+An item references the bytes, never carries them. Planning (indexer/sources/plan.py, the API side) builds the
 models; the job record in Redis holds their JSON (`JobItem.to_json`: the field names are the stored
 format, so items written before this module existed still read back); the worker validates each one
 when it reads it back (`check_item`), because Redis is a trust boundary: whoever can write to it can
@@ -26,10 +26,10 @@ from pydantic import (
     field_validator,
 )
 
-from indexer.blobs import check_sha256
 from indexer.errors import Forbidden, InvalidInput
-from indexer.objectstore import check_key
 from indexer.settings import Settings
+from indexer.storage.blobs import check_sha256
+from indexer.storage.objectstore import check_key
 from indexer.store.images import check_image_id
 
 MAX_ITEM_TEXT = 8192
@@ -254,7 +254,7 @@ def _inside(raw: str, root: Path, what: str) -> Path:
 
 
 class LabelItem(BaseModel):
-    """One image of a bulk-label job (indexer/classify/labelling.py), stored as ``{"id", "name"}``:
+    """One image of a bulk-label job (indexer/pipeline/labelling.py), stored as ``{"id", "name"}``:
     label jobs hold only these, so they carry no `kind`. The id is checked to be a UUID before it
     reaches a Weaviate filter."""
 

@@ -30,7 +30,7 @@ import redis
 import weaviate
 from weaviate.classes.query import Filter
 
-from indexer.blobs import BlobStore
+from indexer.storage.blobs import BlobStore
 from indexer.store.images import ImageStore
 from indexer.store.scan import scan
 from indexer.store.types import WhereFilter

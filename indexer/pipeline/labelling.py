@@ -19,12 +19,12 @@ import numpy as np
 import weaviate
 from weaviate.classes.query import Filter
 
+from indexer.classify.scorer import Scorer, ScorerCache
 from indexer.classify.scoring import assign
-from indexer.classify.service import Scorer, ScorerCache
 from indexer.classify.store import ClassStore, Kind
 from indexer.errors import InvalidInput
-from indexer.items import LabelItem, item_name, parse_label_item
-from indexer.jobs import FINAL_STATES, JobStore, Outcome
+from indexer.jobs.store import FINAL_STATES, JobStore, Outcome
+from indexer.sources.items import LabelItem, item_name, parse_label_item
 from indexer.store.images import ImageStore
 from indexer.store.scan import scan, vector_of
 

@@ -2,7 +2,7 @@
 requests), and completes only once its client closes it.
 
 `JobStore.create(..., open_ended=True)` records the job with the field `open` = "1" and no items; the
-record script of indexer/jobs.py does not complete an open job however many outcomes it has. `append`
+record script of indexer/jobs/store.py does not complete an open job however many outcomes it has. `append`
 adds items atomically (refused once the job is closed, cancelled or gone) and returns the new total,
 so the caller enqueues chunks over the new index range. `close` clears the flag and completes the job
 at once if every item already has an outcome.
@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from indexer.errors import Conflict, NotFound
-from indexer.jobs import _FINISH_LUA, ACTIVE, ENDED, INDEX, PREFIX, JobStore
+from indexer.jobs.store import _FINISH_LUA, ACTIVE, ENDED, INDEX, PREFIX, JobStore
 
 # KEYS[1]: job hash, KEYS[2]: items list. ARGV: the items' JSON. Returns the new total, -1 when the job
 # is not open (closed, or never was), -2 when it is not active (cancelled, failed), -3 when it is gone.

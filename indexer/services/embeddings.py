@@ -1,4 +1,5 @@
-"""The embedding calls of the HTTP API as plain functions: embed texts, embed images, compare.
+"""The embedding use cases of the HTTP API: embed texts, embed images, compare; as plain functions, and
+as `EmbeddingsService` over this process's encoder and settings (with the URL fetch of referenced images).
 
 Inputs are plain values (``str`` for a text, ``bytes`` for an encoded image); results are dataclasses
 holding numpy arrays, with ``to_dict()`` for JSON. Every bad input raises a typed error from
@@ -7,7 +8,8 @@ holding numpy arrays, with ``to_dict()`` for JSON. Every bad input raises a type
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -16,7 +18,10 @@ from numpy.typing import NDArray
 
 from indexer.classify.scoring import probabilities
 from indexer.errors import ClipsearchError, InvalidInput, PayloadTooLarge
+from indexer.media.decode import check_content_type
 from indexer.model.encoder import ClipEncoder
+from indexer.settings import Settings
+from indexer.sources.urls import fetch_url, parse_url
 
 MAX_TEXT_CHARS: Final = 10_000
 DEFAULT_MAX_BATCH: Final = 64
@@ -242,3 +247,51 @@ def compare(
         probabilities=[float(p) for p in probs],
         best=int(np.argmax(sims)),
     )
+
+
+@dataclass(frozen=True)
+class EmbeddingsService:
+    encoder: Callable[[], ClipEncoder]  # loaded on first use
+    settings: Settings
+
+    check_upload = staticmethod(check_content_type)  # an uploaded part's declared type (415 if not an image)
+
+    def check_urls(self, urls: Iterable[str]) -> float:
+        """Parse every URL of a request before any is downloaded; the deadline that all downloads share."""
+        for url in urls:
+            parse_url(url, self.settings.url_max_length)
+        return time.monotonic() + self.settings.url_timeout_s
+
+    def fetch(self, url: str, deadline: float | None = None) -> bytes:
+        """The bytes of a referenced image, under the URL rules (allow-list, size cap, deadline)."""
+        settings = self.settings
+        return fetch_url(
+            url,
+            allow=settings.url_allow,
+            max_bytes=settings.url_max_bytes,
+            timeout_s=settings.url_timeout_s,
+            max_redirects=settings.url_max_redirects,
+            max_length=settings.url_max_length,
+            deadline=deadline,
+        )
+
+    def texts(self, texts: Sequence[str], normalize: bool) -> TextEmbeddingResult:
+        return embed_texts(self.encoder(), texts, normalize, max_batch=self.settings.max_batch)
+
+    def images(self, images: Sequence[bytes], normalize: bool) -> ImageEmbeddingResult:
+        return embed_images(
+            self.encoder(),
+            images,
+            normalize,
+            max_pixels=self.settings.max_image_pixels,
+            max_batch=self.settings.max_batch,
+        )
+
+    def compare(self, subject: Item, prompts: Sequence[Item]) -> CompareResult:
+        return compare(
+            self.encoder(),
+            subject,
+            prompts,
+            max_pixels=self.settings.max_image_pixels,
+            max_batch=self.settings.max_batch,
+        )

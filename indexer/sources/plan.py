@@ -1,6 +1,6 @@
 """Where images come from: uploads staged on disk, zip archives, server-side folders and URLs.
 
-Planning turns a source into job items (indexer/items.py: one pydantic model per kind, which reference
+Planning turns a source into job items (indexer/sources/items.py: one pydantic model per kind, which reference
 the bytes, never carry them), and refuses what is unsafe before any work is queued. `ItemReader` later
 reads one checked item's bytes.
 """
@@ -16,11 +16,11 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from indexer import ziparchive
-from indexer.blobs import BlobStore
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from indexer.images import sniff_format
-from indexer.items import (
+from indexer.media.decode import sniff_format
+from indexer.settings import Settings
+from indexer.sources import ziparchive
+from indexer.sources.items import (
     FileItem,
     FolderItem,
     JobItem,
@@ -32,10 +32,10 @@ from indexer.items import (
     ZipItem,
     resolve_path,
 )
-from indexer.objectstore import ObjectMissing, ObjectStore, staging_store
-from indexer.settings import Settings
-from indexer.url_fetch import UrlTimeout, fetch_url, parse_url, resolve, vet
-from indexer.ziparchive import Entry
+from indexer.sources.urls import UrlTimeout, fetch_url, parse_url, resolve, vet
+from indexer.sources.ziparchive import Entry
+from indexer.storage.blobs import BlobStore
+from indexer.storage.objectstore import ObjectMissing, ObjectStore, staging_store
 
 Item = JobItem  # the planned items of an ingest or re-embed job
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -177,7 +177,7 @@ def plan_zip(path: Path, display: str, settings: Settings) -> list[Item]:
     """Items for each file of a zip archive. A bomb refuses the whole archive; unsafe entries are refused.
 
     The entry count and the central directory's size come from the end-of-central-directory record and
-    are capped before one directory record is parsed (`indexer.ziparchive`)."""
+    are capped before one directory record is parsed (`indexer.sources.ziparchive`)."""
     try:
         with path.open("rb") as f:
             directory = ziparchive.read_directory(f, path.stat().st_size, display)
@@ -320,7 +320,7 @@ def plan_urls(urls: list[str], settings: Settings) -> list[Item]:
 
 
 class ItemReader:
-    """Reads items' bytes for one chunk. Items come checked (`indexer.items.check_item`, as the worker
+    """Reads items' bytes for one chunk. Items come checked (`indexer.sources.items.check_item`, as the worker
     reads them from Redis), so the reader only dispatches on their type."""
 
     def __init__(self, settings: Settings, job_id: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """HEIF/HEIC, AVIF and JPEG XL: magic bytes, header dimensions (before any pixel is decoded) and decoding.
 
-``indexer.images`` calls these for the formats that OpenCV cannot read; the rules are the same as for
+``indexer.media.decode`` calls these for the formats that OpenCV cannot read; the rules are the same as for
 every other format (see that module): the pixel cap is checked from the header first, the image comes
 out as RGB uint8 in display orientation, alpha is dropped (as PIL's ``convert("RGB")`` and OpenCV do for
 PNG), and samples deeper than 8 bits are brought to 8 bits.

@@ -1,0 +1,1 @@
+"""Job records in Redis: outcomes, progress, open uploads, and the workers' heartbeats."""

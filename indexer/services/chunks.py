@@ -1,0 +1,44 @@
+"""The worker's use cases: run or fail one chunk of a job on the staged chunk runner (ingest and
+re-embed, indexer/pipeline/runner.py) or on the labeller (indexer/pipeline/labelling.py). The tasks
+(workers/tasks.py) call these and nothing else of the core."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from indexer.pipeline import labelling
+from indexer.pipeline.chunk import IngestRuntime
+from indexer.pipeline.runner import fail_remaining, run_chunk
+
+__all__ = ["ChunkService", "IngestRuntime"]
+
+
+@dataclass(frozen=True)
+class ChunkService:
+    runtime: Callable[[], IngestRuntime]  # the worker process's clients and encoder, (re)connected
+
+    def begin_delivery(self, job_id: str, start: int, end: int) -> int:
+        """Count a start of the chunk; returns how many times its worker died on it before."""
+        return self.runtime().jobs.begin_delivery(job_id, start, end)
+
+    def end_delivery(self, job_id: str, start: int, end: int) -> None:
+        self.runtime().jobs.end_delivery(job_id, start, end)
+
+    def ingest(
+        self, job_id: str, start: int, end: int, crashes: int, split: Callable[[int, int], None]
+    ) -> None:
+        """Items [start, end) of an ingest or re-embed job (split into one task per item past the crash
+        limit)."""
+        run_chunk(self.runtime(), job_id, start, end, crashes, split)
+
+    def fail_ingest(self, job_id: str, start: int, end: int, reason: str) -> None:
+        fail_remaining(self.runtime(), job_id, start, end, reason)
+
+    def label(self, job_id: str, start: int, end: int) -> None:
+        """Images [start, end) of a bulk-label job, from their stored vectors."""
+        rt = self.runtime()
+        labelling.label_chunk(rt.weaviate, rt.jobs, job_id, start, end)
+
+    def fail_label(self, job_id: str, start: int, end: int, reason: str) -> None:
+        self.runtime().jobs.fail_remaining(job_id, start, end, reason)
