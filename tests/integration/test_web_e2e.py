@@ -335,7 +335,7 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
     # image view, and a third class comes from a prompt line.
     class_set = f"cs-{uuid.uuid4().hex[:8]}"
     for filename, klass in (("e2e-0.jpg", "first"), ("e2e-3.jpg", "fourth")):
-        driver.execute_script("openImage(arguments[0]);", ids[filename])
+        next(c for c in cards(driver) if c.get_attribute("data-filename") == filename).click()
         form = wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#image-view #example-form"), "the form")
         form.find_element(By.NAME, "klass").send_keys(klass)
         form.find_element(By.CSS_SELECTOR, "button").click()
