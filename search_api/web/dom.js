@@ -22,13 +22,18 @@ export function setStatus(message, isError = false) {
   status.classList.toggle("error", isError);
 }
 
-/** A drop zone that hands the dropped files to `onFiles`. */
-export function setupDrop(zone, onFiles) {
+/** A drop zone that hands each drop's DataTransfer to `onDrop`, lit while something is dragged over it. */
+export function setupDropZone(zone, onDrop) {
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (e) => {
     e.preventDefault();
     zone.classList.remove("over");
-    if (e.dataTransfer && e.dataTransfer.files.length) onFiles(e.dataTransfer.files);
+    if (e.dataTransfer) onDrop(e.dataTransfer);
   });
+}
+
+/** A drop zone that hands the dropped files to `onFiles`. */
+export function setupDrop(zone, onFiles) {
+  setupDropZone(zone, (data) => { if (data.files.length) onFiles(data.files); });
 }

@@ -3,7 +3,7 @@
 
 import { uploadClient } from "./api.js";
 import { currentCollection } from "./collections.js";
-import { $, el, setStatus } from "./dom.js";
+import { $, el, setStatus, setupDropZone } from "./dom.js";
 import { formatBytes, formatEta } from "./format.js";
 import { Upload, closeLeftover, isImage } from "./upload.js";
 
@@ -73,14 +73,7 @@ async function sha256Of(file) {
 
 /** Wires the upload form; `onFinished` runs when an upload ends. Closes a job a reload left open. */
 export function setupUpload(onFinished) {
-  const zone = $("#upload-drop");
-  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    zone.classList.remove("over");
-    if (e.dataTransfer) entriesOf(e.dataTransfer).then(choose, (err) => setStatus("drop: " + err.message, true));
-  });
+  setupDropZone($("#upload-drop"), (data) => entriesOf(data).then(choose, (err) => setStatus("drop: " + err.message, true)));
   $("#upload-files").addEventListener("change", (e) => choose(fromFileList(e.target.files)));
   $("#upload-folder").addEventListener("change", (e) => choose(fromFileList(e.target.files)));
   $("#upload-cancel").addEventListener("click", () => { if (upload) upload.cancel(); });

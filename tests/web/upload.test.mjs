@@ -205,3 +205,11 @@ test("the registry aborts what it holds, except a request kept to its end", asyn
   assert.equal(signals.kept.aborted, false);
   assert.deepEqual([inFlight.size, inFlight.loadedBytes()], [0, 0]);
 });
+
+test("the engine touches no DOM: no document, window, storage or XMLHttpRequest", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const source = await readFile(new URL("../../search_api/web/upload.js", import.meta.url), "utf8");
+  const code = source.replace(/\/\/.*$/gm, "").replace(/\/\*[\s\S]*?\*\//g, "");
+  assert.deepEqual(code.match(/\b(document|window|localStorage|sessionStorage|XMLHttpRequest|HTMLElement)\b/g), null);
+  assert.deepEqual([...code.matchAll(/from "\.\/([\w.-]+)"/g)].map((m) => m[1]).sort(), ["api.js", "format.js"]);
+});
