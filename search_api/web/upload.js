@@ -151,13 +151,21 @@ export async function closeLeftover(client, store) {
  * for each file that is not sent. `store` keeps the open job's id across reloads ({get, set, remove}).
  */
 export class Upload {
+  #deps;
+  #queue = []; // hashed files waiting for a sender
+  #waiting = []; // senders waiting for files or for the end of hashing
+  #jobPromise = null;
+  #resolveDone;
+
   constructor({
     collection, entries, tags = [], client, hash = null, store = null,
     sleep = defaultSleep, random = Math.random, now = () => performance.now(),
     onChange = () => {}, onRefused = () => {},
   }) {
-    Object.assign(this, { collection, entries, tags });
-    this.deps = { client, hash, store, sleep, random, now, onChange, onRefused };
+    this.collection = collection;
+    this.entries = entries;
+    this.tags = tags;
+    this.#deps = { client, hash, store, sleep, random, now, onChange, onRefused };
     this.state = "hashing";
     this.active = true;
     this.cancelled = false;
@@ -179,10 +187,7 @@ export class Upload {
     this.startedSending = 0;
     this.hashingDone = false;
     this.inFlight = new InFlight();
-    this.queue = [];
-    this.jobPromise = null;
-    this.waiting = []; // senders waiting for files or for the end of hashing
-    this.done = new Promise((resolve) => { this.resolveDone = resolve; });
+    this.done = new Promise((resolve) => { this.#resolveDone = resolve; });
   }
 
   /** Runs the upload; returns `done`. */
@@ -190,7 +195,7 @@ export class Upload {
     this.#run().catch((err) => {
       if (this.cancelled) return;
       this.#stop(); // what reached the server is indexed once the job is closed
-      if (this.job) this.inFlight.run((signal) => this.deps.client.close(this.job.job_id, signal)).catch(() => {});
+      if (this.job) this.inFlight.run((signal) => this.#deps.client.close(this.job.job_id, signal)).catch(() => {});
       this.#forgetJob();
       this.#finish({ state: "failed", error: err });
     });
@@ -201,10 +206,10 @@ export class Upload {
   async cancel() {
     if (!this.active) return;
     this.#stop();
-    if (this.jobPromise) {
+    if (this.#jobPromise) {
       try {
-        const job = await this.jobPromise;
-        await this.inFlight.run(() => this.deps.client.cancel(job.job_id));
+        const job = await this.#jobPromise;
+        await this.inFlight.run(() => this.#deps.client.cancel(job.job_id));
       } catch (_) { /* already ended */ }
     }
     this.#forgetJob();
@@ -217,7 +222,7 @@ export class Upload {
     const r = this.report;
     const total = Math.max(this.toSend, r ? r.total : 0);
     const processed = r ? r.processed : 0;
-    const bytesPerS = this.startedSending && sent ? sent / ((this.deps.now() - this.startedSending) / 1000) : null;
+    const bytesPerS = this.startedSending && sent ? sent / ((this.#deps.now() - this.startedSending) / 1000) : null;
     const bytesLeft = this.toSendBytes - sent;
     const imagesPerS = r && r.images_per_s ? r.images_per_s : null;
     const imagesLeft = total - processed;
@@ -230,7 +235,7 @@ export class Upload {
   }
 
   async #run() {
-    const { client } = this.deps;
+    const { client } = this.#deps;
     this.limits = await this.inFlight.run((signal) => client.limits(signal));
     const senders = [];
     for (let i = 0; i < this.limits.parallel_requests; i++) senders.push(this.#sender());
@@ -244,7 +249,7 @@ export class Upload {
   }
 
   async #hashAndQueue() {
-    const { hash } = this.deps;
+    const { hash } = this.#deps;
     const seen = new Set();
     let index = 0;
     while (index < this.entries.length && !this.cancelled) {
@@ -255,7 +260,7 @@ export class Upload {
       }
       if (!hash) {
         for (const entry of batch) { this.hashed += 1; this.#enqueue(entry); }
-        this.deps.onChange(this);
+        this.#deps.onChange(this);
         continue;
       }
       const hashes = new Map(); // entry -> sha256, for the readable ones
@@ -263,7 +268,7 @@ export class Upload {
         if (this.cancelled) return;
         try { hashes.set(entry, await hash(entry.file)); } catch (err) { this.#refuse(entry.path, "cannot read: " + err.message); }
         this.hashed += 1;
-        this.deps.onChange(this);
+        this.#deps.onChange(this);
       }
       const known = await this.#known([...new Set(hashes.values())]);
       for (const [entry, sha256] of hashes) {
@@ -272,7 +277,7 @@ export class Upload {
         seen.add(sha256);
         this.#enqueue(entry);
       }
-      this.deps.onChange(this);
+      this.#deps.onChange(this);
     }
     this.hashingDone = true;
     this.#wakeSenders();
@@ -280,20 +285,20 @@ export class Upload {
 
   async #known(hashes) {
     if (!hashes.length) return new Set();
-    const answer = await this.#retried(() => this.inFlight.run((signal) => this.deps.client.known(this.collection, hashes, signal)));
+    const answer = await this.#retried(() => this.inFlight.run((signal) => this.#deps.client.known(this.collection, hashes, signal)));
     return new Set(answer.known);
   }
 
   #enqueue(entry) {
-    this.queue.push(entry);
+    this.#queue.push(entry);
     this.toSend += 1;
     this.toSendBytes += entry.file.size;
     this.#wakeSenders();
   }
 
   #wakeSenders() {
-    const waiting = this.waiting;
-    this.waiting = [];
+    const waiting = this.#waiting;
+    this.#waiting = [];
     for (const wake of waiting) wake();
   }
 
@@ -301,12 +306,12 @@ export class Upload {
     for (;;) {
       if (this.cancelled) return;
       // Wait for a full request's worth, unless hashing is over (then send what is left).
-      if (!this.queue.length || (!this.hashingDone && !holdsFullRequest(this.queue, this.limits))) {
-        if (this.hashingDone && !this.queue.length) return;
-        await new Promise((resolve) => this.waiting.push(resolve));
+      if (!this.#queue.length || (!this.hashingDone && !holdsFullRequest(this.#queue, this.limits))) {
+        if (this.hashingDone && !this.#queue.length) return;
+        await new Promise((resolve) => this.#waiting.push(resolve));
         continue;
       }
-      const batch = takeRequest(this.queue, this.limits);
+      const batch = takeRequest(this.#queue, this.limits);
       if (!batch.length) continue;
       await this.#openJob();
       if (this.cancelled) return;
@@ -316,10 +321,10 @@ export class Upload {
   }
 
   #openJob() {
-    const { client, store, now } = this.deps;
-    if (!this.jobPromise) {
+    const { client, store, now } = this.#deps;
+    if (!this.#jobPromise) {
       // {keep: true}: a cancel waits for the job's id (to delete the job) rather than abort its creation.
-      this.jobPromise = this.#retried(() => this.inFlight.run((signal) => client.openUpload(this.collection, this.tags, signal), { keep: true }))
+      this.#jobPromise = this.#retried(() => this.inFlight.run((signal) => client.openUpload(this.collection, this.tags, signal), { keep: true }))
         .then((job) => {
           this.job = job;
           this.startedSending = now();
@@ -328,11 +333,11 @@ export class Upload {
           return job;
         });
     }
-    return this.jobPromise;
+    return this.#jobPromise;
   }
 
   async #sendBatch(batch) {
-    const { client, onChange } = this.deps;
+    const { client, onChange } = this.#deps;
     let answer;
     try {
       answer = await this.#retried(() => this.inFlight.run((signal, progress) => client.sendFiles(this.job, batch, {
@@ -360,7 +365,7 @@ export class Upload {
   }
 
   async #poll() {
-    const { client, sleep } = this.deps;
+    const { client, sleep } = this.#deps;
     while (!this.cancelled && this.job) {
       try {
         this.report = await this.inFlight.run((signal) => client.job(this.job.job_id, signal));
@@ -368,7 +373,7 @@ export class Upload {
         await sleep(POLL_RETRY_MS);
         continue;
       }
-      this.deps.onChange(this);
+      this.#deps.onChange(this);
       if (JOB_FINAL_STATES.has(this.report.state)) return this.#finish({ state: this.report.state, report: this.report });
       await sleep(POLL_MS);
     }
@@ -377,20 +382,20 @@ export class Upload {
   #retried(attempt) {
     return withRetries(attempt, {
       cancelled: () => this.cancelled,
-      sleep: this.deps.sleep,
-      random: this.deps.random,
-      onRetry: () => { this.retries += 1; this.deps.onChange(this); },
+      sleep: this.#deps.sleep,
+      random: this.#deps.random,
+      onRetry: () => { this.retries += 1; this.#deps.onChange(this); },
     });
   }
 
   #refuse(file, reason) {
     this.refused += 1;
-    this.deps.onRefused(file, reason);
+    this.#deps.onRefused(file, reason);
   }
 
   #setState(state) {
     this.state = state;
-    this.deps.onChange(this);
+    this.#deps.onChange(this);
   }
 
   #stop() {
@@ -400,7 +405,7 @@ export class Upload {
   }
 
   #forgetJob() {
-    if (this.deps.store) this.deps.store.remove();
+    if (this.#deps.store) this.#deps.store.remove();
   }
 
   #finish(outcome) {
@@ -408,6 +413,6 @@ export class Upload {
     this.active = false;
     this.outcome = outcome;
     this.#setState(outcome.state);
-    this.resolveDone(outcome);
+    this.#resolveDone(outcome);
   }
 }
