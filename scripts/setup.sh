@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything clipsearch needs on a fresh Debian machine, idempotently:
 #   - redis-server (Debian's package) when missing
+#   - chromium and its driver (the web page's end-to-end test) and nodejs (its unit tests) when missing
 #   - a virtual environment at .venv with the package and its dev tools
 #   - the Weaviate server binary, built from the Go module proxy and cached outside the repo
 set -euo pipefail
@@ -23,6 +24,15 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   [[ "$(id -u)" == 0 ]] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+# Node (18 or newer) runs the web page's unit tests (`node --test tests/web/`, no npm package).
+if ! command -v node >/dev/null 2>&1; then
+  echo "installing nodejs"
+  SUDO=""
+  [[ "$(id -u)" == 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs >/dev/null
 fi
 
 PY="${PYTHON:-python3.11}"

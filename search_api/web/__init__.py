@@ -1,7 +1,9 @@
 """The web page at `/` and the API docs at `/docs`: static files, served from this directory.
 
-Everything the page needs is here (no CDN): index.html, app.js and style.css for the search page,
-docs.html and docs.js for a small renderer of /openapi.json.
+Everything the page needs is here (no CDN): index.html, style.css and the ES modules that main.js
+imports for the search page, docs.html and docs.js for a small renderer of /openapi.json. Every `.js`
+file goes out as JavaScript whatever the host's MIME table says: browsers refuse a module script
+served with any other type.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from pathlib import Path
 from flask import Blueprint, Response, send_from_directory
 
 WEB_DIR = Path(__file__).parent
-ASSETS = frozenset({"app.js", "style.css", "docs.js"})
+ASSETS = frozenset(p.name for p in WEB_DIR.iterdir() if p.suffix in {".js", ".css"})
+JAVASCRIPT = "text/javascript"  # werkzeug adds "; charset=utf-8"
 
 bp = Blueprint("web", __name__)
 
 
 def _send(name: str) -> Response:
-    response = send_from_directory(WEB_DIR, name, max_age=0)
+    mimetype = JAVASCRIPT if name.endswith(".js") else None
+    response = send_from_directory(WEB_DIR, name, max_age=0, mimetype=mimetype)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "

@@ -39,7 +39,7 @@ def _routes(app: Flask) -> list[tuple[str, str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = "/web/app.js" if rule.endpoint == "web.asset" else _concrete(rule.rule)
+        path = "/web/main.js" if rule.endpoint == "web.asset" else _concrete(rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             out.append((rule.endpoint, method, path))
     return out

@@ -151,6 +151,31 @@ def status_text(driver: WebDriver) -> str:
     return str(driver.find_element(By.ID, "status").text)
 
 
+def grid_thumbnail_urls(driver: WebDriver, count: int) -> list[str]:
+    """The object URLs that the grid's cards show, once all `count` thumbnails have come."""
+    script = (
+        "return [...document.querySelectorAll('#results .card img')].map((i) => i.src)"
+        ".filter((src) => src.startsWith('blob:'));"
+    )
+    urls: list[str] = wait_for(
+        lambda: found if len(found := driver.execute_script(script)) == count else None, f"{count} thumbnails"
+    )
+    return urls
+
+
+def loadable(driver: WebDriver, urls: list[str]) -> list[bool]:
+    """Whether each URL still loads as an image (a revoked object URL does not)."""
+    driver.set_script_timeout(WAIT_S)
+    result: list[bool] = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "Promise.all(arguments[0].map((url) => new Promise((resolve) => {"
+        "  const img = new Image(); img.onload = () => resolve(true); img.onerror = () => resolve(false);"
+        "  img.src = url; }))).then(done);",
+        urls,
+    )
+    return result
+
+
 def upload_state(driver: WebDriver) -> dict[str, str]:
     box = driver.find_element(By.ID, "upload-progress")
     return {
@@ -335,7 +360,7 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
     # image view, and a third class comes from a prompt line.
     class_set = f"cs-{uuid.uuid4().hex[:8]}"
     for filename, klass in (("e2e-0.jpg", "first"), ("e2e-3.jpg", "fourth")):
-        driver.execute_script("openImage(arguments[0]);", ids[filename])
+        next(c for c in cards(driver) if c.get_attribute("data-filename") == filename).click()
         form = wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#image-view #example-form"), "the form")
         form.find_element(By.NAME, "klass").send_keys(klass)
         form.find_element(By.CSS_SELECTOR, "button").click()
@@ -577,12 +602,18 @@ def test_folder_upload_in_chunks_resumes_without_resending(
     assert "photos/day1/set1/img-0.jpg" in names and len(names) == 200
     shot(driver, "21-folder-uploaded")
 
-    # The grid pages through the newest images: 48 a page, a second page with others.
+    # The grid pages through the newest images: 48 a page, a second page with others. The first page's
+    # thumbnails are object URLs that the page revokes once their cards are gone.
     wait_for(lambda: len(cards(driver)) == 48, "a full page of newest images")
     first_page = {c.get_attribute("data-id") for c in cards(driver)}
+    first_urls = grid_thumbnail_urls(driver, 48)
+    assert all(loadable(driver, first_urls))
     driver.find_element(By.ID, "next-page").click()
     wait_for(lambda: "49–96 of 200" in status_text(driver), "the second page")
     assert first_page.isdisjoint(c.get_attribute("data-id") for c in cards(driver))
+    second_urls = grid_thumbnail_urls(driver, 48)
+    assert all(loadable(driver, second_urls))
+    assert not any(loadable(driver, first_urls))
 
     # Reload and drop the same folder again: every hash is known, no image byte reaches the server.
     driver.refresh()

@@ -55,7 +55,7 @@ def test_every_route_without_a_key_is_401_except_public(keyed_app: Flask) -> Non
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             path = concrete(rule.rule)
             if rule.endpoint == "web.asset":
-                path = "/web/app.js"
+                path = "/web/main.js"
             if rule.endpoint == "health.health":
                 continue  # public; it would wait on Weaviate and Redis here (the stack test covers it)
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"}):
@@ -75,7 +75,7 @@ def test_public_routes_and_unknown_paths(keyed_app: Flask) -> None:
     client = keyed_app.test_client()
     assert client.get("/").status_code == 200
     assert client.get("/docs").status_code == 200
-    assert client.get("/web/app.js").status_code == 200
+    assert client.get("/web/main.js").status_code == 200
     assert client.get("/metrics").status_code == 200
     assert client.get("/no/such/route").status_code == 401  # unknown paths do not reveal themselves
     assert client.get("/openapi.json").status_code == 401
