@@ -31,6 +31,7 @@ from search_api.app import create_app
 from tests.imagegen import make_image
 from tests.integration.conftest import Api
 from tests.integration.helpers import new_collection, serve_in_thread, upload, wait_job
+from tests.preconditions import missing
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +56,7 @@ fetch(url).then((r) => r.blob()).then((blob) => {
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        message = "chromium and chromium-driver are needed (scripts/setup.sh installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("chromium and chromium-driver are needed (scripts/setup.sh installs them)")
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download a driver
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
