@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import ClassVar
 
 import pytest
 
+from indexer.settings import Settings
 from tests.imagegen import make_image, make_zip
 from tests.integration.conftest import Api
 from tests.integration.helpers import new_collection, upload, wait_job
@@ -158,9 +161,15 @@ def test_folder_ingest_stays_inside_its_root(api: Api, folder_root: Path, tmp_pa
 
 class _ImageServer(BaseHTTPRequestHandler):
     images: ClassVar[dict[str, bytes]] = {}
+    # path -> (arrived, release): the answer to a held path waits until the test releases it
+    held: ClassVar[dict[str, tuple[threading.Event, threading.Event]]] = {}
     redirect_to = ""
 
     def do_GET(self) -> None:
+        if self.path in self.held:
+            arrived, release = self.held[self.path]
+            arrived.set()
+            release.wait(timeout=60)
         if self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", self.redirect_to)
@@ -259,16 +268,44 @@ def test_empty_multipart_and_all_bad_files_are_400(api: Api) -> None:
     assert bad.json()["error"]["details"]["rejected"] == [{"file": "z.jpg", "reason": "empty file (0 bytes)"}]
 
 
-def test_cancel_keeps_indexed_images_consistent(api: Api) -> None:
+def test_cancel_stops_a_running_chunk_and_nothing_is_indexed_after_it(
+    api: Api, image_server: str, settings: Settings
+) -> None:
+    """A URL job of one chunk whose first item the image server holds: the worker is inside the chunk
+    and no item has an outcome, so the job cannot end before the cancel arrives. After the cancel the
+    item is answered, and the chunk must store nothing of what it reads from then on."""
     name = new_collection(api)
-    files = [(f"c{i}.jpg", make_image(500 + i)) for i in range(40)]
-    job = upload(api, name, files)["job_id"]
-    cancelled = api.delete(f"/jobs/{job}")
-    assert cancelled.status_code in (200, 409)
-    report = wait_job(api, job)
-    import time
-
-    time.sleep(3)  # let any in-flight chunk finish
+    token = uuid.uuid4().hex[:8]
+    first = f"/held-{token}.jpg"
+    rest = [f"/after-{token}-{i}.jpg" for i in range(7)]  # with the first: one chunk (INGEST_CHUNK_SIZE=8)
+    for i, path in enumerate([first, *rest]):
+        _ImageServer.images[path] = make_image(500 + i)
+    arrived, release = threading.Event(), threading.Event()
+    _ImageServer.held[first] = (arrived, release)
+    try:
+        response = api.post(
+            f"/collections/{name}/urls", json={"urls": [image_server + p for p in [first, *rest]]}
+        )
+        assert response.status_code == 202, response.text
+        job = response.json()["job_id"]
+        assert arrived.wait(timeout=120), "no worker fetched the job's first item"
+        cancelled = api.delete(f"/jobs/{job}")
+        assert cancelled.status_code == 200, cancelled.text
+        body = cancelled.json()
+        assert (body["state"], body["processed"]) == ("cancelled", 0), body
+        # The worker removes a cancelled job's staging area when its chunk stops: a marker put there now
+        # goes when the worker's run of this chunk has ended, whichever way it ended.
+        marker = settings.staging_dir / job / "cancel-marker"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_bytes(b"")
+    finally:
+        release.set()
+        _ImageServer.held.pop(first, None)
+    deadline = time.monotonic() + 120
+    while marker.exists():
+        assert time.monotonic() < deadline, "the cancelled chunk never stopped"
+        time.sleep(0.1)
     report = api.get(f"/jobs/{job}").json()
-    assert api.get(f"/collections/{name}").json()["count"] == report["done"]
+    assert (report["state"], report["done"], report["duplicates"]) == ("cancelled", 0, 0), report
+    assert api.get(f"/collections/{name}").json()["count"] == 0
     assert api.delete(f"/jobs/{job}").status_code == 409

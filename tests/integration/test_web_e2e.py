@@ -31,6 +31,7 @@ from search_api.app import create_app
 from tests.imagegen import make_image
 from tests.integration.conftest import Api
 from tests.integration.helpers import new_collection, serve_in_thread, upload, wait_job
+from tests.preconditions import missing
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +56,7 @@ fetch(url).then((r) => r.blob()).then((blob) => {
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        message = "chromium and chromium-driver are needed (scripts/setup.sh installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("chromium and chromium-driver are needed (scripts/setup.sh installs them)")
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download a driver
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -427,15 +425,22 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
 
 
 @pytest.fixture()
-def keyed_server(settings: Settings) -> Iterator[str]:
-    """The same app, requiring a key, on a werkzeug server in a thread (real HTTP, loopback)."""
-    with serve_in_thread(create_app(settings.model_copy(update={"api_keys": ["page-key-1"]}))) as url:
-        yield url
+def keyed_server(settings: Settings) -> Iterator[tuple[str, CountingApp]]:
+    """The same app, requiring a key, behind a request log, on a werkzeug server in a thread (real HTTP,
+    loopback)."""
+    app = create_app(settings.model_copy(update={"api_keys": ["page-key-1"]}))
+    counter = CountingApp(app.wsgi_app, upload_delay_s=0)
+    app.wsgi_app = counter  # type: ignore[method-assign]
+    with serve_in_thread(app) as url:
+        yield url, counter
 
 
-def test_page_asks_for_the_key_and_keeps_it(browser: WebDriver, keyed_server: str) -> None:
+def test_page_asks_for_the_key_and_keeps_it(
+    browser: WebDriver, keyed_server: tuple[str, CountingApp]
+) -> None:
     driver = browser
-    driver.get(keyed_server + "/")
+    url, counter = keyed_server
+    driver.get(url + "/")
     driver.execute_script("localStorage.clear();")
     driver.refresh()
     dialog = driver.find_element(By.ID, "key-dialog")
@@ -450,16 +455,26 @@ def test_page_asks_for_the_key_and_keeps_it(browser: WebDriver, keyed_server: st
         "the key kept in localStorage",
     )
     wait_for(lambda: driver.find_element(By.ID, "key-button").text == "API key ✓", "the key mark")
-    # With the key kept, a reload lists collections without asking again.
+    # With the key kept, a reload lists collections without asking again. The dialog opens on a 401
+    # answer: once the server has answered the page's first keyed requests (collections and class sets),
+    # none of them with a 401, and the page has shown the answer, nothing is left that would open it.
+    _, answered = counter.log()
     driver.refresh()
+
+    def load_answered() -> list[tuple[str, str, int]]:
+        since = counter.log()[1][len(answered) :]
+        done = {(m, p) for m, p, _ in since} >= {("GET", "/collections"), ("GET", "/class-sets")}
+        return since if done else []
+
+    since_reload = wait_for(load_answered, "the page's first requests to be answered")
+    assert all(status != 401 for _, _, status in since_reload), since_reload
     wait_for(
         lambda: "error" not in (driver.find_element(By.ID, "status").get_attribute("class") or ""), "no error"
     )
-    time.sleep(0.5)
     assert driver.find_element(By.ID, "key-dialog").get_attribute("open") is None
     shot(driver, "10-key-kept")
     # /docs renders the OpenAPI document with the kept key.
-    driver.get(keyed_server + "/docs")
+    driver.get(url + "/docs")
     wait_for(lambda: "operations" in driver.find_element(By.ID, "docs-status").text, "the docs to render")
     assert driver.find_elements(By.CSS_SELECTOR, "details.op")
     shot(driver, "11-docs")
@@ -467,8 +482,10 @@ def test_page_asks_for_the_key_and_keeps_it(browser: WebDriver, keyed_server: st
 
 
 class CountingApp:
-    """WSGI middleware that counts the request body bytes the app reads, per kind of request, and slows
-    each file upload a little (a slower network) so that the page is seen mid-upload."""
+    """WSGI middleware that counts the request body bytes the app reads, per kind of request, logs every
+    request as it arrives and as it is answered, and slows each file upload a little (a slower network)
+    so that the page is seen mid-upload. With the gate closed (`hold_files`), a file upload is counted
+    and then held until `release_files`."""
 
     def __init__(self, app: Any, upload_delay_s: float = 0.25) -> None:
         self.app = app
@@ -476,6 +493,16 @@ class CountingApp:
         self.lock = threading.Lock()
         self.requests: Counter[str] = Counter()
         self.body_bytes: Counter[str] = Counter()
+        self.arrivals: list[tuple[str, str]] = []  # (method, path), in the order they reached the app
+        self.answers: list[tuple[str, str, int]] = []  # (method, path, status), in answer order
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def hold_files(self) -> None:
+        self.gate.clear()
+
+    def release_files(self) -> None:
+        self.gate.set()
 
     @staticmethod
     def kind(method: str, path: str) -> str:
@@ -486,7 +513,8 @@ class CountingApp:
         return "other"
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        kind = self.kind(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        kind = self.kind(method, path)
         stream = environ["wsgi.input"]
         owner = self
 
@@ -518,16 +546,28 @@ class CountingApp:
             def __getattr__(self, name: str) -> Any:
                 return getattr(stream, name)
 
+        def answer(status: str, headers: Any, exc_info: Any = None) -> Any:
+            with self.lock:
+                self.answers.append((method, path, int(status.split()[0])))
+            return start_response(status, headers, exc_info)
+
         environ["wsgi.input"] = Counted()
         with self.lock:
             self.requests[kind] += 1
+            self.arrivals.append((method, path))
         if kind == "files":
+            self.gate.wait(timeout=300)
             time.sleep(self.upload_delay_s)
-        return self.app(environ, start_response)
+        return self.app(environ, answer)
 
     def snapshot(self) -> tuple[Counter[str], Counter[str]]:
         with self.lock:
             return Counter(self.requests), Counter(self.body_bytes)
+
+    def log(self) -> tuple[list[tuple[str, str]], list[tuple[str, str, int]]]:
+        """The arrivals and the answers so far."""
+        with self.lock:
+            return list(self.arrivals), list(self.answers)
 
 
 MAX_UPLOAD_BYTES = 160 * 1024  # about 20 of the test's 7 KB images per request
@@ -540,8 +580,11 @@ def counted_server(settings: Settings) -> Iterator[tuple[str, CountingApp]]:
     app = create_app(settings.model_copy(update={"max_upload_bytes": MAX_UPLOAD_BYTES}))
     counter = CountingApp(app.wsgi_app)
     app.wsgi_app = counter  # type: ignore[method-assign]
-    with serve_in_thread(app) as url:
-        yield url, counter
+    try:
+        with serve_in_thread(app) as url:
+            yield url, counter
+    finally:
+        counter.release_files()  # no request thread stays held
 
 
 def test_folder_upload_in_chunks_resumes_without_resending(
@@ -632,12 +675,21 @@ def test_folder_upload_in_chunks_resumes_without_resending(
     shot(driver, "22-folder-resent-nothing")
 
     # Cancel: new files start uploading (this time through the folder picker, webkitdirectory), Cancel
-    # stops the sending and cancels the job.
+    # stops the sending and cancels the job. The server holds this upload's file requests, so when Cancel
+    # is pressed every sender is waiting on a request in flight: what was sent before the cancel is
+    # exactly the held requests, and any request after it is one too many.
     more = tmp_path / "more"
     for i in range(120):
         (more / f"part{i % 2}").mkdir(parents=True, exist_ok=True)
         (more / f"part{i % 2}" / f"m-{i}.jpg").write_bytes(make_image(7000 + i))
+    parallel = api.get("/uploads/limits").json()["parallel_requests"]
+    before_cancel, _ = counter.snapshot()
+    counter.hold_files()
     start_upload(driver, "#upload-folder", str(more))
+    wait_for(
+        lambda: counter.snapshot()[0]["files"] - before_cancel["files"] >= parallel,
+        "every sender waiting on a held request",
+    )
     wait_for(
         lambda: upload_state(driver)["state"] == "uploading" and upload_state(driver)["job"], "uploading"
     )
@@ -645,8 +697,29 @@ def test_folder_upload_in_chunks_resumes_without_resending(
     driver.find_element(By.ID, "upload-cancel").click()
     assert wait_upload(driver, {"cancelled"}) == "cancelled"
     assert api.get(f"/jobs/{cancelled_job}").json()["state"] == "cancelled"
-    stopped, _ = counter.snapshot()
-    time.sleep(1.0)
-    assert counter.snapshot()[0]["files"] == stopped["files"]  # nothing more is sent
-    assert api.get(f"/jobs/{cancelled_job}").json()["total"] < 120
+
+    # The page refreshes its collections once the cancel is answered (after every sender has seen it):
+    # wait until that request has reached the server, then look at what arrived after the DELETE.
+    cancel = ("DELETE", f"/jobs/{cancelled_job}")
+
+    def after_cancel() -> list[tuple[str, str]]:
+        arrivals, _ = counter.log()
+        later = arrivals[arrivals.index(cancel) + 1 :] if cancel in arrivals else []
+        return later if ("GET", "/collections") in later else []
+
+    later = wait_for(after_cancel, "the page's refresh after the cancel")
+    assert [a for a in later if CountingApp.kind(*a) == "files"] == []  # nothing more is sent
+    assert counter.snapshot()[0]["files"] - before_cancel["files"] == parallel, counter.snapshot()
+
+    # Released, the held requests reach a cancelled job: none is accepted, the job took no file.
+    answered = len(counter.log()[1])
+    counter.release_files()
+
+    def held_answers() -> list[tuple[str, str, int]]:
+        files = [a for a in counter.log()[1][answered:] if CountingApp.kind(a[0], a[1]) == "files"]
+        return files if len(files) == parallel else []
+
+    held = wait_for(held_answers, "the held requests to be answered")
+    assert all(status != 202 for _, _, status in held), held
+    assert api.get(f"/jobs/{cancelled_job}").json()["total"] == 0
     assert api.delete(f"/collections/{collection}").status_code == 204

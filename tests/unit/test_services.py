@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,9 @@ from pydantic import BaseModel
 
 from indexer.errors import InvalidInput, ModelMismatch, require_model
 from indexer.jobs.store import JobState
+from indexer.services import jobs as jobs_service
 from indexer.services.ingest import IngestService, Upload
-from indexer.services.jobs import MAX_WAITERS, JobsService
+from indexer.services.jobs import MAX_WAIT_S, MAX_WAITERS, WAIT_POLL_S, JobsService
 from indexer.services.queue import ChunkPayload, InMemoryJobQueue, TaskKind
 from indexer.settings import Settings
 from indexer.store.collections import CollectionInfo
@@ -95,54 +95,114 @@ def test_another_model_is_one_error_a_409(tmp_path: Path, jobs: _Jobs) -> None:
     assert status_for(caught.value) == 409
 
 
-class _EndingJob:
-    """The part of JobStore that a waiting report reads: the state, which ends after `ends_after_s`."""
+class _Clock:
+    """Stands in for the `time` module in indexer.services.jobs: `sleep` moves `monotonic` on at once, so
+    a test reads how long a report waited from the clock instead of measuring it."""
 
-    def __init__(self, ends_after_s: float) -> None:
-        self.ends_at = time.monotonic() + ends_after_s
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    fake = _Clock()
+    monkeypatch.setattr(jobs_service, "time", fake)
+    return fake
+
+
+class _EndingJob:
+    """The part of JobStore that a waiting report reads: the state, which ends at its `ends_at_read`-th
+    read (never, when None). `get` is the report itself and does not count as a read."""
+
+    def __init__(self, ends_at_read: int | None) -> None:
+        self.ends_at_read = ends_at_read
         self.reads = 0
 
     def state(self, job_id: str) -> JobState:
         self.reads += 1
-        return JobState.COMPLETED if time.monotonic() >= self.ends_at else JobState.RUNNING
+        ended = self.ends_at_read is not None and self.reads >= self.ends_at_read
+        return JobState.COMPLETED if ended else JobState.RUNNING
 
     def get(self, job_id: str) -> JobState:
-        return self.state(job_id)
+        ended = self.ends_at_read is not None and self.reads >= self.ends_at_read
+        return JobState.COMPLETED if ended else JobState.RUNNING
 
 
-def test_a_waiting_report_answers_as_soon_as_the_job_ends() -> None:
-    store = _EndingJob(ends_after_s=0.3)
+def test_a_waiting_report_answers_as_soon_as_the_job_ends(clock: _Clock) -> None:
+    store = _EndingJob(ends_at_read=5)
     service = JobsService(store, InMemoryJobQueue())  # type: ignore[arg-type]
-    t0 = time.monotonic()
     assert service.report("j", wait_s=10) is JobState.COMPLETED
-    assert 0.3 <= time.monotonic() - t0 < 1.0
+    # It polled until the read that saw the end, and not once more: four pauses between five reads.
+    assert store.reads == 5 and clock.sleeps == [WAIT_POLL_S] * 4
     assert service.report("j") is JobState.COMPLETED  # an ended job answers at once
+    assert store.reads == 5 and len(clock.sleeps) == 4
 
 
-def test_a_report_waits_no_longer_than_asked_and_answers_with_progress() -> None:
-    service = JobsService(_EndingJob(ends_after_s=60), InMemoryJobQueue())  # type: ignore[arg-type]
-    t0 = time.monotonic()
+def test_a_report_waits_no_longer_than_asked_and_answers_with_progress(clock: _Clock) -> None:
+    store = _EndingJob(ends_at_read=None)
+    service = JobsService(store, InMemoryJobQueue())  # type: ignore[arg-type]
     assert service.report("j", wait_s=0.2) is JobState.RUNNING
-    assert 0.2 <= time.monotonic() - t0 < 0.8
-    t0 = time.monotonic()
-    assert service.report("j") is JobState.RUNNING  # no wait asked: at once
-    assert time.monotonic() - t0 < 0.1
+    assert 0.2 - 1e-9 <= sum(clock.sleeps) <= 0.2 + WAIT_POLL_S + 1e-9
+    assert store.reads == len(clock.sleeps) + 1  # read, pause, ..., read past the deadline
+    # No wait asked: no read of the state and no pause, the report at once.
+    reads, pauses = store.reads, len(clock.sleeps)
+    assert service.report("j") is JobState.RUNNING
+    assert (store.reads, len(clock.sleeps)) == (reads, pauses)
+    # A longer wait than MAX_WAIT_S is cut to it.
+    clock.sleeps.clear()
+    service.report("j", wait_s=MAX_WAIT_S * 10)
+    assert MAX_WAIT_S - 1e-6 <= sum(clock.sleeps) <= MAX_WAIT_S + WAIT_POLL_S + 1e-6
+
+
+class _HeldJob:
+    """A job whose state reads hold their reader until `release` (the first MAX_WAITERS of them, which
+    then see the job end); any later read answers at once. `entered` counts the reads begun."""
+
+    def __init__(self) -> None:
+        self.entered = 0
+        self.lock = threading.Condition()
+        self.release = threading.Event()
+
+    def state(self, job_id: str) -> JobState:
+        with self.lock:
+            self.entered += 1
+            held = self.entered <= MAX_WAITERS
+            self.lock.notify_all()
+        if held:
+            assert self.release.wait(timeout=60), "the test never released its waiters"
+        return JobState.COMPLETED
+
+    def get(self, job_id: str) -> str:
+        return "report"
 
 
 def test_reports_past_the_waiter_limit_answer_at_once() -> None:
-    service = JobsService(_EndingJob(ends_after_s=60), InMemoryJobQueue())  # type: ignore[arg-type]
+    store = _HeldJob()
+    service = JobsService(store, InMemoryJobQueue())  # type: ignore[arg-type]
+    answers: list[object] = []
     waiting = [
-        threading.Thread(target=service.report, args=("j",), kwargs={"wait_s": 1.5})
+        threading.Thread(target=lambda: answers.append(service.report("j", wait_s=10)))
         for _ in range(MAX_WAITERS)
     ]
     for thread in waiting:
         thread.start()
-    time.sleep(0.2)  # every waiter holds its place
-    t0 = time.monotonic()
-    assert service.report("j", wait_s=1.5) is JobState.RUNNING
-    assert time.monotonic() - t0 < 0.5
+    with store.lock:  # every waiter holds its place, inside its first read of the state
+        assert store.lock.wait_for(lambda: store.entered == MAX_WAITERS, timeout=60)
+    # One report more: no place is free, so it does not read the state at all and answers at once.
+    assert service.report("j", wait_s=10) == "report"
+    assert store.entered == MAX_WAITERS
+    store.release.set()
     for thread in waiting:
         thread.join()
-    t0 = time.monotonic()
-    service.report("j", wait_s=0.3)  # the places are free again
-    assert time.monotonic() - t0 >= 0.3
+    assert answers == ["report"] * MAX_WAITERS
+    # The places are free again: the next waiting report reads the state.
+    assert service.report("j", wait_s=10) == "report"
+    assert store.entered == MAX_WAITERS + 1

@@ -28,6 +28,7 @@ from indexer.sources.urls import (
     is_allowed,
     parse_url,
 )
+from tests.preconditions import missing
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -241,7 +242,7 @@ def two_loopback_servers() -> Iterator[tuple[int, list[tuple[str, str]], list[tu
         b, b_hits = _serve("127.0.0.2", port, b"rebound")
     except OSError:
         a.shutdown()
-        pytest.skip("127.0.0.2 is not usable here")
+        missing("127.0.0.2 is not usable here (Linux routes all of 127.0.0.0/8 to loopback)")
     yield port, a_hits, b_hits
     a.shutdown()
     b.shutdown()
@@ -484,7 +485,7 @@ def test_declared_length_over_the_cap_is_refused_before_the_body() -> None:
 def tls_server(tmp_path: Path) -> Iterator[tuple[int, list[tuple[str, str]], ssl.SSLContext]]:
     """An https server on 127.0.0.1 with a self-signed certificate for images.test (openssl CLI)."""
     if shutil.which("openssl") is None:
-        pytest.skip("no openssl binary")
+        missing("no openssl binary (scripts/setup.sh installs Debian's openssl)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
