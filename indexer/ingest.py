@@ -40,8 +40,8 @@ from indexer.jobs import (
     Outcome,
 )
 from indexer.model.encoder import ClipEncoder
+from indexer.model.preprocess import preprocess
 from indexer.objectstore import remove_staging
-from indexer.preprocess import preprocess
 from indexer.reembed import ReembedUseCase
 from indexer.settings import Settings
 from indexer.sources import ItemReader

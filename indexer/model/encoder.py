@@ -44,10 +44,10 @@ from indexer.model.files import (
     read_config,
     resolve_model,
 )
+from indexer.model.preprocess import PreprocessConfig, preprocess
 from indexer.model.sessions import CUDA, TextualEncoder, VisualEncoder, default_providers
-from indexer.preprocess import PreprocessConfig, preprocess
+from indexer.model.tokenizer import TokenBatch
 from indexer.settings import Settings
-from indexer.tokenizer import TokenBatch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
