@@ -9,7 +9,7 @@ import redis
 from indexer.blobs import BlobStore
 from indexer.ingest import IngestRuntime
 from indexer.jobs import JobStore
-from indexer.model.encoder import load_encoder
+from indexer.model.loader import load_encoder
 from indexer.settings import Settings
 from indexer.store.connection import connect, node_answers
 from workers.celery_factory import DEFAULT_REDIS_URL

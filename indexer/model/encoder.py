@@ -1,8 +1,6 @@
 """The CLIP encoder the service calls: images and texts in, L2-normalised float32 vectors out.
 
-``load_encoder(settings)`` resolves the model directory (MODEL_DIR, the bundled tiny model, or the Hub
-cache; offline unless ``allow_download``), picks fp32 or int8, and returns a ``ClipEncoder`` whose two
-ONNX sessions load lazily on first use.
+``indexer.model.loader.load_encoder(settings)`` builds one; its two ONNX sessions load lazily on first use.
 
 Batches are pipelined: while ONNX Runtime runs batch k, a small thread pool decodes and preprocesses
 batch k+1 (OpenCV and numpy release the GIL).
@@ -32,22 +30,16 @@ from indexer.model.catalogue import (
     BUNDLED_MODEL_IDS,
     SIGLIP_FALLBACK_BIAS,
     SIGLIP_FALLBACK_SCALE,
-    TINY_MODEL_ID,
     ModelSpec,
     get_spec,
 )
 from indexer.model.cpu import cpu_description, u8s8_saturates
 from indexer.model.files import (
-    ResolvedModel,
-    missing_files,
-    quantized_dir,
     read_config,
-    resolve_model,
 )
 from indexer.model.preprocess import PreprocessConfig, preprocess
 from indexer.model.sessions import CUDA, TextualEncoder, VisualEncoder, default_providers
 from indexer.model.tokenizer import TokenBatch
-from indexer.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -469,43 +461,6 @@ def _chunks(n: int, batch_size: int) -> list[range]:
     return [range(s, min(n, first if s == 0 else s + batch_size)) for s in starts]
 
 
-def load_encoder(
-    settings: Settings,
-    *,
-    allow_download: bool = False,
-    model_id: str | None = None,
-    model_dir: Path | None = None,
-    precision: str | None = None,
-    providers: Sequence[str] | None = None,
-    batch_size: int | None = None,
-    lanes: int = 1,
-) -> ClipEncoder:
-    """Build the encoder for ``settings`` (sessions load lazily).
-
-    Resolution: ``model_dir`` / MODEL_DIR, else the bundled tiny model for its id, else the Hub cache for
-    MODEL_ID. Offline unless ``allow_download``; a missing model raises ModelUnavailable saying how to pull
-    it. With precision int8 the quantised copy from ``clipsearch models quantize`` is used (made on the fly
-    for the tiny test model).
-    """
-    resolved = resolve_model(settings, allow_download=allow_download, model_id=model_id, model_dir=model_dir)
-    precision = precision or settings.model_precision
-    if precision not in ("fp32", "int8"):
-        raise InvalidInput(f"unknown precision {precision!r} (fp32 or int8)", {"precision": precision})
-    path = resolved.path
-    if precision == "int8":
-        path = _int8_dir(settings, resolved)
-    return ClipEncoder(
-        path,
-        model_id=resolved.model_id,
-        precision=precision,
-        threads=settings.onnx_threads,
-        providers=providers,
-        batch_size=batch_size,
-        source=resolved.source,
-        lanes=lanes,
-    )
-
-
 def _logit_params(config: dict[str, Any], spec: ModelSpec | None) -> tuple[float, float | None]:
     """(logit_scale, logit_bias or None) for a model: the learned values its config.json records (our exports
     do), else the catalogue's. A SigLIP-loss model (``init_logit_bias`` in its open_clip config, or a sigmoid
@@ -542,24 +497,4 @@ def _int8_warning(precision: str, quantization: dict[str, Any] | None) -> str | 
     return (
         f"this int8 model has full-range int8 weights, whose kernels saturate on this CPU ({cpu}: AVX2 "
         "without VNNI) and drift from fp32; quantise it again with `clipsearch models quantize`"
-    )
-
-
-def tiny_encoder(settings: Settings | None = None, **kwargs: Any) -> ClipEncoder:
-    """The bundled random-weight test model, explicitly (what ``up`` falls back to)."""
-    return load_encoder(settings or Settings(), model_id=TINY_MODEL_ID, **kwargs)
-
-
-def _int8_dir(settings: Settings, resolved: ResolvedModel) -> Path:
-    qdir = quantized_dir(settings, resolved.model_id)
-    if not missing_files(qdir):
-        return qdir
-    if resolved.is_test_model:  # small enough to quantise on the spot
-        from indexer.model.quantize import quantize_model_dir
-
-        return quantize_model_dir(resolved.path, qdir, min_cosine=settings.int8_min_cosine).path
-    raise ModelUnavailable(
-        f"no int8 copy of model {resolved.model_id!r}; create it with "
-        f"`clipsearch models quantize {resolved.model_id}` or set MODEL_PRECISION=fp32",
-        {"model_id": resolved.model_id, "hint": f"clipsearch models quantize {resolved.model_id}"},
     )

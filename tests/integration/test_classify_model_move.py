@@ -18,8 +18,9 @@ from weaviate.classes.query import Filter
 from indexer.blobs import BlobStore
 from indexer.classify.service import ensure_model, load_scorer
 from indexer.classify.store import ClassStore, Kind, RefKind
-from indexer.model.encoder import ClipEncoder, load_encoder
+from indexer.model.encoder import ClipEncoder
 from indexer.model.files import tiny_model_dir
+from indexer.model.loader import load_encoder
 from indexer.settings import Settings
 from indexer.store.images import ImageStore
 from indexer.store.schema import REGISTRY, image_collection_name, reference_collection_name
