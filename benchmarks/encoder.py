@@ -32,8 +32,8 @@ from indexer.media.decode import decode_image  # noqa: E402
 from indexer.model.cpu import cpu_description  # noqa: E402
 from indexer.model.encoder import ClipEncoder  # noqa: E402
 from indexer.model.files import tiny_model_dir  # noqa: E402
+from indexer.model.preprocess import preprocess  # noqa: E402
 from indexer.model.quantize import DEFAULT_SCHEMES, PROBE_TEXTS, SCHEMES, quantize_model_dir  # noqa: E402
-from indexer.preprocess import preprocess  # noqa: E402
 
 DEFAULT_BIG = Path.home() / ".cache" / "clipsearch" / "models" / "ViT-B-32-random"
 PHOTOS = ["astronaut.jpg", "coffee.jpg", "chelsea.jpg", "rocket.jpg", "hubble.jpg", "retina.jpg"]

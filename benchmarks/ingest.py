@@ -47,8 +47,8 @@ from benchmarks.table import print_table  # noqa: E402
 from clipsearch.client import ENDED_STATES, ApiClient, image_files  # noqa: E402
 from clipsearch.processes import free_port  # noqa: E402
 from clipsearch.stack import LocalStack  # noqa: E402
-from indexer.model.encoder import load_encoder  # noqa: E402
 from indexer.model.files import model_id_for_dir, quantized_dir, tiny_model_dir  # noqa: E402
+from indexer.model.loader import load_encoder  # noqa: E402
 from indexer.model.quantize import quantize_model_dir  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 from indexer.store.connection import connect  # noqa: E402

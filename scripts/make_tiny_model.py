@@ -844,12 +844,13 @@ def check_family_onnx(out: Path, model: Any, tokenizer: Any, family: str) -> Non
 
 
 def check_family_tokenizer(out: Path, tokenizer: Any, written: dict[str, Any]) -> None:
-    """The service's tokenizer (indexer.tokenizer, which needs only `tokenizers`, ftfy and numpy) must give
-    open_clip's ids on 500 random strings of mixed scripts, punctuation and lengths (truncation included)."""
+    """The service's tokenizer (indexer.model.tokenizer, which needs only `tokenizers`, ftfy and numpy) must
+    give open_clip's ids on 500 random strings of mixed scripts, punctuation and lengths (truncation
+    included)."""
     import sys
 
     sys.path.insert(0, str(REPO))
-    from indexer.tokenizer import ClipTokenizer
+    from indexer.model.tokenizer import ClipTokenizer
 
     text_cfg = written["text_cfg"]
     clean = (text_cfg.get("tokenizer_kwargs") or {}).get("clean")

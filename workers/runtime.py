@@ -7,7 +7,7 @@ import threading
 import redis
 
 from indexer.jobs.store import JobStore
-from indexer.model.encoder import load_encoder
+from indexer.model.loader import load_encoder
 from indexer.services.chunks import IngestRuntime
 from indexer.settings import Settings
 from indexer.storage.blobs import BlobStore

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from indexer.errors import ModelUnavailable
 from indexer.model.cpu import cpu_description
+from indexer.model.encoder import ClipEncoder
 from indexer.model.files import REQUIRED_FILES, validate_model_dir
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,6 @@ def _cosines(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float
 
 def _embed_probe(model_dir: Path, precision: str, tower: str, threads: int) -> NDArray[np.float32]:
     """One tower's vectors of the probe set: photos through the full decode and preprocess path, or texts."""
-    from indexer.model.encoder import ClipEncoder
-
     enc = ClipEncoder(model_dir, model_id="fidelity-probe", precision=precision, threads=threads)
     try:
         if tower == "textual":

@@ -24,8 +24,8 @@ from numpy.typing import NDArray
 
 from indexer import metrics
 from indexer.errors import ModelUnavailable
-from indexer.preprocess import PreprocessConfig
-from indexer.tokenizer import ClipTokenizer
+from indexer.model.preprocess import PreprocessConfig
+from indexer.model.tokenizer import ClipTokenizer
 
 log = logging.getLogger(__name__)
 

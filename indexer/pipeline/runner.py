@@ -26,10 +26,10 @@ from indexer import metrics
 from indexer.errors import ClipsearchError
 from indexer.jobs.store import FINAL_STATES, FINAL_STEP_KINDS, REEMBED, ItemOutcome, JobState, Outcome
 from indexer.media.decode import decode_image, make_thumbnail
+from indexer.model.preprocess import preprocess
 from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, record_outcome
 from indexer.pipeline.ingest import IngestUseCase
 from indexer.pipeline.reembed import ReembedUseCase
-from indexer.preprocess import preprocess
 from indexer.settings import Settings
 from indexer.sources.items import check_item, item_name
 from indexer.sources.plan import ItemReader

@@ -61,7 +61,7 @@ class Backends:
         """The CLIP encoder; its ONNX sessions load on first use."""
         with self._lock:
             if self._encoder is None:
-                from indexer.model.encoder import load_encoder  # onnxruntime loads on first use only
+                from indexer.model.loader import load_encoder  # onnxruntime loads on first use only
 
                 self._encoder = load_encoder(self.settings)
             return self._encoder

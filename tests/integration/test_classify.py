@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from indexer.media.decode import decode_image
-from indexer.model.encoder import load_encoder
 from indexer.model.files import tiny_model_dir
+from indexer.model.loader import load_encoder
 from indexer.settings import Settings
 from tests.imagegen import make_image
 from tests.integration.classify_helpers import error_of, indexed_collection, vectors_of

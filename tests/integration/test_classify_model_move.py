@@ -18,8 +18,9 @@ from weaviate.classes.query import Filter
 from indexer.classify.manage import ensure_model
 from indexer.classify.scorer import load_scorer
 from indexer.classify.store import ClassStore, Kind, RefKind
-from indexer.model.encoder import ClipEncoder, load_encoder
+from indexer.model.encoder import ClipEncoder
 from indexer.model.files import tiny_model_dir
+from indexer.model.loader import load_encoder
 from indexer.settings import Settings
 from indexer.storage.blobs import BlobStore
 from indexer.store.collections import _registry_uuid

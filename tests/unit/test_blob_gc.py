@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from indexer.storage.gc import BATCH, CLAIM, CLAIM_TTL_MS, PIN, PIN_TTL_S, BlobCollector
 from indexer.storage.blobs import BlobStore
+from indexer.storage.gc import BATCH, CLAIM, CLAIM_TTL_MS, PIN, PIN_TTL_S, BlobCollector
 from indexer.storage.objectstore import LocalObjectStore
 
 

@@ -13,8 +13,9 @@ import pytest
 from indexer.errors import InvalidInput, ModelUnavailable
 from indexer.media.decode import decode_image
 from indexer.model import sessions
-from indexer.model.encoder import ClipEncoder, load_encoder, tiny_encoder
+from indexer.model.encoder import ClipEncoder
 from indexer.model.files import model_id_for_dir, tiny_model_dir
+from indexer.model.loader import load_encoder, tiny_encoder
 from indexer.settings import Settings
 from tests.unit.clip_helpers import IMAGES
 from tests.unit.clip_helpers import tiny_encoder as shared_encoder

@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 
 from indexer.errors import InvalidInput
 from indexer.media.decode import area_reduce, decode_image
-from indexer.model.encoder import tiny_encoder
+from indexer.model.loader import tiny_encoder
 from indexer.services.queue import time_limits, visibility_timeout_s
 from indexer.settings import Settings
 from tests.imagegen import make_image

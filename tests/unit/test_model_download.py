@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from indexer.errors import ModelUnavailable
-from indexer.model.encoder import load_encoder
 from indexer.model.files import REQUIRED_FILES, find_cached, pull_model, resolve_model, tiny_model_dir
+from indexer.model.loader import load_encoder
 from indexer.settings import Settings
 from tests.unit.fake_hub import FakeHub
 

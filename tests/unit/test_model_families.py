@@ -14,7 +14,7 @@ from indexer.classify.scoring import References, predict, probabilities, sigmoid
 from indexer.model.catalogue import CATALOGUE, SIGLIP_FALLBACK_BIAS, get_spec
 from indexer.model.encoder import ClipEncoder
 from indexer.model.files import tiny_model_dir
-from indexer.tokenizer import ClipTokenizer
+from indexer.model.tokenizer import ClipTokenizer
 from tests.unit.clip_helpers import FAMILIES, family_encoder, tiny_encoder
 
 

@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from indexer.errors import Conflict, NotFound
-from indexer.jobs.store import REEMBED, ItemOutcome, JobState, JobStore, Outcome
 from indexer.jobs.open import MAX_APPEND, OpenJobs
+from indexer.jobs.store import REEMBED, ItemOutcome, JobState, JobStore, Outcome
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.preprocess import PreprocessConfig
+from indexer.model.preprocess import PreprocessConfig
 from tests.unit.clip_helpers import (
     FAMILIES,
     IMAGES,

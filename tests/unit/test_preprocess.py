@@ -1,9 +1,9 @@
 """Preprocessing reproduces open_clip's PIL transform (Pillow's antialiased resize, torchvision's crop).
 
-Pillow resizes in two passes, each rounded to uint8. Its C code (and Pillow <= 12) always runs the horizontal
-pass first, as ``indexer.preprocess`` does; Pillow 13 picks the order per shape for speed, which moves some
-pixels by one level (two at most) on the shapes where it goes vertical first. On the fixture photos the result
-is identical but for rounding ties.
+Pillow resizes in two passes, each rounded to uint8. Its C code (and Pillow <= 12) always runs the
+horizontal pass first, as ``indexer.model.preprocess`` does; Pillow 13 picks the order per shape for speed,
+which moves some pixels by one level (two at most) on the shapes where it goes vertical first. On the
+fixture photos the result is identical but for rounding ties.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import pytest
 from PIL import Image
 
 from indexer.media.decode import decode_image
-from indexer.preprocess import OPENAI_MEAN, OPENAI_STD, PreprocessConfig, plan_resize, preprocess, resample
+from indexer.model.preprocess import (
+    OPENAI_MEAN,
+    OPENAI_STD,
+    PreprocessConfig,
+    plan_resize,
+    preprocess,
+    resample,
+)
 
 IMAGES = Path(__file__).resolve().parents[1] / "fixtures" / "images"
 PHOTOS = ["astronaut.jpg", "coffee.jpg", "chelsea.jpg", "rocket.jpg", "hubble.jpg", "retina.jpg"]

@@ -12,7 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from indexer.errors import ModelUnavailable
-from indexer.model import encoder as encoder_module
+from indexer.model import int8
 from indexer.model.cpu import parse_cpuinfo, u8s8_saturates
 from indexer.model.encoder import ClipEncoder
 from indexer.model.files import tiny_model_dir
@@ -134,8 +134,8 @@ def test_legacy_int8_model_warns_on_a_cpu_that_saturates(
     config = json.loads((legacy / "config.json").read_text())
     del config["quantization"]  # as written before this record existed
     (legacy / "config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(encoder_module, "cpu_description", lambda: ("AMD EPYC", ("AVX2",)))
+    monkeypatch.setattr(int8, "cpu_description", lambda: ("AMD EPYC", ("AVX2",)))
     status = ClipEncoder(legacy, model_id="t", precision="int8").status()
     assert "saturate" in status["int8_warning"] and "clipsearch models quantize" in status["int8_warning"]
-    monkeypatch.setattr(encoder_module, "cpu_description", lambda: ("Xeon", ("AVX2", "AVX-512", "VNNI")))
+    monkeypatch.setattr(int8, "cpu_description", lambda: ("Xeon", ("AVX2", "AVX-512", "VNNI")))
     assert "int8_warning" not in ClipEncoder(legacy, model_id="t", precision="int8").status()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from indexer.model.files import tiny_model_dir
-from indexer.tokenizer import ClipTokenizer, clean_text
+from indexer.model.tokenizer import ClipTokenizer, clean_text
 from tests.unit.clip_helpers import reference, text_tokens
 
 SOT, EOT = 49406, 49407

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from indexer.sources import ziparchive as za
 from indexer.errors import InvalidInput, PayloadTooLarge
-from indexer.sources.items import RejectedItem, ZipItem
 from indexer.settings import Settings
+from indexer.sources import ziparchive as za
+from indexer.sources.items import RejectedItem, ZipItem
 from indexer.sources.plan import plan_zip
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8  # what the reader returns is bytes, whatever they are
