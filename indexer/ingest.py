@@ -27,7 +27,6 @@ from indexer import metrics
 from indexer.blob_gc import BlobCollector
 from indexer.blobs import BlobStore
 from indexer.errors import ClipsearchError
-from indexer.images import decode_image, make_thumbnail
 from indexer.items import JobItem, check_item, item_name
 from indexer.jobs import (
     FINAL_STATES,
@@ -41,7 +40,6 @@ from indexer.jobs import (
 )
 from indexer.model.encoder import ClipEncoder
 from indexer.objectstore import remove_staging
-from indexer.preprocess import preprocess
 from indexer.reembed import ReembedUseCase
 from indexer.settings import Settings
 from indexer.sources import ItemReader
@@ -391,12 +389,14 @@ def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[_Pending, NDArra
     settings, encoder = rt.settings, rt.encoder
     cfg, min_side = encoder.preprocess_cfg, encoder.min_decode_side
 
+    thumbnail_size = settings.thumbnail_size if thumbnails else 0
+
     def prepare(p: _Pending, slot: NDArray[np.float32]) -> None:
-        image = decode_image(p.data, settings.max_image_pixels, min_side=min_side)
-        p.format, p.width, p.height = image.format, image.width, image.height
-        if thumbnails:
-            p.thumbnail = make_thumbnail(image, settings.thumbnail_size)
-        preprocess(image.pixels, cfg, out=slot)
+        # in a limited decode process (DECODE_ISOLATION): only the tensor and the thumbnail come back
+        meta = encoder.decoder.prepare(
+            p.data, settings.max_image_pixels, cfg, slot, min_side=min_side, thumbnail_size=thumbnail_size
+        )
+        p.format, p.width, p.height, p.thumbnail = meta.format, meta.width, meta.height, meta.thumbnail
 
     return prepare
 

@@ -20,7 +20,6 @@ from indexer.classify.references import Encoder, concat, prompt_references, stor
 from indexer.classify.scoring import Prediction, References, class_scores, predict
 from indexer.classify.store import Calibration, ClassSetRecord, ClassStore, Reference, RefKind
 from indexer.errors import Conflict, InvalidInput, MissingOriginal, NotFound
-from indexer.images import decode_image
 from indexer.services.models import require_model
 from indexer.store.images import ImageStore, check_image_id
 from indexer.user_collections import get_collection
@@ -140,7 +139,7 @@ def image_inputs(
         )
     if boxes is None:
         if data is not None:
-            pixels = decode_image(data, max_pixels, min_side=encoder.min_decode_side).pixels
+            pixels = encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side).pixels
             return Inputs(encoder.encode_images([pixels]), None)
         assert image_id is not None
         return Inputs(stored_vector(images, image_id)[None, :], None)
@@ -148,7 +147,7 @@ def image_inputs(
         assert image_id is not None
         record, _ = images.get(check_image_id(image_id))
         data = blobs.read_original(record.sha256)
-    decoded = decode_image(data, max_pixels)  # full resolution: boxes are in the original's pixels
+    decoded = encoder.decoder.decode(data, max_pixels)  # full resolution: boxes are in the original's pixels
     height, width = decoded.pixels.shape[:2]
     rects = resolve_boxes(boxes, width, height, box_format)
     crops = [crop(decoded.pixels, rect) for rect in rects]
@@ -238,7 +237,7 @@ def reencode(
                     f"{ref.filename or ref.sha256} is missing from the blob store",
                     exc.details,
                 ) from exc
-            decoded = decode_image(data, max_pixels, min_side=encoder.min_decode_side)
+            decoded = encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side)
             pixels.append(decoded.pixels)
         built.append((uploads, encoder.encode_images(pixels)))
     new_refs, vectors = concat(built, encoder.dim)

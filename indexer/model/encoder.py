@@ -26,8 +26,8 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from indexer.decoding import Decoder, decoder_for
 from indexer.errors import ClipsearchError, InvalidInput, ModelUnavailable
-from indexer.images import DecodedImage, decode_image
 from indexer.model.catalogue import (
     BUNDLED_MODEL_IDS,
     SIGLIP_FALLBACK_BIAS,
@@ -105,6 +105,7 @@ class ClipEncoder:
         prep_workers: int | None = None,
         source: str = "model_dir",
         lanes: int = 1,
+        decoder: Decoder | None = None,
     ) -> None:
         config = read_config(model_dir)
         try:
@@ -141,6 +142,11 @@ class ClipEncoder:
         )
         self.batch_size = batch_size or (64 if on_gpu else 16)
         self.prep_workers = prep_workers or max(1, min(4, (os.cpu_count() or 2) // 2))
+        # How untrusted image bytes become model input (indexer/decoding.py): load_encoder passes the
+        # settings' decoder (a pool of limited processes by default); built directly, bytes decode inline.
+        if decoder is None:
+            decoder = decoder_for(Settings(decode_isolation="inline"))
+        self.decoder: Decoder = decoder
         self._pool: ThreadPoolExecutor | None = None
         self._lane_pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -268,27 +274,16 @@ class ClipEncoder:
         return self._stack([r.vector for r in results])
 
     def embed_image_bytes(
-        self,
-        items: Sequence[bytes],
-        *,
-        max_pixels: int,
-        normalize: bool = True,
-        on_decoded: Callable[[int, DecodedImage], None] | None = None,
+        self, items: Sequence[bytes], *, max_pixels: int, normalize: bool = True
     ) -> list[ImageEmbedding]:
-        """Decode, check and embed encoded images; one outcome per input, errors typed and in place.
-
-        ``on_decoded(i, image)`` runs in the preparation thread right after item i decodes (ingest makes its
-        thumbnail there), so that work overlaps inference too; a typed error it raises fails item i.
-        """
+        """Decode (through ``self.decoder``), check and embed encoded images; one outcome per input,
+        errors typed and in place."""
         cfg = self.preprocess_cfg
         min_side = self.min_decode_side
 
         def prepare(i: int, slot: NDArray[np.float32]) -> tuple[str | None, int, int]:
-            decoded = decode_image(items[i], max_pixels, min_side=min_side)
-            if on_decoded is not None:
-                on_decoded(i, decoded)
-            preprocess(decoded.pixels, cfg, out=slot)
-            return decoded.format, decoded.width, decoded.height
+            meta = self.decoder.prepare(items[i], max_pixels, cfg, slot, min_side=min_side)
+            return meta.format, meta.width, meta.height
 
         return self._pipeline(len(items), prepare, normalize)
 
@@ -503,6 +498,7 @@ def load_encoder(
         batch_size=batch_size,
         source=resolved.source,
         lanes=lanes,
+        decoder=decoder_for(settings),
     )
 
 

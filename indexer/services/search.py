@@ -23,7 +23,6 @@ from numpy.typing import NDArray
 from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import InvalidInput
-from indexer.images import decode_image
 from indexer.limits import check_filters
 from indexer.search.filters import build_filters, in_collection
 from indexer.search.requests import (
@@ -94,7 +93,7 @@ class SearchService:
         self._check(req)
         info = self._collection(req.collection)
         encoder = self.backends.encoder
-        image = decode_image(data, self.settings.max_image_pixels, min_side=encoder.min_decode_side)
+        image = encoder.decoder.decode(data, self.settings.max_image_pixels, min_side=encoder.min_decode_side)
         vector = encoder.encode_images([image.pixels])[0]
         return SearchResult(encoder.model_id, self._run(info, req, self._near_vector(vector, req.min_score)))
 
