@@ -13,6 +13,7 @@ from indexer.classify.boxes import BoxFormat
 from indexer.classify.references import ClassDef, parse_raw_upload
 from indexer.classify.store import Kind
 from indexer.errors import InvalidInput
+from search_api.json_limits import large_json
 from search_api.logs import current_request_id
 from search_api.routes.classify_common import (
     ClassSetView,
@@ -108,6 +109,7 @@ class ClassifyResponse(BaseModel):
     status=201,
     tags=["classify"],
 )
+@large_json
 def create() -> tuple[Response, int]:
     req = parse(ClassSetCreate, json_body())
     detail = services().classify.create_class_set(
@@ -149,6 +151,7 @@ def get(name: str) -> tuple[Response, int]:
     response=ClassSetView,
     tags=["classify"],
 )
+@large_json
 def update(name: str) -> tuple[Response, int]:
     req = parse(ClassSetUpdate, json_body())
     changes: dict[str, Any] = {
@@ -193,6 +196,7 @@ def add_examples(name: str) -> tuple[Response, int]:
     response=ClassSetView,
     tags=["classify"],
 )
+@large_json
 def add_embeddings(name: str) -> tuple[Response, int]:
     raw = parse_raw_upload(json_body())
     return respond(view(services().classify.add_embeddings(name, raw)))

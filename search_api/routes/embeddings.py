@@ -15,6 +15,7 @@ from indexer.embeddings import compare, embed_images, embed_texts
 from indexer.errors import InvalidInput, PayloadTooLarge
 from indexer.images import check_content_type
 from indexer.url_fetch import fetch_url, parse_url
+from search_api.json_limits import large_json
 from search_api.services import Services, services
 from search_api.validation import endpoint, json_body, parse
 
@@ -175,6 +176,7 @@ def embed_text() -> Response:
     multipart={"images": "one or more image files", "normalize": "true or false"},
     tags=["embeddings"],
 )
+@large_json
 def embed_image() -> Response:
     svc = services()
     if request.mimetype == "multipart/form-data":
@@ -208,6 +210,7 @@ def embed_image() -> Response:
     multipart={"subject": "the subject image", "prompts": "JSON list of texts"},
     tags=["embeddings"],
 )
+@large_json
 def compare_route() -> Response:
     svc = services()
     subject: str | bytes
