@@ -14,19 +14,23 @@ Two paths, each as the service runs it, in this process with the settings' decod
 
 Photos are generated JPEGs of 640 to 2048 px (benchmarks/encoder.make_jpegs). The tiny test model is
 the default: its inference is nearly free, so the decode path's share, and so the relative cost of the
-limits, is the largest it can be; a real model hides more of it behind inference. Rounds interleave the
-two modes and each figure is its best round (noise on a shared machine only slows a measure down).
+limits, is the largest it can be; a real model hides more of it behind inference. Each measurement runs
+in a fresh process; rounds alternate the two modes and each figure is its best round (noise on a shared
+machine only slows a measure down).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,6 +100,19 @@ def ingest_rate(encoder: ClipEncoder, photos: list[bytes]) -> tuple[float, float
     return done / seconds, (_cpu_s() - cpu) * 1000 / done
 
 
+def measure(args: argparse.Namespace) -> dict[str, object]:
+    """One mode in this process: its search latencies and its ingest rate and CPU."""
+    photos = make_jpegs(args.photos)
+    settings = Settings(model_dir=args.model_dir, onnx_threads=args.threads, decode_isolation=args.one)
+    encoder = load_encoder(settings, lanes=0)
+    encoder.load()
+    search_latencies(encoder, photos[:4])  # sessions, decode processes and caches warm
+    ingest_rate(encoder, photos[:8])
+    latencies = search_latencies(encoder, photos[: args.searches])
+    rate, cpu = ingest_rate(encoder, photos)
+    return {"search": latencies, "rate": rate, "cpu": cpu}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -105,63 +122,60 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model-dir", type=Path, default=tiny_model_dir())
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)  # one measurement (a child)
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args)))
+        return
 
-    photos = make_jpegs(args.photos)
-    queries = photos[: args.searches]
-    encoders = {
-        mode: load_encoder(
-            Settings(model_dir=args.model_dir, onnx_threads=args.threads, decode_isolation=mode), lanes=0
-        )
-        for mode in MODES
-    }
-    for encoder in encoders.values():  # sessions loaded, decode processes started, caches warm
-        encoder.load()
-        search_latencies(encoder, photos[:4])
-        ingest_rate(encoder, photos[:8])
-    search: dict[str, list[list[float]]] = {mode: [] for mode in MODES}
-    ingest: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
+    # Each measurement in a fresh process of its own, so that one mode's sessions and threads cannot
+    # slow the other's; the modes alternate.
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     for round_ in range(args.rounds):
-        for mode, encoder in encoders.items():
-            search[mode].append(search_latencies(encoder, queries))
-            ingest[mode].append(ingest_rate(encoder, photos))
-            rate, cpu = ingest[mode][-1]
-            p50 = statistics.median(search[mode][-1]) * 1000
+        for mode in MODES:
+            argv = [sys.executable, __file__, "--one", mode, "--photos", str(args.photos)]
+            argv += ["--searches", str(args.searches), "--model-dir", str(args.model_dir)]
+            argv += ["--threads", str(args.threads)]
+            out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+            run = json.loads(out.strip().splitlines()[-1])
+            runs[mode].append(run)
+            p50 = statistics.median(run["search"]) * 1000
             print(
                 f"round {round_ + 1} {mode:8s} search p50 {p50:6.2f} ms  "
-                f"ingest {rate:6.1f} img/s {cpu:5.1f} ms CPU"
+                f"ingest {run['rate']:6.1f} img/s {run['cpu']:5.1f} ms CPU",
+                flush=True,
             )
 
-    def p(mode: str, q: float) -> float:
-        return min(statistics.quantiles(r, n=100)[q - 1] for r in search[mode]) * 1000
+    def p(mode: str, q: int) -> float:
+        return min(statistics.quantiles(r["search"], n=100)[q - 1] for r in runs[mode]) * 1000
 
-    best_rate = {mode: max(r for r, _ in ingest[mode]) for mode in MODES}
-    best_cpu = {mode: min(c for _, c in ingest[mode]) for mode in MODES}
+    rate = {mode: max(r["rate"] for r in runs[mode]) for mode in MODES}
+    cpu = {mode: min(r["cpu"] for r in runs[mode]) for mode in MODES}
     rows = [
         [
-            "search by image p50 (ms)",
-            *(f"{p(m, 50):.2f}" for m in MODES),
-            f"{p('process', 50) - p('inline', 50):+.2f} ms",
-        ],
-        [
-            "search by image p95 (ms)",
-            *(f"{p(m, 95):.2f}" for m in MODES),
-            f"{p('process', 95) - p('inline', 95):+.2f} ms",
-        ],
+            f"search by image p{q} (ms)",
+            *(f"{p(m, q):.2f}" for m in MODES),
+            f"{p('process', q) - p('inline', q):+.2f} ms",
+        ]
+        for q in (50, 95)
+    ]
+    rows.append(
         [
             "ingest decode+prep (img/s)",
-            *(f"{best_rate[m]:.1f}" for m in MODES),
-            f"{(best_rate['process'] / best_rate['inline'] - 1) * 100:+.1f} %",
-        ],
+            *(f"{rate[m]:.1f}" for m in MODES),
+            f"{(rate['process'] / rate['inline'] - 1) * 100:+.1f} %",
+        ]
+    )
+    rows.append(
         [
             "ingest CPU per photo (ms)",
-            *(f"{best_cpu[m]:.1f}" for m in MODES),
-            f"{best_cpu['process'] - best_cpu['inline']:+.1f} ms",
-        ],
-    ]
-    model = args.model_dir.name
+            *(f"{cpu[m]:.1f}" for m in MODES),
+            f"{cpu['process'] - cpu['inline']:+.1f} ms",
+        ]
+    )
     print(
-        f"\n{args.photos} photos 640-2048 px, {args.searches} searches, model {model}, {args.threads} threads"
+        f"\n{args.photos} photos 640-2048 px, {args.searches} searches, model {args.model_dir.name}, "
+        f"{args.threads} threads, load average {os.getloadavg()[0]:.1f}"
     )
     print_table(["measure", "inline", "process", "cost"], rows, right={1, 2, 3}, markdown=True)
 

@@ -203,7 +203,7 @@ class DecodePool:
             raise
 
     def _release(self, proc: _Process, healthy: bool) -> None:
-        if healthy:
+        if healthy and not proc.killed_by_watchdog:  # (killed just as its answer came: not reusable)
             with self._cond:
                 self._idle.append(proc)
                 self._cond.notify()
