@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
 
 from indexer.errors import InvalidInput, PayloadTooLarge
 from indexer.settings import Settings
@@ -30,6 +31,7 @@ MAX_DEPTH: Final = 32
 MAX_CONTAINERS: Final = 100_000
 MAX_VALUES: Final = 2_000_000
 F = TypeVar("F", bound=Callable[..., Any])
+_CAP_KEY: Final = "clipsearch.json_cap"
 
 
 def large_json(view: F) -> F:
@@ -47,15 +49,26 @@ def install_json_limits(app: Flask, settings: Settings) -> None:
             return
         view = app.view_functions.get(request.endpoint or "")
         large = getattr(view, "large_json", False)
-        request.max_content_length = settings.max_json_large_bytes if large else settings.max_json_bytes
+        cap = settings.max_json_large_bytes if large else settings.max_json_bytes
+        request.environ[_CAP_KEY] = cap
+        if request.content_length is not None:
+            request.max_content_length = cap  # werkzeug refuses it from the header, before reading
+        else:
+            # A chunked body: werkzeug would cut it at max_content_length without a word (and parse
+            # the truncated JSON). Read at most one byte past the cap: read_body refuses a body that
+            # has that byte.
+            request.environ["wsgi.input"] = LimitedStream(request.environ["wsgi.input"], cap + 1)
 
 
 def read_body() -> bytes:
     """The request's bytes, within its cap (a typed 413 that names the setting)."""
+    limit = request.environ.get(_CAP_KEY)
     try:
-        return request.get_data(cache=True)
+        data = request.get_data(cache=True)
+        if limit is not None and len(data) > limit:
+            raise RequestEntityTooLarge()
+        return data
     except RequestEntityTooLarge as exc:
-        limit = request.max_content_length
         raise PayloadTooLarge(
             f"JSON body over the limit of {limit} bytes of this route (MAX_JSON_BYTES, or "
             "MAX_JSON_LARGE_BYTES for images and vectors; send images as multipart)",
