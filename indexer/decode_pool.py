@@ -51,6 +51,25 @@ _ONE_THREAD_ENV: Final = {
 }
 
 
+# What a decode process inherits of the environment: enough to start Python, none of the service's
+# settings (REDIS_URL with its password, API_KEYS, the object store's keys...), so that a decoder
+# exploited into running code finds no secret to take.
+_INHERITED_ENV: Final = (
+    "PATH",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+)
+
+
+def _child_env() -> dict[str, str]:
+    return {**{k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}, **_ONE_THREAD_ENV}
+
+
 @dataclass(eq=False)
 class _Process:
     popen: subprocess.Popen[bytes]
@@ -117,7 +136,7 @@ class DecodePool:
     # -- public ------------------------------------------------------------------------------------
     def call(
         self, header: dict[str, Any], data: bytes, into: NDArray[np.float32] | None = None
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> tuple[dict[str, Any], bytearray]:
         """Send one request; return the reply header and its payload. With ``into``, the payload starts
         with exactly ``into.nbytes`` bytes that are read straight into it (the rest is returned)."""
         proc = self._acquire()
@@ -161,7 +180,7 @@ class DecodePool:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # decoders warn per scan or per chunk: an attacker could fill logs
-            env={**os.environ, **_ONE_THREAD_ENV},
+            env=_child_env(),
             close_fds=True,
         )
         proc = _Process(popen)
@@ -237,7 +256,7 @@ class DecodePool:
 
         threading.Thread(target=start, name="decode-start", daemon=True).start()
 
-    def _read_reply(self, proc: _Process, length: int, into: NDArray[np.float32] | None) -> bytes:
+    def _read_reply(self, proc: _Process, length: int, into: NDArray[np.float32] | None) -> bytearray:
         assert proc.popen.stdout is not None
         if into is None:
             return read_payload(proc.popen.stdout, length)

@@ -71,10 +71,11 @@ def read_header(src: IO[bytes]) -> tuple[dict[str, Any], int]:
     return header, payload_len
 
 
-def read_payload(src: IO[bytes], length: int) -> bytes:
+def read_payload(src: IO[bytes], length: int) -> bytearray:
+    """A payload, in the buffer it was read into (pixels become an array of it without a copy)."""
     buf = bytearray(length)
     read_exact(src, memoryview(buf))
-    return bytes(buf)
+    return buf
 
 
 def error_header(exc: ClipsearchError) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def serve(inp: IO[bytes], out: IO[bytes], cpu_s: float, memory_mb: int) -> None:
     while True:
         try:
             header, length = read_header(inp)
-            data = read_payload(inp, length)
+            data = bytes(read_payload(inp, length))
         except ProtocolError:
             return  # the parent closed the pipe: done
         _arm(cpu_s)

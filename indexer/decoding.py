@@ -136,7 +136,7 @@ class PooledDecoder(InlineDecoder):
                 raise ProtocolError("thumbnail length")
         except (KeyError, TypeError, ValueError, ProtocolError) as exc:
             raise _bad_reply(exc) from exc
-        return Prepared(fmt, width, height, thumbnail)
+        return Prepared(fmt, width, height, bytes(thumbnail))
 
     def warm(self) -> None:
         self.pool.warm()

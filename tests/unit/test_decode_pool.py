@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -98,3 +99,16 @@ def test_a_process_killed_while_idle_is_replaced(pooled: PooledDecoder) -> None:
     proc.popen.wait()
     assert pooled.decode(make_image(5), MAX_PIXELS).format == "jpeg"
     assert pool._idle and pool._idle[0] is not proc
+
+
+def test_a_decode_process_inherits_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0")
+    monkeypatch.setenv("API_KEYS", "hunter3")
+    decoder = PooledDecoder(*SCANS, 1, 1.0, 256)
+    try:
+        decoder.decode(make_image(6), MAX_PIXELS)
+        (proc,) = decoder.pool._idle
+        environ = Path(f"/proc/{proc.popen.pid}/environ").read_bytes()
+        assert b"hunter" not in environ and b"OMP_NUM_THREADS=1" in environ
+    finally:
+        decoder.pool.close()
