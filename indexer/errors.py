@@ -71,6 +71,14 @@ class UnsupportedMediaType(ClipsearchError):
     code = "unsupported_media_type"
 
 
+class DecodeLimitExceeded(ClipsearchError):
+    """Decoding these bytes ran past a hard limit of its decode process (DECODE_MAX_CPU_S,
+    DECODE_MAX_MEMORY_MB) or crashed the decoder: one bounded failure of this image (422), never of the
+    service. ``details["reason"]``: decode_cpu_limit, decode_memory_limit or decoder_crashed."""
+
+    code = "decode_limit_exceeded"
+
+
 class Unauthorized(ClipsearchError):
     code = "unauthorized"
 

@@ -148,7 +148,30 @@ class Settings(BaseSettings):
     upload_parallel_requests: int = Field(default=3, ge=1, le=16)
     upload_max_hash_lookup: int = Field(default=1000, ge=1, le=10_000)
     max_batch: int = 64
+    # JSON request bodies (issue 23): refused (413) past MAX_JSON_BYTES before they are parsed, by
+    # Content-Length or while streamed; the routes that carry base64 images or raw vectors (/embed/image,
+    # /compare, class embeddings) take up to MAX_JSON_LARGE_BYTES (use multipart for more). Nesting
+    # deeper than 32 levels, or more than 100,000 objects and arrays, is a 400 before parsing.
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_json_large_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_search_limit: int = 1000
+
+    # Decoding untrusted bytes (issue 23; indexer/media/pool.py). "process": every decode of bytes from
+    # outside (searches by image, /embed/image, /compare, class examples, ingest) runs in a pool of
+    # DECODE_POOL_SIZE processes (0: min(4, CPUs), started on demand) per API or worker process, each
+    # decode under DECODE_MAX_CPU_S of CPU time and DECODE_MAX_MEMORY_MB of address space on top of the
+    # decoder's own; a decode past either (or a decoder crash) fails that image alone (422, or the
+    # item's reason) and its process is replaced. "inline": decode in the calling thread, no limits
+    # (benchmarks/decode_limits.py compares the two).
+    decode_isolation: Literal["process", "inline"] = "process"
+    decode_pool_size: int = Field(default=0, ge=0, le=64)
+    decode_max_cpu_s: float = Field(default=10.0, gt=0)
+    decode_max_memory_mb: int = Field(default=2048, ge=64)
+    # Progressive JPEG scan bombs: at most JPEG_MAX_SCANS scans (libjpeg-turbo's own limit), and scans x
+    # pixels at most JPEG_MAX_SCAN_PIXELS (100 scans of a 64 MP image: about 0.5 s of CPU), refused
+    # from the markers before any decode.
+    jpeg_max_scans: int = Field(default=500, ge=1)
+    jpeg_max_scan_pixels: int = Field(default=100 * 64_000_000, ge=1)
 
     # Outages, amplification caps and retention (issue 10).
     # Retry-After (seconds) of the 503 answered while Redis, the broker or Weaviate is unreachable.

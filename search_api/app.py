@@ -7,6 +7,7 @@ from flask import Flask
 from indexer.settings import Settings
 from search_api.errors import register_error_handlers
 from search_api.extensions import install_extensions
+from search_api.json_limits import install_json_limits
 from search_api.routes import (
     classes,
     classifiers,
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, svc: Services | None = None) ->
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     install_spooling(app, settings)  # multipart files written once, into the staging area (issue 9)
+    install_json_limits(app, settings)  # JSON bodies: MAX_JSON_BYTES, nesting (issue 23)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install(app, svc or Services.from_settings(settings))
     register_error_handlers(app)

@@ -13,6 +13,12 @@ point its own name at 127.0.0.1 and then read the answers as same-origin. So:
   API's own (the Host header's host and port) nor in `ALLOWED_ORIGINS`, `Origin: null`, or, without an
   Origin, `Sec-Fetch-Site: cross-site|same-site`. Clients that send neither header (curl, requests, the
   CLI) are not browsers, and pass.
+- **Cross-site reads** (issue 23): a GET or HEAD of anything but the page's shell, the docs and the
+  health probe is a 403 on the same evidence (another site's Origin, or `Sec-Fetch-Site: cross-site|
+  same-site`): a third-party page cannot fire `/duplicates`, `/export` or `/edges`, nor learn from an
+  `<img src=".../thumbnail">` whether an image exists. Every answer carries
+  `Cross-Origin-Resource-Policy: same-origin`, so a browser will not hand an image or thumbnail to
+  another site's page even where no header says where a request came from.
 - **Bind check**: the API refuses to start on a non-loopback address without `API_KEYS`, unless
   `ALLOW_OPEN_BIND=true` (`--allow-open`) says the network in front of it is trusted. `clipsearch serve`,
   `clipsearch up` and the gunicorn entry (search_api.wsgi) all check.
@@ -27,7 +33,7 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from flask import Flask, request
+from flask import Flask, Response, request
 
 from indexer.errors import CrossSiteRefused, MisdirectedRequest, StartupError
 from indexer.settings import Settings
@@ -37,6 +43,9 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._[]:")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Endpoints another site may GET: the page's shell and assets (a link to the page is a cross-site
+# navigation), the docs and the health probe (which says only up or down without a key).
+CROSS_SITE_READABLE = frozenset({"web.index", "web.docs", "web.asset", "health.health"})
 
 
 # -- parsing ---------------------------------------------------------------------------------------
@@ -176,22 +185,30 @@ class OriginPolicy:
             self.allowed.add(parsed)
 
     def refusal(
-        self, method: str, origin: str | None, fetch_site: str | None, host_header: str | None
+        self,
+        method: str,
+        origin: str | None,
+        fetch_site: str | None,
+        host_header: str | None,
+        *,
+        data_read: bool = False,
     ) -> str | None:
-        """Why this request is refused as a cross-site state change, or None when it may go on."""
-        if method.upper() in SAFE_METHODS:
+        """Why this request is refused as a cross-site state change (or, with ``data_read``, a
+        cross-site GET or HEAD of data), or None when it may go on."""
+        if method.upper() in SAFE_METHODS and not (data_read and method.upper() in ("GET", "HEAD")):
             return None
+        verb = "read" if method.upper() in SAFE_METHODS else "change"
         if origin is not None:
             parsed = normalize_origin(origin)
             if parsed is not None and (same_origin(parsed, host_header) or parsed in self.allowed):
                 return None
             return (
                 f"a {method} from origin {origin!r} is refused: only pages of this service (or of "
-                "ALLOWED_ORIGINS) may change data"
+                f"ALLOWED_ORIGINS) may {verb} data"
             )
         site = (fetch_site or "").strip().lower()
         if site in ("cross-site", "same-site"):
-            return f"a {site} {method} is refused: only pages of this service may change data"
+            return f"a {site} {method} is refused: only pages of this service may {verb} data"
         return None
 
 
@@ -210,7 +227,11 @@ def install_guard(app: Flask, settings: Settings) -> None:
                 {"host": host[:200]},
             )
         reason = origins.refusal(
-            request.method, request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"), host
+            request.method,
+            request.headers.get("Origin"),
+            request.headers.get("Sec-Fetch-Site"),
+            host,
+            data_read=request.endpoint not in CROSS_SITE_READABLE,
         )
         if reason is not None:
             raise CrossSiteRefused(
@@ -220,6 +241,11 @@ def install_guard(app: Flask, settings: Settings) -> None:
                     "sec_fetch_site": request.headers.get("Sec-Fetch-Site"),
                 },
             )
+
+    @app.after_request
+    def _same_origin_resources(response: Response) -> Response:
+        response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+        return response
 
 
 # -- bind check ------------------------------------------------------------------------------------

@@ -47,6 +47,17 @@ def _model(svc: Services) -> dict[str, Any]:
     return status
 
 
+def public_view(report: dict[str, Any]) -> dict[str, Any]:
+    """What /health tells a caller without a key (issue 23, item 12): up or down, as a whole and per
+    part (the page's status pill names the parts that are down), and nothing else: no versions, paths,
+    host or node names, worker names or exception text."""
+    parts = report.get("parts", {})
+    return {
+        "status": report["status"],
+        "parts": {name: {"ready": bool(p.get("ready"))} for name, p in parts.items()},
+    }
+
+
 def health_report(svc: Services) -> tuple[dict[str, Any], bool]:
     parts = {
         "weaviate": _weaviate(svc),

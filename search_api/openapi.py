@@ -43,7 +43,7 @@ _CONVERTER_SCHEMA: dict[str, dict[str, Any]] = {
 }
 # Form fields that carry files (multipart); the rest are text fields.
 FILE_FIELDS = {"files": "array", "file": "single", "image": "single", "images": "array"}
-ERROR_STATUSES = ("400", "403", "404", "409", "413", "415", "503")
+ERROR_STATUSES = ("400", "403", "404", "409", "413", "415", "422", "503")
 
 bp = Blueprint("openapi", __name__)
 

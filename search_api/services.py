@@ -8,6 +8,7 @@ import logging
 from celery import Celery
 from flask import Flask, current_app
 
+from indexer.media.decoder import decoder_for
 from indexer.search import TextEmbeddingCache
 from indexer.services.backends import Backends
 from indexer.services.classify import ClassifyService
@@ -59,6 +60,7 @@ class Services(Backends):
     def start(self) -> None:
         """Start-up work: the Weaviate schema, once per process instead of per request. A dependency that
         is not up yet is not fatal: requests report it (503) and the schema is ensured where it is used."""
+        decoder_for(self.settings).warm()  # a decode process ready for the first search by image
         try:
             self.ensure_schema()
         except Exception as exc:  # Weaviate or the model not ready: /health says so

@@ -7,7 +7,6 @@ responses and describe the route in the OpenAPI document.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
@@ -16,6 +15,7 @@ from flask import Response, jsonify, request
 from pydantic import BaseModel
 
 from indexer.errors import InvalidInput, UnsupportedMediaType
+from search_api import json_limits
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,11 +41,7 @@ def json_body() -> Any:
     """The request's JSON body, or InvalidInput/UnsupportedMediaType with the reason."""
     if not request.mimetype or request.mimetype != "application/json":
         raise UnsupportedMediaType(f"expected application/json, got {request.mimetype or 'no content type'}")
-    raw = request.get_data(cache=True)
-    try:
-        return json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"malformed JSON: {exc}") from exc
+    return json_limits.load(json_limits.read_body())  # bounded before it is parsed (issue 23)
 
 
 def parse(model: type[M], data: Any) -> M:

@@ -124,3 +124,41 @@ def forged_eocd(*, entries: int, cd_size: int, zip64: bool = False) -> bytes:
     locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, 0, 1)
     classic = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
     return eocd64 + locator + classic
+
+
+def _jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each segment of a JPEG; a scan's segment runs to the end of its data."""
+    pos, out = 2, []
+    while pos < len(data):
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            out.append((marker, pos, pos + 2))
+            break
+        end = pos + 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        if marker == 0xDA:  # entropy-coded data: up to the next marker that is not stuffing or RSTn
+            while True:
+                end = data.index(b"\xff", end)
+                if data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
+                    end += 2
+                    continue
+                break
+        out.append((marker, pos, end))
+        pos = end
+    return out
+
+
+def scan_bomb(width: int, height: int, scans: int) -> bytes:
+    """A progressive JPEG scan bomb (issue 23, item 4): a flat grey progressive JPEG whose first AC scan
+    (with its Huffman table) is repeated `scans` times. Each copy is a few dozen bytes (one EOB run over
+    every block), yet the decoder walks every block of the image once per scan."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (width, height), 128).save(buf, "JPEG", progressive=True, quality=90)
+    data = buf.getvalue()
+    segments = _jpeg_segments(data)
+    for i, (marker, start, end) in enumerate(segments):
+        if marker == 0xDA and data[start + 5 + 2 * data[start + 4]] > 0:  # Ss > 0: an AC scan
+            first = segments[i - 1][1] if segments[i - 1][0] == 0xC4 else start
+            return data[: segments[-1][1]] + data[first:end] * scans + b"\xff\xd9"
+    raise AssertionError("no AC scan in a progressive JPEG")

@@ -10,7 +10,6 @@ from numpy.typing import NDArray
 from indexer.classify.boxes import BoxFormat, crop, resolve_boxes
 from indexer.classify.references import Encoder, stored_vectors
 from indexer.errors import InvalidInput, NotFound, require_model
-from indexer.media.decode import decode_image
 from indexer.storage.blobs import BlobStore
 from indexer.store.images import ImageStore, check_image_id
 
@@ -47,7 +46,7 @@ def image_inputs(
         )
     if boxes is None:
         if data is not None:
-            pixels = decode_image(data, max_pixels, min_side=encoder.min_decode_side).pixels
+            pixels = encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side).pixels
             return Inputs(encoder.encode_images([pixels]), None)
         assert image_id is not None
         return Inputs(stored_vector(images, image_id)[None, :], None)
@@ -55,7 +54,7 @@ def image_inputs(
         assert image_id is not None
         record, _ = images.get(check_image_id(image_id))
         data = blobs.read_original(record.sha256)
-    decoded = decode_image(data, max_pixels)  # full resolution: boxes are in the original's pixels
+    decoded = encoder.decoder.decode(data, max_pixels)  # full resolution: boxes are in the original's pixels
     height, width = decoded.pixels.shape[:2]
     rects = resolve_boxes(boxes, width, height, box_format)
     crops = [crop(decoded.pixels, rect) for rect in rects]

@@ -31,7 +31,6 @@ from indexer.classify.store import (
     validate_class_name,
 )
 from indexer.errors import Conflict, InvalidInput, MissingOriginal, require_model
-from indexer.media.decode import decode_image
 from indexer.storage.blobs import BlobStore
 from indexer.store.collections import get_collection
 from indexer.store.images import ImageStore
@@ -254,7 +253,7 @@ def reencode(
                     f"{ref.filename or ref.sha256} is missing from the blob store",
                     exc.details,
                 ) from exc
-            decoded = decode_image(data, max_pixels, min_side=encoder.min_decode_side)
+            decoded = encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side)
             pixels.append(decoded.pixels)
         built.append((uploads, encoder.encode_images(pixels)))
     new_refs, vectors = concat(built, encoder.dim)

@@ -15,7 +15,7 @@ from weaviate.classes.query import Filter
 from indexer.classify.prompts import ensemble, normalise_rows, rendered
 from indexer.classify.store import Reference, RefKind, raw_key, validate_class_name
 from indexer.errors import InvalidInput
-from indexer.media.decode import decode_image
+from indexer.media.decoder import Decoder
 from indexer.storage.blobs import BlobStore
 from indexer.store.images import ImageStore, check_image_id
 from indexer.store.scan import vector_of
@@ -30,6 +30,7 @@ class Encoder(Protocol):
     dim: int
     logit_scale: float
     logit_bias: float | None
+    decoder: Decoder  # every decode of image bytes goes through it (indexer/media/decoder.py)
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]: ...
 
@@ -192,7 +193,7 @@ def parse_raw_upload(data: Any) -> dict[str, list[list[float]]]:
 
 
 def decode_for_model(data: bytes, encoder: Encoder, max_pixels: int) -> NDArray[np.uint8]:
-    return decode_image(data, max_pixels, min_side=encoder.min_decode_side).pixels
+    return encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side).pixels
 
 
 def upload_references(

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from indexer.errors import ClipsearchError, InvalidInput
-from indexer.media.decode import DecodedImage, decode_image
+from indexer.media.decoder import Decoder, InlineDecoder
 from indexer.model import batching
 from indexer.model.catalogue import BUNDLED_MODEL_IDS
 from indexer.model.config import model_config
@@ -61,6 +61,7 @@ class ClipEncoder:
         prep_workers: int | None = None,
         source: str = "model_dir",
         lanes: int = 1,
+        decoder: Decoder | None = None,
     ) -> None:
         self.config = config = model_config(model_dir, model_id, precision)
         self.dim = config.dim
@@ -88,6 +89,9 @@ class ClipEncoder:
         self.batch_size = batch_size or (64 if on_gpu else 16)
         self.prep_workers = prep_workers or default_prep_workers()
         self._pools = EncoderPools(self.prep_workers, self.lanes)
+        # How untrusted image bytes become model input (indexer/media/decoder.py): load_encoder passes the
+        # settings' decoder (a pool of limited processes by default); built directly, bytes decode inline.
+        self.decoder: Decoder = decoder if decoder is not None else InlineDecoder.with_defaults()
 
     # ------------------------------------------------------------------------------------- properties
     @property
@@ -189,27 +193,16 @@ class ClipEncoder:
         return np.stack([r.vector for r in results if r.vector is not None]).astype(np.float32, copy=False)
 
     def embed_image_bytes(
-        self,
-        items: Sequence[bytes],
-        *,
-        max_pixels: int,
-        normalize: bool = True,
-        on_decoded: Callable[[int, DecodedImage], None] | None = None,
+        self, items: Sequence[bytes], *, max_pixels: int, normalize: bool = True
     ) -> list[ImageEmbedding]:
-        """Decode, check and embed encoded images; one outcome per input, errors typed and in place.
-
-        ``on_decoded(i, image)`` runs in the preparation thread right after item i decodes (ingest makes its
-        thumbnail there), so that work overlaps inference too; a typed error it raises fails item i.
-        """
+        """Decode (through ``self.decoder``), check and embed encoded images; one outcome per input,
+        errors typed and in place."""
         cfg = self.preprocess_cfg
         min_side = self.min_decode_side
 
         def prepare(i: int, slot: NDArray[np.float32]) -> _Meta:
-            decoded = decode_image(items[i], max_pixels, min_side=min_side)
-            if on_decoded is not None:
-                on_decoded(i, decoded)
-            preprocess(decoded.pixels, cfg, out=slot)
-            return decoded.format, decoded.width, decoded.height
+            meta = self.decoder.prepare(items[i], max_pixels, cfg, slot, min_side=min_side)
+            return meta.format, meta.width, meta.height
 
         return self._embed_indexed(len(items), prepare, normalize)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import InvalidInput, ModelUnavailable
+from indexer.media.decoder import decoder_for
 from indexer.model.catalogue import TINY_MODEL_ID
 from indexer.model.encoder import ClipEncoder
 from indexer.model.files import ResolvedModel, missing_files, quantized_dir, resolve_model
@@ -53,6 +54,7 @@ def load_encoder(
         batch_size=batch_size,
         source=resolved.source,
         lanes=lanes,
+        decoder=decoder_for(settings),
     )
 
 

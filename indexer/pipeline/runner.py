@@ -25,8 +25,6 @@ from numpy.typing import NDArray
 from indexer import metrics
 from indexer.errors import ClipsearchError
 from indexer.jobs.store import FINAL_STATES, FINAL_STEP_KINDS, REEMBED, ItemOutcome, JobState, Outcome
-from indexer.media.decode import decode_image, make_thumbnail
-from indexer.model.preprocess import preprocess
 from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, record_outcome
 from indexer.pipeline.ingest import IngestUseCase
 from indexer.pipeline.reembed import ReembedUseCase
@@ -273,12 +271,14 @@ def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[Pending, NDArray
     settings, encoder = rt.settings, rt.encoder
     cfg, min_side = encoder.preprocess_cfg, encoder.min_decode_side
 
+    thumbnail_size = settings.thumbnail_size if thumbnails else 0
+
     def prepare(p: Pending, slot: NDArray[np.float32]) -> None:
-        image = decode_image(p.data, settings.max_image_pixels, min_side=min_side)
-        p.format, p.width, p.height = image.format, image.width, image.height
-        if thumbnails:
-            p.thumbnail = make_thumbnail(image, settings.thumbnail_size)
-        preprocess(image.pixels, cfg, out=slot)
+        # in a limited decode process (DECODE_ISOLATION): only the tensor and the thumbnail come back
+        meta = encoder.decoder.prepare(
+            p.data, settings.max_image_pixels, cfg, slot, min_side=min_side, thumbnail_size=thumbnail_size
+        )
+        p.format, p.width, p.height, p.thumbnail = meta.format, meta.width, meta.height, meta.thumbnail
 
     return prepare
 

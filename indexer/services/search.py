@@ -24,7 +24,6 @@ from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import InvalidInput, require_model
 from indexer.limits import check_filters
-from indexer.media.decode import decode_image
 from indexer.search.filters import build_filters, in_collection
 from indexer.search.requests import (
     WEAVIATE_MAX_RESULTS,
@@ -104,7 +103,7 @@ class SearchService:
         self._check(req)
         info = self._collection(req.collection)
         encoder = self.backends.encoder
-        image = decode_image(data, self.settings.max_image_pixels, min_side=encoder.min_decode_side)
+        image = encoder.decoder.decode(data, self.settings.max_image_pixels, min_side=encoder.min_decode_side)
         vector = encoder.encode_images([image.pixels])[0]
         return SearchResult(encoder.model_id, self._run(info, req, self._near_vector(vector, req.min_score)))
 

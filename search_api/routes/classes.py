@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.errors import InvalidInput
 from indexer.services.classify import BoxFormat, ClassDef, Kind, parse_raw_upload
+from search_api.json_limits import large_json
 from search_api.logs import current_request_id
 from search_api.routes.classify_common import (
     ClassSetView,
@@ -106,6 +107,7 @@ class ClassifyResponse(BaseModel):
     status=201,
     tags=["classify"],
 )
+@large_json
 def create() -> tuple[Response, int]:
     req = parse(ClassSetCreate, json_body())
     detail = services().classify.create_class_set(
@@ -147,6 +149,7 @@ def get(name: str) -> tuple[Response, int]:
     response=ClassSetView,
     tags=["classify"],
 )
+@large_json
 def update(name: str) -> tuple[Response, int]:
     req = parse(ClassSetUpdate, json_body())
     changes: dict[str, Any] = {
@@ -191,6 +194,7 @@ def add_examples(name: str) -> tuple[Response, int]:
     response=ClassSetView,
     tags=["classify"],
 )
+@large_json
 def add_embeddings(name: str) -> tuple[Response, int]:
     raw = parse_raw_upload(json_body())
     return respond(view(services().classify.add_embeddings(name, raw)))

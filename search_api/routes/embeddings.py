@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from indexer.errors import InvalidInput, PayloadTooLarge
 from indexer.services.embeddings import EmbeddingsService
+from search_api.json_limits import large_json
 from search_api.services import services
 from search_api.validation import endpoint, json_body, parse
 
@@ -159,6 +160,7 @@ def embed_text() -> Response:
     multipart={"images": "one or more image files", "normalize": "true or false"},
     tags=["embeddings"],
 )
+@large_json
 def embed_image() -> Response:
     svc = services().embeddings
     if request.mimetype == "multipart/form-data":
@@ -186,6 +188,7 @@ def embed_image() -> Response:
     multipart={"subject": "the subject image", "prompts": "JSON list of texts"},
     tags=["embeddings"],
 )
+@large_json
 def compare_route() -> Response:
     svc = services().embeddings
     subject: str | bytes

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from indexer.errors import InvalidInput
 from indexer.services.ingest import JobStarted, Rejected, check_ingest_options
 from indexer.settings import Settings
+from search_api.json_limits import large_json
 from search_api.logs import current_request_id
 from search_api.services import services
 from search_api.upload_spool import saver, upload_of
@@ -127,6 +128,7 @@ def index_folder(name: str) -> tuple[Response, int]:
 @endpoint(
     "Index images from http(s) URLs", body=UrlsRequest, response=JobAccepted, status=202, tags=["ingest"]
 )
+@large_json
 def index_urls(name: str) -> tuple[Response, int]:
     svc = services()
     req = parse(UrlsRequest, json_body()).checked(svc.settings)

@@ -73,6 +73,10 @@ def stack_env(
         # task after 74 s (the visibility timeout is raised above the hard limit; test_crash waits for it).
         "TASK_TIME_LIMIT_BASE_S": "10",
         "TASK_TIME_LIMIT_PER_ITEM_S": "3",
+        # Decodes past 1 s of CPU fail (DECODE_MAX_CPU_S), and the scans x pixels check is off, so that
+        # a scan bomb under JPEG_MAX_SCANS reaches the decode pool (test_security_untrusted.py).
+        "DECODE_MAX_CPU_S": "1",
+        "JPEG_MAX_SCAN_PIXELS": str(10**15),
         # TEST ONLY: a worker process that reads these bytes kills itself (test_ingest_pipeline.py).
         "TEST_CRASH_SHA256": hashlib.sha256(POISON).hexdigest(),
     }
