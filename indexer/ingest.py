@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from indexer import metrics
 from indexer.blob_gc import BlobCollector
 from indexer.blobs import BlobStore
-from indexer.errors import ClipsearchError
+from indexer.errors import ClipsearchError, DependencyUnavailable, dependency_failure
 from indexer.images import decode_image, make_thumbnail
 from indexer.items import JobItem, check_item, item_name
 from indexer.jobs import (
@@ -339,10 +339,14 @@ def _read_stage(chunk: _Chunk, stages: _Stages, start: int, end: int) -> None:
                 # Redis is a trust boundary: the item is validated first, and a malformed one is failed
                 item = check_item(raw, rt.settings, job_id)
                 data = reader.read(item)
+            except DependencyUnavailable:
+                raise  # an outage, not the item's fault: the chunk is re-run once it is over
             except ClipsearchError as exc:
                 chunk.record(index, Outcome.FAILED, item_name(raw, index), exc.message)
                 continue
             except Exception as exc:  # one unreadable item fails alone, never its whole chunk
+                if dependency_failure(exc) is not None:
+                    raise  # as above: the object store of staged uploads is restarting
                 log.exception("job %s item %d could not be read", job_id, index)
                 reason = f"cannot read: {exc.__class__.__name__}: {exc}"
                 chunk.record(index, Outcome.FAILED, item_name(raw, index), reason)
