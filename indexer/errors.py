@@ -165,6 +165,10 @@ def dependency_failure(exc: BaseException, retry_after_s: int = 5) -> Dependency
         | wvx.WeaviateStartUpError,
     ):
         return down("weaviate")
+    # grpc's own error for a call on a client that another thread just closed, failing over to another
+    # node of a cluster (indexer.store.connection.FailoverClient): the next request uses the new one
+    if isinstance(exc, ValueError) and "Cannot invoke RPC on closed channel" in str(exc):
+        return down("weaviate")
     if isinstance(exc, wvx.UnexpectedStatusCodeError) and exc.status_code in _WEAVIATE_TRANSIENT_STATUS:
         return down("weaviate")
     if isinstance(exc, wvx.WeaviateQueryError) and any(mark in str(exc) for mark in _GRPC_TRANSIENT):

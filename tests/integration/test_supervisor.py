@@ -292,8 +292,37 @@ def test_a_part_that_keeps_dying_is_given_up_and_the_rest_serves_degraded(
         assert "pids" not in supervisor
         assert "GIVING UP on object-store: it died 3 times within 300 s" in stack.log()
         _searchable(stack.api, name)  # the rest still serves
+        refused = stack.api.post(
+            f"/collections/{name}/images", files=[("files", ("n.jpg", make_image(340_100), "image/jpeg"))]
+        )  # an upload needs the store: refused as an outage, to be retried, not a 500
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1, refused.text
+        assert refused.json()["error"]["details"]["dependency"] == "object store"
         status = json.loads(status_path(tmp_path).read_text())
         assert status["pids"]["object-store"] is None and stack.proc.poll() is None
     finally:
         assert stack.stop() == 0, stack.log()[-3000:]
     assert not status_path(tmp_path).exists()
+
+
+def test_a_cluster_node_killed_during_an_ingest_comes_back_and_searches_never_stop(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Three Weaviate nodes: the first (the one the API and the worker talk to first) is SIGKILLed mid-
+    ingest; the others keep answering searches, the supervisor brings it back and it rejoins."""
+    stack = Up(tmp_path, "--weaviate-nodes", "3")
+    try:
+        nodes = stack.wait_healthy(timeout_s=240)["parts"]["weaviate"]["nodes"]
+        assert [n["status"] for n in nodes] == ["HEALTHY"] * 3, nodes
+        name, searches, _ = _kill_during_ingest(stack, tmp_path, "weaviate-0", 350_000)
+        assert searches.codes.count(200) >= 0.95 * len(searches.codes), searches.codes
+        assert set(searches.codes) <= {200, 503}, searches.codes  # never a 500 or a dropped connection
+
+        def rejoined() -> bool:
+            answer = stack.health()
+            found = answer[1]["parts"]["weaviate"].get("nodes", []) if answer else []
+            return [n["status"] for n in found] == ["HEALTHY"] * 3
+
+        stack.wait_until("the node rejoined", rejoined, 120)
+        _searchable(stack.api, name)
+    finally:
+        assert stack.stop() == 0, stack.log()[-3000:]

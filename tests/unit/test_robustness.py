@@ -60,6 +60,7 @@ def test_dependency_failures_are_told_apart_from_bugs() -> None:
             "weaviate",
         ),
         (wvx.WeaviateBatchError("Query call with protocol GRPC batch failed: Deadline Exceeded"), "weaviate"),
+        (ValueError("Cannot invoke RPC on closed channel!"), "weaviate"),
         (boto.EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), "object store"),
         (boto.ConnectionClosedError(endpoint_url="http://127.0.0.1:9"), "object store"),
         (boto.ReadTimeoutError(endpoint_url="http://127.0.0.1:9"), "object store"),
