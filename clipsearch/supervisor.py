@@ -7,8 +7,9 @@ SUPERVISOR_BACKOFF_MAX_S). One that died more than SUPERVISOR_MAX_RESTARTS times
 SUPERVISOR_RESTART_WINDOW_S is given up: left down, said loudly, and reported as degraded in /health,
 while the others keep running. The survivors are never touched; only Ctrl-C or SIGTERM stops the stack.
 
-Every round is non-blocking: a restart launches the process and the next rounds probe it, so one part
-coming back never delays noticing another one's death.
+No round waits for a part to come up: a restart launches the process and the next rounds probe it
+(each probe has a timeout of a few seconds), so one part coming back never delays noticing another one's
+death.
 """
 
 from __future__ import annotations
