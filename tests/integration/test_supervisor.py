@@ -314,8 +314,11 @@ def test_a_cluster_node_killed_during_an_ingest_comes_back_and_searches_never_st
         nodes = stack.wait_healthy(timeout_s=240)["parts"]["weaviate"]["nodes"]
         assert [n["status"] for n in nodes] == ["HEALTHY"] * 3, nodes
         name, searches, _ = _kill_during_ingest(stack, tmp_path, "weaviate-0", 350_000)
-        assert searches.codes.count(200) >= 0.95 * len(searches.codes), searches.codes
-        assert set(searches.codes) <= {200, 503}, searches.codes  # never a 500 or a dropped connection
+        # The API moves to another node within a second (FailoverClient checks its node at most that
+        # often): a search or two in between is a 503 with Retry-After, never a 500 or a dropped line.
+        codes = searches.codes
+        assert len(codes) >= 5 and set(codes) <= {200, 503} and codes.count(503) <= 5, codes
+        assert codes[-1] == 200, codes
 
         def rejoined() -> bool:
             answer = stack.health()
