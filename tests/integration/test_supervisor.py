@@ -264,6 +264,19 @@ def test_api_killed_during_an_ingest_comes_back(up: Up, tmp_path: Path) -> None:
     assert report["supervisor"]["restarts"] >= 1
 
 
+def test_a_killed_worker_comes_back_under_a_new_name_and_indexes(up: Up) -> None:
+    health = up.wait_healthy()
+    before = set(health["parts"]["workers"]["names"])
+    restarts = health["supervisor"]["parts"]["worker-0"]["restarts"]
+    up.kill("worker-0")
+    report = up.wait_back("worker-0", restarts + 1)
+    assert report["parts"]["workers"]["ready"] and set(report["parts"]["workers"]["names"]) - before
+    name = new_collection(up.api, "worker")
+    files = [(f"w{i}.jpg", make_image(360_000 + i)) for i in range(4)]
+    job = wait_job(up.api, upload(up.api, name, files)["job_id"])
+    assert job["state"] == "completed" and job["done"] == 4, job
+
+
 def test_a_part_that_keeps_dying_is_given_up_and_the_rest_serves_degraded(
     stack_env: dict[str, str], tmp_path: Path
 ) -> None:
