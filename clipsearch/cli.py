@@ -15,14 +15,16 @@ from urllib.parse import quote
 
 from clipsearch.client import ApiClient, image_files
 from clipsearch.stack import LocalStack
+from clipsearch.supervisor import RestartPolicy, Supervisor, stack_parts
 from indexer.errors import ClipsearchError, ModelUnavailable
 from indexer.settings import Settings
+from indexer.supervision import remove_status, status_path
 from search_api.guard import check_bind
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_COLLECTION = "demo"
 
-MAX_WORKER_RESTARTS = 5
+SUPERVISOR_ROUND_S = 0.5  # how often `up` looks at its parts
 ALLOW_OPEN_HELP = (
     "serve on a non-loopback address without API_KEYS (ALLOW_OPEN_BIND=true): only behind a trusted network"
 )
@@ -69,7 +71,8 @@ def index_demo(api: ApiClient) -> str:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    """Start everything in the foreground and stop it all on Ctrl-C or SIGTERM."""
+    """Start everything in the foreground, restart what dies (clipsearch/supervisor.py), and stop it all
+    on Ctrl-C or SIGTERM."""
     if args.port:
         settings = settings.model_copy(update={"api_port": args.port})
     if args.allow_open:
@@ -82,12 +85,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     # starts background commands that way, and Python then leaves it ignored.
     signal.signal(signal.SIGINT, _raise_interrupt)
     stack = LocalStack(settings, object_store=args.object_store, weaviate_nodes=args.weaviate_nodes)
-    restarts = 0
+    status_file = status_path(settings.data_dir)
     try:
         print("starting redis, weaviate, a worker and the API ...", flush=True)
         stack.start()
         stack.wait_healthy()
         print(f"clipsearch is up: {stack.api_url}  (health: {stack.api_url}/health)", flush=True)
+        supervisor = Supervisor(stack_parts(stack), RestartPolicy.from_settings(settings), status_file)
+        supervisor.publish()
         if args.demo:
             url = index_demo(ApiClient(stack.api_url, next(iter(settings.api_keys), None)))
             print(f"search the demo: {url}", flush=True)
@@ -97,19 +102,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
                 flush=True,
             )
         print(f"logs: {stack.log_dir}  -- press Ctrl-C to stop", flush=True)
-        while True:
-            time.sleep(1)
-            for proc in stack.processes():
-                if proc.alive():
-                    continue
-                if proc in stack.workers and restarts < MAX_WORKER_RESTARTS:
-                    restarts += 1
-                    print(f"{proc.name} died; starting a new worker ({restarts}/{MAX_WORKER_RESTARTS})")
-                    stack.workers.remove(proc)
-                    stack.start_worker()
-                    break
-                print(f"{proc.name} stopped unexpectedly; see {proc.log_path}", file=sys.stderr)
-                return 1
+        while True:  # only Ctrl-C or SIGTERM (KeyboardInterrupt) ends this
+            supervisor.tick(time.monotonic())
+            supervisor.publish()
+            time.sleep(SUPERVISOR_ROUND_S)
     except KeyboardInterrupt:
         print("stopping ...", flush=True)
         return 0
@@ -117,6 +113,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     finally:
+        remove_status(status_file)
         stack.stop()
 
 

@@ -1,9 +1,10 @@
 """The managed local S3-compatible object store: rclone's `serve s3` (MIT) over a directory, on loopback.
 
 scripts/build_object_store.sh builds it from the Go module proxy (only the local backend and the s3
-server) and caches it beside Weaviate. Every start generates fresh credentials; the stack hands them to
-its children through their environment (BLOB_STORE_*), never on a command line other users can read
-(rclone reads them from RCLONE_AUTH_KEY). Buckets are directories under its data directory.
+server) and caches it beside Weaviate. Every `clipsearch up` generates fresh credentials (a restart by
+the supervisor, `relaunch`, keeps them); the stack hands them to its children through their environment
+(BLOB_STORE_*), never on a command line other users can read (rclone reads them from RCLONE_AUTH_KEY).
+Buckets are directories under its data directory.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+
+import requests
 
 from clipsearch.processes import LOOPBACK, ManagedProcess, ensure_port_free, ensure_writable_dir, free_port
 from indexer.errors import StartupError
@@ -98,6 +101,16 @@ class ObjectStoreServer:
             return True
 
         self.process.wait_ready(ready, timeout_s)
+
+    def ready(self) -> bool:
+        """It answers HTTP on its port (any status: a request without credentials is refused)."""
+        requests.get(self.endpoint, timeout=1)
+        return True
+
+    def relaunch(self) -> None:
+        """Start it again after it died, without waiting: the same port, credentials and buckets."""
+        ensure_writable_dir(self.data_dir / "buckets", "the object store")
+        self.process.start()
 
     def stop(self) -> None:
         self.process.stop()

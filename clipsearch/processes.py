@@ -130,6 +130,13 @@ class ManagedProcess:
             {"log": str(self.log_path)},
         )
 
+    def reap(self) -> None:
+        """After the child died: kill what it left in its process group (a gunicorn worker still holding
+        the port, a Celery pool process still running a task), so that a restart starts clean."""
+        if self.process is not None and self.process.poll() is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
     def terminate(self) -> None:
         """Ask it to stop (SIGTERM) without waiting."""
         if self.process is not None and self.process.poll() is None:

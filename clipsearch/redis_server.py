@@ -1,9 +1,11 @@
 """The managed local redis-server (Debian's package), bound to loopback, with a password.
 
-Loopback alone would let any local user enqueue tasks or rewrite job records, so every start generates
-a fresh password (`requirepass`). It reaches redis-server through a 0600 config file in its data
-directory (never the command line, which `ps` shows to every user), and the stack's own processes
-through REDIS_URL in their environment (which only the same user can read).
+Loopback alone would let any local user enqueue tasks or rewrite job records, so every `clipsearch up`
+generates a fresh password (`requirepass`). It reaches redis-server through a 0600 config file in its
+data directory (never the command line, which `ps` shows to every user), and the stack's own processes
+through REDIS_URL in their environment (which only the same user can read). A restart by the supervisor
+(`relaunch`) keeps the port, the data and the password: every child holds that URL, a new password would
+lock them all out.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class RedisServer:
         finally:
             os.close(fd)
 
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         return bool(redis.Redis.from_url(self.url, socket_timeout=1).ping())
 
     def start(self, timeout_s: float = 20.0) -> None:
@@ -82,7 +84,15 @@ class RedisServer:
         ensure_port_free(self.port, "Redis")
         self.write_config()
         self.process.start()
-        self.process.wait_ready(self._ready, timeout_s)
+        self.process.wait_ready(self.ready, timeout_s)
+
+    def relaunch(self) -> None:
+        """Start it again after it died, without waiting: the same port (no free-port check, which a
+        socket in TIME_WAIT would fail; redis-server binds with SO_REUSEADDR), the same data directory
+        (its append-only file) and the same password."""
+        ensure_writable_dir(self.data_dir, "Redis")
+        self.write_config()
+        self.process.start()
 
     def stop(self) -> None:
         self.process.stop()

@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import redis
 import requests
 
 from clipsearch.object_store_server import ObjectStoreServer, object_store_binary
@@ -19,9 +20,9 @@ from clipsearch.processes import LOOPBACK, ManagedProcess, ensure_port_free, sto
 from clipsearch.redis_server import RedisServer
 from clipsearch.weaviate_server import WeaviateCluster, WeaviateServer
 from indexer.errors import StartupError
+from indexer.jobs.heartbeat import worker_alive
 from indexer.settings import Settings
 from search_api.guard import check_bind
-from workers.celery_factory import make_celery
 
 
 class LocalStack:
@@ -61,6 +62,7 @@ class LocalStack:
         self.api: ManagedProcess | None = None
         self.workers: list[ManagedProcess] = []
         self.api_port = settings.api_port
+        self._redis: redis.Redis | None = None
 
     # -- addresses -------------------------------------------------------------------------------
     @property
@@ -131,6 +133,13 @@ class LocalStack:
     def start_worker(self, timeout_s: float = 60.0, data_dir: Path | None = None) -> ManagedProcess:
         """Start one more worker; ``data_dir``: its own DATA_DIR (a worker on another machine, which
         shares only the URLs of Redis, Weaviate and the object store)."""
+        proc = self.launch_worker(data_dir)
+        self.workers.append(proc)
+        proc.wait_ready(lambda: self.worker_answers(proc), timeout_s)
+        return proc
+
+    def launch_worker(self, data_dir: Path | None = None) -> ManagedProcess:
+        """A new worker process (a fresh Celery name), started without waiting for it."""
         name = f"worker-{uuid.uuid4().hex[:8]}@{LOOPBACK}"
         env = self.child_env()
         if data_dir is not None:
@@ -157,12 +166,22 @@ class LocalStack:
             env=env,
         )
         proc.start()
-        self.workers.append(proc)
-        celery = make_celery(self.settings.model_copy(update={"redis_url": self.redis_url}))
-        proc.wait_ready(lambda: bool(celery.control.ping(destination=[name], timeout=0.5)), timeout_s)
         return proc
 
+    def worker_answers(self, proc: ManagedProcess) -> bool:
+        """The worker is consuming: its heartbeat is in Redis (written from Celery's worker_ready on). One
+        round trip with a one-second timeout, never a broadcast that waits on the broker."""
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1)
+        return worker_alive(self._redis, proc.name)
+
     def start_api(self, timeout_s: float = 60.0) -> None:
+        self.launch_api()
+        assert self.api is not None
+        self.api.wait_ready(self.api_answers, timeout_s)
+
+    def launch_api(self) -> None:
+        """The API process (gunicorn) on the stack's port, started without waiting for it."""
         env = self.child_env()
         env["API_PORT"] = str(self.api_port)
         env["API_HOST"] = self.settings.api_host  # a Host header the API answers for
@@ -190,11 +209,10 @@ class LocalStack:
         )
         self.api.start()
 
-        def answering() -> bool:
-            requests.get(self.api_url + "/health", timeout=5)
-            return True
-
-        self.api.wait_ready(answering, timeout_s)
+    def api_answers(self) -> bool:
+        """The API answers /health (any status: a part it needs may still be down)."""
+        requests.get(self.api_url + "/health", timeout=5)
+        return True
 
     def wait_healthy(self, timeout_s: float = 120.0) -> dict[str, object]:
         """Poll /health until every part is ready; raise with the last report otherwise."""

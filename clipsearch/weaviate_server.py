@@ -136,7 +136,7 @@ class WeaviateServer:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.ports.http}"
 
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         return requests.get(self.url + READY_PATH, timeout=1).status_code == 200
 
     @property
@@ -159,7 +159,7 @@ class WeaviateServer:
         self.process.start()
 
     def wait(self, timeout_s: float = 90.0) -> None:
-        self.process.wait_ready(self._ready, timeout_s)
+        self.process.wait_ready(self.ready, timeout_s)
 
     def start(self, timeout_s: float = 90.0) -> None:
         if not self.binary.is_file():
@@ -171,7 +171,7 @@ class WeaviateServer:
         for purpose, port in self.ports.named().items():
             ensure_port_free(port, purpose)
         self.process.start()
-        self.process.wait_ready(self._ready, timeout_s)
+        self.process.wait_ready(self.ready, timeout_s)
 
     def stop(self) -> None:
         self.process.stop()

@@ -118,7 +118,8 @@ class StartupError(ClipsearchError):
 
 
 class DependencyUnavailable(ServiceUnavailable):
-    """Redis, Weaviate or the queue did not answer: a transient outage, worth retrying later."""
+    """Redis, Weaviate, the queue or the object store did not answer: a transient outage, worth retrying
+    later."""
 
     code = "dependency_unavailable"
 
@@ -148,10 +149,20 @@ _GRPC_TRANSIENT = (
 )
 
 
+def _object_store_unreachable(exc: BaseException) -> bool:
+    """botocore's own retries are spent and the S3 endpoint still refuses or drops connections (the
+    object store restarting); a refusal with an HTTP status (403, 404) is not an outage."""
+    try:
+        import botocore.exceptions as boto
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return False
+    return isinstance(exc, boto.ConnectionError | boto.HTTPClientError)
+
+
 def dependency_failure(exc: BaseException, retry_after_s: int = 5) -> DependencyUnavailable | None:
     """The DependencyUnavailable that a client library's exception means, or None when it is not an
     outage (a bad query, a bug). One place that knows the client exception types of Redis, the Celery
-    broker (kombu) and Weaviate (REST, gRPC)."""
+    broker (kombu), Weaviate (REST, gRPC) and the S3 object store (botocore)."""
     import kombu.exceptions
     import redis
     import weaviate.exceptions as wvx
@@ -165,6 +176,8 @@ def dependency_failure(exc: BaseException, retry_after_s: int = 5) -> Dependency
 
     if isinstance(exc, DependencyUnavailable):
         return exc
+    if _object_store_unreachable(exc):
+        return down("object store")
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):  # BusyLoadingError included
         return down("redis")
     if isinstance(exc, kombu.exceptions.OperationalError):
@@ -178,6 +191,10 @@ def dependency_failure(exc: BaseException, retry_after_s: int = 5) -> Dependency
         | wvx.WeaviateRetryError
         | wvx.WeaviateStartUpError,
     ):
+        return down("weaviate")
+    # grpc's own error for a call on a client that another thread just closed, failing over to another
+    # node of a cluster (indexer.store.connection.FailoverClient): the next request uses the new one
+    if isinstance(exc, ValueError) and "Cannot invoke RPC on closed channel" in str(exc):
         return down("weaviate")
     if isinstance(exc, wvx.UnexpectedStatusCodeError) and exc.status_code in _WEAVIATE_TRANSIENT_STATUS:
         return down("weaviate")

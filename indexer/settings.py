@@ -200,6 +200,15 @@ class Settings(BaseSettings):
     # younger than 3 intervals (a SIGKILLed worker drops out within that).
     worker_heartbeat_s: float = Field(default=2.0, gt=0)
 
+    # `clipsearch up`'s supervisor (clipsearch/supervisor.py): a part that dies is restarted on the same
+    # ports and data after SUPERVISOR_BACKOFF_S, doubled with each death inside the window, at most
+    # SUPERVISOR_BACKOFF_MAX_S; one that died more than SUPERVISOR_MAX_RESTARTS times within
+    # SUPERVISOR_RESTART_WINDOW_S is given up (left down, the stack reported degraded in /health).
+    supervisor_backoff_s: float = Field(default=1.0, gt=0)
+    supervisor_backoff_max_s: float = Field(default=30.0, gt=0)
+    supervisor_max_restarts: int = Field(default=5, ge=0)
+    supervisor_restart_window_s: float = Field(default=300.0, gt=0)
+
     # Observability: logs and metrics.
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
@@ -9,6 +10,7 @@ import redis
 from indexer import __version__
 from indexer.jobs.heartbeat import live_workers
 from indexer.store.connection import weaviate_status
+from indexer.supervision import health_view, read_status, status_path
 from search_api.services import Services
 
 
@@ -59,6 +61,10 @@ def public_view(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def health_report(svc: Services) -> tuple[dict[str, Any], bool]:
+    """Every part's readiness (the status code: 200 when all are ready, else 503) and, under
+    `clipsearch up`, its supervisor's state (restarts per part, parts given up). `status` is "ok",
+    "degraded" (the supervisor gave a part up: the rest still serves), or "unavailable" (a part is not
+    ready)."""
     parts = {
         "weaviate": _weaviate(svc),
         "redis": _redis(svc),
@@ -66,4 +72,11 @@ def health_report(svc: Services) -> tuple[dict[str, Any], bool]:
         "model": _model(svc),
     }
     ok = all(part.get("ready") for part in parts.values())
-    return {"status": "ok" if ok else "unavailable", "version": __version__, "parts": parts}, ok
+    report: dict[str, Any] = {"status": "ok" if ok else "unavailable", "version": __version__, "parts": parts}
+    published = read_status(status_path(svc.settings.data_dir))
+    if published is not None:
+        supervisor = health_view(published, time.time())
+        report["supervisor"] = supervisor
+        if ok and supervisor["degraded"]:
+            report["status"] = "degraded"
+    return report, ok

@@ -39,6 +39,11 @@ def forget(client: redis.Redis, name: str) -> None:
     pipe.execute()
 
 
+def worker_alive(client: redis.Redis, name: str) -> bool:
+    """Worker `name`'s heartbeat has not expired (one round trip)."""
+    return bool(client.exists(PREFIX + name))
+
+
 def live_workers(client: redis.Redis) -> list[str]:
     """Names of the workers whose last heartbeat has not expired, sorted."""
     members: set[bytes | str] = client.smembers(WORKERS)

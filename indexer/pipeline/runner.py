@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from indexer import metrics
-from indexer.errors import ClipsearchError
+from indexer.errors import ClipsearchError, DependencyUnavailable, dependency_failure
 from indexer.jobs.store import FINAL_STATES, FINAL_STEP_KINDS, REEMBED, ItemOutcome, JobState, Outcome
 from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, record_outcome
 from indexer.pipeline.ingest import IngestUseCase
@@ -219,10 +219,14 @@ def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
                 # Redis is a trust boundary: the item is validated first, and a malformed one is failed
                 item = check_item(raw, rt.settings, job_id)
                 data = reader.read(item)
+            except DependencyUnavailable:
+                raise  # an outage, not the item's fault: the chunk is re-run once it is over
             except ClipsearchError as exc:
                 chunk.record(index, Outcome.FAILED, item_name(raw, index), exc.message)
                 continue
             except Exception as exc:  # one unreadable item fails alone, never its whole chunk
+                if dependency_failure(exc) is not None:
+                    raise  # as above: the object store of staged uploads is restarting
                 log.exception("job %s item %d could not be read", job_id, index)
                 reason = f"cannot read: {exc.__class__.__name__}: {exc}"
                 chunk.record(index, Outcome.FAILED, item_name(raw, index), reason)

@@ -38,7 +38,7 @@ def redis_down(stack: LocalStack) -> Iterator[None]:
     finally:
         # Same port, same data dir (redis-server sets SO_REUSEADDR, so the port is free at once).
         server.process.start()
-        server.process.wait_ready(server._ready, 30)
+        server.process.wait_ready(server.ready, 30)
 
 
 def _wait_ok(api: Api, path: str, timeout_s: float = 30) -> Any:

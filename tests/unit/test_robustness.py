@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import botocore.exceptions as boto
 import kombu.exceptions
 import pytest
 import redis
@@ -59,6 +60,10 @@ def test_dependency_failures_are_told_apart_from_bugs() -> None:
             "weaviate",
         ),
         (wvx.WeaviateBatchError("Query call with protocol GRPC batch failed: Deadline Exceeded"), "weaviate"),
+        (ValueError("Cannot invoke RPC on closed channel!"), "weaviate"),
+        (boto.EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), "object store"),
+        (boto.ConnectionClosedError(endpoint_url="http://127.0.0.1:9"), "object store"),
+        (boto.ReadTimeoutError(endpoint_url="http://127.0.0.1:9"), "object store"),
     ]:
         down = dependency_failure(exc, retry_after_s=7)
         assert isinstance(down, DependencyUnavailable) and down.dependency == dependency, exc
@@ -68,6 +73,8 @@ def test_dependency_failures_are_told_apart_from_bugs() -> None:
         redis.ResponseError("WRONGTYPE"),
         wvx.WeaviateQueryError("invalid filter", "GRPC search"),
         wvx.WeaviateBatchError("Query call with protocol GRPC batch failed: invalid vector length"),
+        boto.ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject"),
+        boto.NoCredentialsError(),
     ]:
         assert dependency_failure(exc) is None, exc
 
