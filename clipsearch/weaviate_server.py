@@ -1,4 +1,5 @@
-"""The managed local Weaviate: a single node bound to loopback, telemetry off, no outside modules."""
+"""The managed local Weaviate: a single node bound to loopback, telemetry off, no outside modules (only
+backup-filesystem, which writes backups where clipsearch asks: indexer/backup/)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,10 @@ def weaviate_env(
             "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
             "PERSISTENCE_DATA_PATH": str(data_path),
             "DEFAULT_VECTORIZER_MODULE": "none",
-            "ENABLE_MODULES": "",
+            "ENABLE_MODULES": "backup-filesystem",
+            # Each backup names its own directory (a dynamic location, indexer/backup/target.py); the
+            # module still needs a default, absolute one (Weaviate's own example puts it in the data path).
+            "BACKUP_FILESYSTEM_PATH": str(data_path.resolve() / "backups"),
             "DISABLE_TELEMETRY": "true",
             "GO_PROFILING_DISABLE": "true",
             "PROMETHEUS_MONITORING_ENABLED": "false",

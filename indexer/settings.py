@@ -177,6 +177,16 @@ class Settings(BaseSettings):
     # younger than 3 intervals (a SIGKILLed worker drops out within that).
     worker_heartbeat_s: float = Field(default=2.0, gt=0)
 
+    # Backups (indexer/backup/): where `backup create` writes and `backup restore` reads by default, a
+    # directory or s3://bucket/prefix; empty: DATA_DIR/backups (put it on another disk). A directory must
+    # be the same path for Weaviate (its backup-filesystem module writes the vectors there) and the API.
+    backup_url: str = ""
+    # Further targets (directories or s3:// prefixes) that `--to` / `--from` may name, besides BACKUP_URL;
+    # a request naming anything else (or outside them) is refused.
+    backup_targets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long one backup or restore may take before it fails (also the lock that keeps them one at a time).
+    backup_timeout_s: float = Field(default=3600.0, gt=0)
+
     # Observability: logs and metrics.
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -186,7 +196,13 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
 
     @field_validator(
-        "api_keys", "folder_roots", "url_allow", "allowed_hosts", "allowed_origins", mode="before"
+        "api_keys",
+        "folder_roots",
+        "url_allow",
+        "allowed_hosts",
+        "allowed_origins",
+        "backup_targets",
+        mode="before",
     )
     @classmethod
     def _keys(cls, value: object) -> object:

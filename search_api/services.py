@@ -10,6 +10,7 @@ from flask import Flask, current_app
 
 from indexer.search import TextEmbeddingCache
 from indexer.services.backends import Backends
+from indexer.services.backup import BackupService
 from indexer.services.classify import ClassifyService
 from indexer.services.ingest import IngestService
 from indexer.services.jobs import JobsService
@@ -39,6 +40,7 @@ class Services(Backends):
         self.classify = ClassifyService(self, self.job_service)
         self.search = SearchService(self, self.text_cache)
         self.similarity = SimilarityService(self)
+        self.backup = BackupService(self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
