@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from indexer.backup.listing import iter_keys
 from indexer.objectstore import ObjectMissing, ObjectStore
 
 COPY_THREADS = 8  # S3 round trips overlap; a local copy is disk-bound either way
+COPY_BATCH = 1000
 
 
 @dataclass
@@ -42,17 +44,18 @@ def _copy_one(source: ObjectStore, dest: ObjectStore, key: str, scratch: Path) -
 
 def copy_store(source: ObjectStore, dest: ObjectStore) -> CopyCount:
     """Copy every object of ``source`` to the same key in ``dest`` (a key already there is kept: blob keys
-    are content hashes)."""
+    are content hashes), COPY_BATCH keys at a time so that memory does not grow with the store."""
     count = CopyCount()
+    keys = iter_keys(source)
     with (
         tempfile.TemporaryDirectory(prefix="clipsearch-backup-") as scratch,
         ThreadPoolExecutor(COPY_THREADS) as pool,
     ):
-        sizes = pool.map(lambda key: _copy_one(source, dest, key, Path(scratch)), iter_keys(source))
-        for size in sizes:
-            if size is None:
-                count.vanished += 1
-            else:
-                count.files += 1
-                count.bytes += size
+        while batch := list(itertools.islice(keys, COPY_BATCH)):
+            for size in pool.map(lambda key: _copy_one(source, dest, key, Path(scratch)), batch):
+                if size is None:
+                    count.vanished += 1
+                else:
+                    count.files += 1
+                    count.bytes += size
     return count

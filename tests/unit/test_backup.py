@@ -33,6 +33,7 @@ from indexer.errors import Forbidden, InvalidInput, NotFound
 from indexer.jobs import ItemOutcome, JobState, JobStore, Outcome
 from indexer.objectstore import LocalObjectStore
 from indexer.settings import Settings
+from search_api.app import create_app
 
 T0 = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
 
@@ -165,3 +166,14 @@ def test_ended_jobs_survive_export_and_import(redis_client: redis.Redis) -> None
     with pytest.raises(NotFound):
         jobs.get(running)
     assert import_snapshot(redis_client, snapshot) == 0  # what is there is never overwritten
+
+
+def test_without_api_keys_backups_answer_loopback_clients_only(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0"))
+    client = app.test_client()
+    remote = client.get("/admin/backups", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert remote.status_code == 403 and remote.get_json()["error"]["code"] == "forbidden"
+    local = client.get("/admin/backups", environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert local.status_code == 200 and local.get_json() == {"backups": []}
+    elsewhere = client.get("/admin/backups", query_string={"from": "/etc"})
+    assert elsewhere.status_code == 403
