@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from clipsearch.cli import main as cli
+from clipsearch.object_store_server import BUCKET, object_store_binary
 from clipsearch.processes import free_port
 from clipsearch.stack import LocalStack
 from indexer.settings import Settings
@@ -32,15 +33,18 @@ QUERIES = ["a photo", "a red square", "a dog on the beach", "mountains at night"
 
 
 class Stacks:
-    """Starts one stack at a time on one data directory, with backups in a directory outside it."""
+    """Starts one stack at a time on one data directory, with backups in a directory outside it (or in
+    the managed object store, with ``object_store``)."""
 
-    def __init__(self, data_dir: Path, backups: Path) -> None:
+    def __init__(self, data_dir: Path, backups: Path, object_store: bool = False) -> None:
         self.data_dir = data_dir
         self.backups = backups
+        self.object_store = object_store
         self.current: LocalStack | None = None
 
     def start(self) -> Api:
-        local = LocalStack(Settings(data_dir=self.data_dir, api_port=free_port()))
+        settings = Settings(data_dir=self.data_dir, api_port=free_port())
+        local = LocalStack(settings, object_store=self.object_store)
         local.start()
         self.current = local
         local.wait_healthy(timeout_s=180)
@@ -58,6 +62,19 @@ def stacks(stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("BACKUP_URL", str(backups))  # the stack's children read it from the environment
     monkeypatch.setenv("JOB_TTL_S", "86400")
     own = Stacks(tmp_path / "data", backups)
+    try:
+        yield own
+    finally:
+        own.stop()
+
+
+@pytest.fixture()
+def s3_stacks(stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stacks]:
+    if not object_store_binary(Settings()).is_file():
+        pytest.fail("object store binary missing: run scripts/build_object_store.sh (setup.sh does)")
+    monkeypatch.setenv("BACKUP_URL", f"s3://{BUCKET}/backups")
+    data = tmp_path / "data"
+    own = Stacks(data, data / "object-store" / "buckets" / BUCKET / "backups", object_store=True)
     try:
         yield own
     finally:
@@ -213,3 +230,43 @@ def test_a_restore_into_an_empty_stack_gives_the_same_answers(stacks: Stacks) ->
     assert wait_job(api, more)["state"] == "completed"
     again = api.post(f"/admin/backups/{backup_id}/restore", json={})
     assert again.status_code == 409, again.text
+
+
+def test_a_backup_in_the_object_store_restores_a_lost_weaviate_redis_and_blob_store(
+    s3_stacks: Stacks,
+) -> None:
+    """`clipsearch up --object-store`: Weaviate's backup-s3 module and the blob copy write to the same
+    bucket; the machine loses everything but that bucket's backups."""
+    api = s3_stacks.start()
+    name = new_collection(api, "s3kept")
+    images = [(f"s{i}.jpg", make_image(23_000 + i, 80, 64)) for i in range(12)]
+    assert wait_job(api, upload(api, name, images)["job_id"])["state"] == "completed"
+    before = searches(api, name)
+    started = api.post("/admin/backups", json={})
+    assert started.status_code == 202, started.text
+    backup_id = started.json()["id"]
+    assert started.json()["target"] == f"s3://{BUCKET}/backups"
+    manifest = wait_for(api, f"/admin/backups/{backup_id}")
+    assert manifest["state"] == "completed", manifest
+    assert manifest["weaviate"]["backend"] == "s3" and manifest["blobs"]["files"] == 2 * len(images)
+    assert (s3_stacks.backups / backup_id / "weaviate" / backup_id).is_dir()
+
+    s3_stacks.stop()
+    kept = s3_stacks.data_dir.parent / "kept-backups"
+    shutil.move(s3_stacks.backups, kept)
+    shutil.rmtree(s3_stacks.data_dir)
+    s3_stacks.backups.parent.mkdir(parents=True)
+    shutil.move(kept, s3_stacks.backups)
+    api = s3_stacks.start()
+    assert api.get(f"/collections/{name}").status_code == 404
+    restore = api.post(f"/admin/backups/{backup_id}/restore", json={})
+    assert restore.status_code == 202, restore.text
+    status = wait_for(api, f"/admin/backups/{backup_id}/restore")
+    assert status["state"] == "completed" and not status["mismatches"], status
+    assert searches(api, name) == before
+    hit = before["a photo"][0][0]
+    original = api.get(f"/images/{hit}/file")
+    assert (
+        original.status_code == 200
+        and original.content == dict(images)[api.get(f"/images/{hit}").json()["filename"]]
+    )
