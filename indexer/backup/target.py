@@ -49,6 +49,8 @@ def parse_place(url: str) -> Place:
     url = url.strip()
     if not url:
         raise InvalidInput("empty backup target")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in url) or not _encodable(url):
+        raise InvalidInput("a backup target has no control characters and is valid UTF-8")
     if url.startswith("s3://"):
         parsed = urlparse(url)
         prefix = str(PurePosixPath("/" + parsed.path)).strip("/")
@@ -58,6 +60,14 @@ def parse_place(url: str) -> Place:
     if "://" in url:
         raise InvalidInput(f"a backup target is a directory or s3://bucket/prefix, not {url!r}")
     return Place(str(Path(url).expanduser().resolve()))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate from JSON's \ud800 escapes
+        return False
+    return True
 
 
 def default_place(settings: Settings) -> Place:

@@ -100,7 +100,7 @@ def test_targets_are_the_default_or_allowed_ones(tmp_path: Path) -> None:
     ):
         with pytest.raises(Forbidden):
             resolve_target(settings, refused)
-    for malformed in ("http://x/y", "s3:///nobucket", " "):
+    for malformed in ("http://x/y", "s3:///nobucket", " ", "/tmp/a\x00b", "/tmp/a\nb", "/tmp/\ud800"):
         with pytest.raises(InvalidInput):
             parse_place(malformed)
 
