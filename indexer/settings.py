@@ -184,7 +184,7 @@ class Settings(BaseSettings):
     # Further targets (directories or s3:// prefixes) that `--to` / `--from` may name, besides BACKUP_URL;
     # a request naming anything else (or outside them) is refused.
     backup_targets: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # How long one backup or restore may take before it fails (also the lock that keeps them one at a time).
+    # How long Weaviate's part of one backup or restore may take before it fails.
     backup_timeout_s: float = Field(default=3600.0, gt=0)
 
     # Observability: logs and metrics.

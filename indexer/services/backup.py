@@ -4,8 +4,8 @@ empty stack (indexer/backup/). Routes and the CLI call this service only.
 A backup or restore runs in a background thread of the process that starts it (the API), so the request
 answers at once (202) and ingest goes on: Weaviate writes its backup while it serves, the blob copy reads
 files that are never rewritten (content-addressed), and the workers are not involved. One backup or
-restore runs at a time per stack (a Redis lock with BACKUP_TIMEOUT_S as its lifetime); a backup whose
-manifest still says `running` while nobody holds the lock (its process died) is reported `interrupted`.
+restore runs at a time per stack (indexer/backup/lock.py); a backup whose manifest still says `running`
+while nobody holds the lock (its process died) is reported `interrupted`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from indexer import __version__
 from indexer.backup import weaviate_part
 from indexer.backup.blobs import copy_store
+from indexer.backup.lock import BackupLock
 from indexer.backup.manifest import (
     BackupState,
     BlobPart,
@@ -44,14 +45,8 @@ from indexer.user_collections import list_collections
 
 log = logging.getLogger(__name__)
 
-LOCK = "clipsearch:backup:lock"  # "backup:<id>" or "restore:<id>" while one runs
 RESTORE = "clipsearch:backup:restore:"  # + backup id: the last restore of that backup (JSON)
 BLOBS = "blobs"
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 Runner = Callable[[Callable[[], None]], None]
 
@@ -92,23 +87,7 @@ class BackupService:
         self.backends = backends
         self.settings = backends.settings
         self._run = runner
-        self._release = backends.redis.register_script(_RELEASE)
-
-    # -- the lock ----------------------------------------------------------------------------------
-    def _acquire(self, what: str) -> None:
-        ttl_ms = int(self.settings.backup_timeout_s * 1000) + 60_000
-        if not self.backends.redis.set(LOCK, what, nx=True, px=ttl_ms):
-            raise Conflict("another backup or restore is running", {"running": self._held()})
-
-    def _unlock(self, what: str) -> None:
-        self._release(keys=[LOCK], args=[what])
-
-    def _held(self) -> str | None:
-        held = self.backends.redis.get(LOCK)
-        return held.decode() if isinstance(held, bytes) else held
-
-    def _holds(self, what: str) -> bool:
-        return self._held() == what
+        self.lock = BackupLock(backends.redis)
 
     # -- backups -------------------------------------------------------------------------------------
     def start(self, to: str | None = None) -> Manifest:
@@ -116,31 +95,27 @@ class BackupService:
         target = resolve_target(self.settings, to)
         backup_id = new_backup_id()
         lock = f"backup:{backup_id}"
-        self._acquire(lock)
+        self.lock.acquire(lock)
         manifest = Manifest(id=backup_id, target=target.url, created_at=datetime.now(UTC))
         try:
             write_manifest(target.backup_store(backup_id), manifest)
         except BaseException:
-            self._unlock(lock)
+            self.lock.release(lock)
             raise
         self._run(lambda: self._create(target, manifest, lock))
         return manifest
 
     def _create(self, target: BackupTarget, manifest: Manifest, lock: str) -> None:
-        store = target.backup_store(manifest.id)
-        try:
-            self._fill(target, manifest)
-            manifest.state = BackupState.COMPLETED
-        except Exception as exc:
-            log.exception("backup %s failed", manifest.id)
-            manifest.state = BackupState.FAILED
-            manifest.error = f"{exc.__class__.__name__}: {exc}"
-        finally:
-            manifest.finished_at = datetime.now(UTC)
+        with self.lock.kept(lock):
             try:
-                write_manifest(store, manifest)
-            finally:
-                self._unlock(lock)
+                self._fill(target, manifest)
+                manifest.state = BackupState.COMPLETED
+            except Exception as exc:
+                log.exception("backup %s failed", manifest.id)
+                manifest.state = BackupState.FAILED
+                manifest.error = f"{exc.__class__.__name__}: {exc}"
+            manifest.finished_at = datetime.now(UTC)
+            write_manifest(target.backup_store(manifest.id), manifest)
         log.info("backup %s %s in %s", manifest.id, manifest.state.value, target.url)
 
     def _fill(self, target: BackupTarget, manifest: Manifest) -> None:
@@ -179,7 +154,7 @@ class BackupService:
         return self._current(read_manifest(target.store, backup_id))
 
     def _current(self, manifest: Manifest) -> Manifest:
-        if manifest.state is BackupState.RUNNING and not self._holds(f"backup:{manifest.id}"):
+        if manifest.state is BackupState.RUNNING and self.lock.holder() != f"backup:{manifest.id}":
             manifest.state = BackupState.INTERRUPTED
         return manifest
 
@@ -195,7 +170,7 @@ class BackupService:
                 f"backup {backup_id!r} is {manifest.state.value}, not completed: it cannot be restored"
             )
         lock = f"restore:{backup_id}"
-        self._acquire(lock)
+        self.lock.acquire(lock)
         status = RestoreStatus(backup_id=backup_id, source=target.url, started_at=datetime.now(UTC))
         try:
             weaviate_part.clear_for_restore(
@@ -203,25 +178,22 @@ class BackupService:
             )
             self._save(status)
         except BaseException:
-            self._unlock(lock)
+            self.lock.release(lock)
             raise
         self._run(lambda: self._restore(target, manifest, status, lock))
         return status
 
     def _restore(self, target: BackupTarget, manifest: Manifest, status: RestoreStatus, lock: str) -> None:
-        try:
-            self._put_back(target, manifest, status)
-            status.state = RestoreState.COMPLETED
-        except Exception as exc:
-            log.exception("restore of backup %s failed", manifest.id)
-            status.state = RestoreState.FAILED
-            status.error = f"{exc.__class__.__name__}: {exc}"
-        finally:
-            status.finished_at = datetime.now(UTC)
+        with self.lock.kept(lock):
             try:
-                self._save(status)
-            finally:
-                self._unlock(lock)
+                self._put_back(target, manifest, status)
+                status.state = RestoreState.COMPLETED
+            except Exception as exc:
+                log.exception("restore of backup %s failed", manifest.id)
+                status.state = RestoreState.FAILED
+                status.error = f"{exc.__class__.__name__}: {exc}"
+            status.finished_at = datetime.now(UTC)
+            self._save(status)
         log.info("restore of backup %s %s", manifest.id, status.state.value)
 
     def _put_back(self, target: BackupTarget, manifest: Manifest, status: RestoreStatus) -> None:
@@ -257,7 +229,7 @@ class BackupService:
         if raw is None:
             raise NotFound(f"no restore of backup {backup_id!r} on this stack")
         status = RestoreStatus.model_validate_json(raw)
-        if status.state is RestoreState.RUNNING and not self._holds(f"restore:{backup_id}"):
+        if status.state is RestoreState.RUNNING and self.lock.holder() != f"restore:{backup_id}":
             status.state = RestoreState.FAILED
             status.error = status.error or "interrupted: the process that ran it stopped"
         return status

@@ -14,6 +14,7 @@ import redis
 from clipsearch.redis_server import RedisServer
 from indexer.backup.blobs import copy_store
 from indexer.backup.listing import iter_keys
+from indexer.backup.lock import LOCK, BackupLock
 from indexer.backup.manifest import (
     MANIFEST,
     BackupState,
@@ -29,9 +30,11 @@ from indexer.backup.manifest import (
 )
 from indexer.backup.redis_state import RedisSnapshot, export_ended_jobs, import_snapshot
 from indexer.backup.target import parse_place, resolve_target
-from indexer.errors import Forbidden, InvalidInput, NotFound
+from indexer.errors import Conflict, Forbidden, InvalidInput, NotFound
 from indexer.jobs import ItemOutcome, JobState, JobStore, Outcome
 from indexer.objectstore import LocalObjectStore
+from indexer.services.backends import Backends
+from indexer.services.backup import BackupService
 from indexer.settings import Settings
 from search_api.app import create_app
 
@@ -128,15 +131,20 @@ def test_copy_store_copies_every_finished_file(tmp_path: Path) -> None:
 
 
 @pytest.fixture()
-def redis_client(tmp_path: Path) -> Iterator[redis.Redis]:
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         pytest.skip("no redis-server on this machine")
     server = RedisServer(tmp_path / "redis", tmp_path / "logs")
     server.start()
     try:
-        yield redis.Redis.from_url(server.url)
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture()
+def redis_client(redis_server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(redis_server.url)
 
 
 def test_ended_jobs_survive_export_and_import(redis_client: redis.Redis) -> None:
@@ -177,3 +185,30 @@ def test_without_api_keys_backups_answer_loopback_clients_only(tmp_path: Path) -
     assert local.status_code == 200 and local.get_json() == {"backups": []}
     elsewhere = client.get("/admin/backups", query_string={"from": "/etc"})
     assert elsewhere.status_code == 403
+
+
+def test_a_backup_is_running_only_while_its_lock_is_held(redis_server: RedisServer, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, redis_url=redis_server.url)
+    service = BackupService(Backends(settings))
+    started = manifest("20261205-100000-eeeeee")
+    write_manifest(LocalObjectStore(tmp_path / "backups" / started.id), started)
+    service.lock.acquire(f"backup:{started.id}")
+    assert service.get(started.id).state is BackupState.RUNNING
+    with pytest.raises(Conflict, match="another backup"):
+        service.lock.acquire("backup:another")
+    with pytest.raises(Conflict, match="another backup"):
+        service.start()
+    service.lock.release("backup:another")  # only the holder releases it
+    assert service.lock.holder() == f"backup:{started.id}"
+    service.lock.release(f"backup:{started.id}")  # as when its process dies and the key lapses
+    assert [m.state for m in service.list()] == [BackupState.INTERRUPTED]
+
+
+def test_the_lock_is_renewed_and_released_by_its_holder_only(redis_client: redis.Redis) -> None:
+    lock = BackupLock(redis_client, ttl_s=60)
+    with lock.kept("restore:x"):
+        lock.acquire("restore:x")
+        redis_client.pexpire(LOCK, 500)  # about to lapse
+        assert not lock.renew("restore:other") and redis_client.pttl(LOCK) <= 500
+        assert lock.renew("restore:x") and redis_client.pttl(LOCK) > 50_000
+    assert lock.holder() is None
