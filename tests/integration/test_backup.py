@@ -242,11 +242,10 @@ def test_a_backup_in_the_object_store_restores_a_lost_weaviate_redis_and_blob_st
     images = [(f"s{i}.jpg", make_image(23_000 + i, 80, 64)) for i in range(12)]
     assert wait_job(api, upload(api, name, images)["job_id"])["state"] == "completed"
     before = searches(api, name)
-    started = api.post("/admin/backups", json={})
-    assert started.status_code == 202, started.text
-    backup_id = started.json()["id"]
-    assert started.json()["target"] == f"s3://{BUCKET}/backups"
-    manifest = wait_for(api, f"/admin/backups/{backup_id}")
+    assert cli(["backup", "create", "--url", api.base]) == 0  # waits for the end
+    [manifest] = api.get("/admin/backups").json()["backups"]
+    backup_id = manifest["id"]
+    assert manifest["target"] == f"s3://{BUCKET}/backups"
     assert manifest["state"] == "completed", manifest
     assert manifest["weaviate"]["backend"] == "s3" and manifest["blobs"]["files"] == 2 * len(images)
     assert (s3_stacks.backups / backup_id / "weaviate" / backup_id).is_dir()
