@@ -192,6 +192,7 @@ class BackupService:
                 log.exception("restore of backup %s failed", manifest.id)
                 status.state = RestoreState.FAILED
                 status.error = f"{exc.__class__.__name__}: {exc}"
+            self._ensure_schema()
             status.finished_at = datetime.now(UTC)
             self._save(status)
         log.info("restore of backup %s %s", manifest.id, status.state.value)
@@ -217,6 +218,15 @@ class BackupService:
             status.restored.redis_keys = import_snapshot(
                 self.backends.redis, RedisSnapshot.model_validate_json(raw)
             )
+
+    def _ensure_schema(self) -> None:
+        """The classes this service writes to, which the restore dropped where empty: back in place when
+        the backup did not bring them (another model's, or a failed restore), so ingest goes on without
+        a restart."""
+        try:
+            self.backends.ensure_schema()
+        except Exception:
+            log.exception("could not ensure the Weaviate schema after a restore")
 
     def _save(self, status: RestoreStatus) -> None:
         self.backends.redis.set(
