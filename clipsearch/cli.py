@@ -231,9 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--url", help="the service (default: http://API_HOST:API_PORT)")
     search.set_defaults(func=cmd_search)
 
+    from clipsearch.backup_cli import register as register_backup
     from clipsearch.models_cli import register
 
     register(sub)
+    register_backup(sub)
     return parser
 
 

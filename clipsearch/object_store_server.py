@@ -74,6 +74,17 @@ class ObjectStoreServer:
             "BLOB_STORE_SECRET_KEY": self.secret_key,
         }
 
+    def weaviate_backup_env(self) -> dict[str, str]:
+        """What Weaviate's backup-s3 module needs to write backups into this store (indexer/backup/)."""
+        return {
+            "BACKUP_S3_BUCKET": BUCKET,
+            "BACKUP_S3_ENDPOINT": f"{LOOPBACK}:{self.port}",  # host:port, no scheme (minio-go)
+            "BACKUP_S3_USE_SSL": "false",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
     def settings(self, base: Settings) -> Settings:
         return base.model_copy(
             update={

@@ -41,22 +41,31 @@ class LocalStack:
         self.settings = settings
         self.log_dir = settings.data_dir / "logs"
         self.redis = None if settings.redis_url else RedisServer(settings.data_dir / "redis", self.log_dir)
-        self.weaviate: WeaviateServer | WeaviateCluster | None = None
-        if settings.weaviate_url:
-            pass
-        elif weaviate_nodes > 1:
-            self.weaviate = WeaviateCluster(
-                settings.weaviate_binary_path, settings.data_dir / "weaviate", self.log_dir, weaviate_nodes
-            )
-        else:
-            self.weaviate = WeaviateServer(
-                settings.weaviate_binary_path, settings.data_dir / "weaviate", self.log_dir
-            )
         self.object_store = (
             ObjectStoreServer(object_store_binary(settings), settings.data_dir / "object-store", self.log_dir)
             if object_store and not settings.blob_store_url
             else None
         )
+        # Weaviate backs up into the object store too (backup-s3), when there is one
+        backup_s3 = self.object_store.weaviate_backup_env() if self.object_store else None
+        self.weaviate: WeaviateServer | WeaviateCluster | None = None
+        if settings.weaviate_url:
+            pass
+        elif weaviate_nodes > 1:
+            self.weaviate = WeaviateCluster(
+                settings.weaviate_binary_path,
+                settings.data_dir / "weaviate",
+                self.log_dir,
+                weaviate_nodes,
+                backup_s3=backup_s3,
+            )
+        else:
+            self.weaviate = WeaviateServer(
+                settings.weaviate_binary_path,
+                settings.data_dir / "weaviate",
+                self.log_dir,
+                backup_s3=backup_s3,
+            )
         self.want_api = api
         self.want_worker = worker
         self.api: ManagedProcess | None = None

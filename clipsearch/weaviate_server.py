@@ -1,4 +1,5 @@
-"""The managed local Weaviate: a single node bound to loopback, telemetry off, no outside modules."""
+"""The managed local Weaviate: a single node bound to loopback, telemetry off, no outside modules (only
+backup-filesystem, which writes backups where clipsearch asks: indexer/backup/)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def weaviate_env(
     cluster_join: str | None = None,
     raft_join: str | None = None,
     bootstrap_expect: int = 1,
+    backup_s3: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment that a loopback-only node needs (after weaviate-client's embedded.py); a single
     node by default, one node of a loopback cluster with the join arguments (`WeaviateCluster`)."""
@@ -72,7 +74,10 @@ def weaviate_env(
             "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
             "PERSISTENCE_DATA_PATH": str(data_path),
             "DEFAULT_VECTORIZER_MODULE": "none",
-            "ENABLE_MODULES": "",
+            "ENABLE_MODULES": "backup-filesystem",
+            # Each backup names its own directory (a dynamic location, indexer/backup/target.py); the
+            # module still needs a default, absolute one (Weaviate's own example puts it in the data path).
+            "BACKUP_FILESYSTEM_PATH": str(data_path.resolve() / "backups"),
             "DISABLE_TELEMETRY": "true",
             "GO_PROFILING_DISABLE": "true",
             "PROMETHEUS_MONITORING_ENABLED": "false",
@@ -90,6 +95,9 @@ def weaviate_env(
             "RAFT_BOOTSTRAP_EXPECT": str(bootstrap_expect),
         }
     )
+    if backup_s3:  # the managed object store's bucket (ObjectStoreServer.weaviate_backup_env)
+        env.update(backup_s3)
+        env["ENABLE_MODULES"] = "backup-filesystem,backup-s3"
     if cluster_join:  # the gossip address of a node already up (memberlist join)
         env["CLUSTER_JOIN"] = cluster_join
     if raft_join:  # "name:raftport,..." of every voter (with CLUSTER_IN_LOCALHOST each has its own port)
@@ -108,6 +116,7 @@ class WeaviateServer:
         ports: WeaviatePorts | None = None,
         name: str = "weaviate",
         env: dict[str, str] | None = None,
+        backup_s3: dict[str, str] | None = None,
     ) -> None:
         self.binary = binary
         self.data_dir = data_dir
@@ -129,7 +138,7 @@ class WeaviateServer:
                 "600s",
             ],
             log_dir / f"{name}.log",
-            env=env or weaviate_env(data_dir, self.ports),
+            env=env or weaviate_env(data_dir, self.ports, backup_s3=backup_s3),
         )
 
     @property
@@ -183,7 +192,9 @@ class WeaviateCluster:
     periodically, so any node, the first included, can be killed and restarted) and every node lists all
     voters in RAFT_JOIN."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, nodes: int) -> None:
+    def __init__(
+        self, binary: Path, data_dir: Path, log_dir: Path, nodes: int, backup_s3: dict[str, str] | None = None
+    ) -> None:
         if nodes < 1:
             raise StartupError("a Weaviate cluster needs at least one node")
         ports = [WeaviatePorts() for _ in range(nodes)]
@@ -199,6 +210,7 @@ class WeaviateCluster:
                 cluster_join=",".join(f"{LOOPBACK}:{o.gossip}" for o in ports if o is not p) or None,
                 raft_join=raft_join,
                 bootstrap_expect=nodes,
+                backup_s3=backup_s3,
             )
             self.nodes.append(WeaviateServer(binary, node_dir, log_dir, p, name=f"weaviate-{i}", env=env))
 

@@ -208,6 +208,15 @@ class Settings(BaseSettings):
     supervisor_backoff_max_s: float = Field(default=30.0, gt=0)
     supervisor_max_restarts: int = Field(default=5, ge=0)
     supervisor_restart_window_s: float = Field(default=300.0, gt=0)
+    # Backups (indexer/backup/): where `backup create` writes and `backup restore` reads by default, a
+    # directory or s3://bucket/prefix; empty: DATA_DIR/backups (put it on another disk). A directory must
+    # be the same path for Weaviate (its backup-filesystem module writes the vectors there) and the API.
+    backup_url: str = ""
+    # Further targets (directories or s3:// prefixes) that `--to` / `--from` may name, besides BACKUP_URL;
+    # a request naming anything else (or outside them) is refused.
+    backup_targets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long Weaviate's part of one backup or restore may take before it fails.
+    backup_timeout_s: float = Field(default=3600.0, gt=0)
 
     # Observability: logs and metrics.
     log_level: str = "INFO"
@@ -218,7 +227,13 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
 
     @field_validator(
-        "api_keys", "folder_roots", "url_allow", "allowed_hosts", "allowed_origins", mode="before"
+        "api_keys",
+        "folder_roots",
+        "url_allow",
+        "allowed_hosts",
+        "allowed_origins",
+        "backup_targets",
+        mode="before",
     )
     @classmethod
     def _keys(cls, value: object) -> object:

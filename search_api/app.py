@@ -9,6 +9,7 @@ from search_api.errors import register_error_handlers
 from search_api.extensions import install_extensions
 from search_api.json_limits import install_json_limits
 from search_api.routes import (
+    backups,
     classes,
     classifiers,
     collections,
@@ -40,5 +41,6 @@ def create_app(settings: Settings | None = None, svc: Services | None = None) ->
     for blueprint in (classes.bp, classifiers.bp, similarity.bp, export.bp):  # classification (issue 5)
         app.register_blueprint(blueprint)
     app.register_blueprint(upload_sessions.bp)  # the web page's folder upload (issue 16)
+    app.register_blueprint(backups.bp)  # operators' backups and restores (issue 25)
     install_extensions(app, settings)  # request ids, metrics, API keys, OpenAPI, the web page
     return app

@@ -8,6 +8,7 @@ uuid5 names. So each parameter name has one check, run after the API-key check:
 - `image_id`: a UUID, else 400 "malformed image id" (the canonical form is passed on);
 - `name`: a collection, class-set or classifier name (1 to 64 letters, digits, '.', '_' or '-',
   starting with a letter or digit), else 400 "invalid ... name";
+- `backup_id`: lower-case letters, digits, '-' and '_' (a Weaviate backup id), else 400;
 - `filename` (the web page's assets): 404 for control characters, '..' or over 200 characters.
 
 `unchecked_params` lists any route parameter without a check; a unit test keeps it empty.
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 from flask import Flask, request
 
+from indexer.backup.manifest import check_backup_id
 from indexer.classify.store import Kind, validate_set_name
 from indexer.errors import NotFound
 from indexer.jobs.store import check_job_id
@@ -47,6 +49,7 @@ CHECKS: dict[str, Callable[[str], str]] = {
     "image_id": check_image_id,
     "name": _name,
     "filename": _asset,
+    "backup_id": check_backup_id,
 }
 
 

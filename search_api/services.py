@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from indexer.media.decoder import decoder_for
 from indexer.search import TextEmbeddingCache
 from indexer.services.backends import Backends
+from indexer.services.backup import BackupService
 from indexer.services.classify import ClassifyService
 from indexer.services.collections import CollectionsService
 from indexer.services.embeddings import EmbeddingsService
@@ -52,6 +53,7 @@ class Services(Backends):
             lambda: self.weaviate, self.encodable_collection, lambda: self.encoder.dim, settings.staging_dir
         )
         self.embeddings = EmbeddingsService(lambda: self.encoder, settings)
+        self.backup = BackupService(self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
