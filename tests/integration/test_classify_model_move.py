@@ -45,6 +45,7 @@ class RotatedEncoder:
         self.logit_bias: float | None = None
         self.image_size = base.image_size
         self.min_decode_side = base.min_decode_side
+        self.decoder = base.decoder
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]:
         vectors, truncated = self.base.encode_texts(texts)
