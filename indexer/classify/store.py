@@ -32,7 +32,7 @@ from indexer.classify.calibration import CalibrationResult, ThresholdStats
 from indexer.classify.prompts import DEFAULT_TEMPLATES
 from indexer.classify.scoring import OTHER
 from indexer.errors import Conflict, InvalidInput, NotFound
-from indexer.store.images import is_missing_class
+from indexer.store.images import in_collection, is_missing_class
 from indexer.store.scan import scan, vector_of
 from indexer.store.schema import (
     CLASS_REGISTRY,
@@ -197,7 +197,7 @@ class ClassStore:
     def all(self, kind: Kind, collection: str | None = None) -> list[ClassSetRecord]:
         where = Filter.by_property("kind").equal(kind.value)
         if collection is not None:
-            where = where & Filter.by_property("collection").equal(collection)
+            where = where & in_collection(collection)
         try:
             records = [
                 _from_props(dict(obj.properties))

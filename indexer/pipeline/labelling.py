@@ -25,7 +25,7 @@ from indexer.classify.store import ClassStore, Kind
 from indexer.errors import InvalidInput
 from indexer.jobs.store import FINAL_STATES, JobStore, Outcome
 from indexer.sources.items import LabelItem, item_name, parse_label_item
-from indexer.store.images import ImageStore
+from indexer.store.images import ImageStore, in_collection
 from indexer.store.scan import scan, vector_of
 
 JOB_KIND = "label"
@@ -36,7 +36,7 @@ CACHE = ScorerCache(maxsize=8)  # a job's chunks read the references once per wo
 
 def collection_ids(client: weaviate.WeaviateClient, model_id: str, collection: str) -> list[str]:
     images = ImageStore(client, model_id)
-    where = Filter.by_property("collection").equal(collection)
+    where = in_collection(collection)
     return [str(obj.uuid) for page in scan(images.collection, where, "sha256", properties=[]) for obj in page]
 
 

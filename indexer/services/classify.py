@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from weaviate.classes.query import Filter
 
 from indexer.classify import manage
 from indexer.classify.boxes import BoxFormat
@@ -45,7 +44,7 @@ from indexer.services.backends import Backends
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
 from indexer.store.collections import CollectionInfo
-from indexer.store.images import ImageStore
+from indexer.store.images import ImageStore, in_collection
 
 __all__ = [  # the classification types that the routes use, through this door
     "BoxFormat",
@@ -510,7 +509,7 @@ class ClassifyService:
             )
         info = self.collection_for(scorer.record, collection)
         images = self.backends.image_store(info)
-        where = Filter.by_property("collection").equal(info.name)
+        where = in_collection(info.name)
         best: dict[str, tuple[float, int]] = {}
         complete = True
         for row, vector in enumerate(scorer.references.vectors):

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from pydantic import BaseModel
-from weaviate.classes.query import Filter, Sort
+from weaviate.classes.query import Sort
 
 from indexer.errors import Conflict, InvalidInput
 from indexer.jobs.open import MAX_APPEND, OpenJobs
@@ -24,7 +24,7 @@ from indexer.services.jobs import JobsService
 from indexer.services.queue import ChunkPayload, TaskKind
 from indexer.sources.items import JobItem, RejectedItem
 from indexer.storage.objectstore import remove_staging, staging_store
-from indexer.store.images import HIT_PROPERTIES, ImageRecord
+from indexer.store.images import HIT_PROPERTIES, ImageRecord, in_collection
 from indexer.store.schema import image_uuid
 
 UPLOAD_KIND = "upload"
@@ -110,7 +110,7 @@ class UploadSessions:
         """A page of the collection's images, newest first, and how many it has."""
         info = self.backends.collection(name)
         store = self.backends.image_store(info)
-        where = Filter.by_property("collection").equal(info.name)
+        where = in_collection(info.name)
         found = store.collection.query.fetch_objects(
             filters=where,
             limit=limit,

@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 
 import weaviate
 from pydantic import BaseModel
-from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import Conflict, InvalidInput, NotFound
 from indexer.sources.items import StoredItem
 from indexer.storage.gc import BlobCollector, delete_images
-from indexer.store.images import ImageStore, is_missing_class
+from indexer.store.images import ImageStore, in_collection, is_missing_class
 from indexer.store.scan import scan
 from indexer.store.schema import IMAGE_ID_NAMESPACE, REGISTRY, ensure_image_collection, ensure_registry
 
@@ -105,7 +104,7 @@ def delete_collection(
     """Delete the collection and every image object in it; with a collector, also the blobs that no
     other collection (or class reference) shares."""
     info = get_collection(client, name, with_count=False)
-    delete_images(ImageStore(client, info.model_id), Filter.by_property("collection").equal(name), collector)
+    delete_images(ImageStore(client, info.model_id), in_collection(name), collector)
     client.collections.use(REGISTRY).data.delete_by_id(_registry_uuid(name))
 
 
@@ -119,13 +118,13 @@ def switch_model(client: weaviate.WeaviateClient, name: str, from_model: str, to
         client.collections.use(REGISTRY).data.update(
             uuid=_registry_uuid(name), properties={"model_id": to_model}
         )
-    ImageStore(client, from_model).delete_where(Filter.by_property("collection").equal(name))
+    ImageStore(client, from_model).delete_where(in_collection(name))
 
 
 def reembed_items(client: weaviate.WeaviateClient, info: CollectionInfo) -> list[StoredItem]:
     """One job item per stored image of the collection: re-encoded from its original in the blob store."""
     store = ImageStore(client, info.model_id)
-    where = Filter.by_property("collection").equal(info.name)
+    where = in_collection(info.name)
     return [
         StoredItem(sha256=str(obj.properties["sha256"]), name=str(obj.properties["filename"]))
         for page in scan(store.collection, where, "sha256", properties=["filename"])

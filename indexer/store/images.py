@@ -17,7 +17,7 @@ from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import InvalidInput, NotFound
-from indexer.store.connection import consistency_level
+from indexer.store.options import options_of
 from indexer.store.schema import IMAGE_PROPERTIES, REGISTRY, ensure_image_collection, image_collection_name
 from indexer.store.types import WhereFilter
 
@@ -45,6 +45,15 @@ def check_image_id(image_id: str) -> str:
         raise InvalidInput(
             f"malformed image id {image_id!r}: expected a UUID", {"image_id": image_id}
         ) from exc
+
+
+def in_collection(collection: str) -> WhereFilter:
+    """The image objects of one user collection (every query of a collection's images starts here)."""
+    return Filter.by_property("collection").equal(collection)
+
+
+def in_collections(collections: Sequence[str]) -> WhereFilter:
+    return Filter.by_property("collection").contains_any(list(collections))
 
 
 class ImageRecord(BaseModel):
@@ -106,7 +115,9 @@ class ImageStore:
         self.model_id = model_id
         self.name = ensure_image_collection(client, model_id) if ensure else image_collection_name(model_id)
         # reads and writes at WEAVIATE_CONSISTENCY (QUORUM: a cluster answers with one node down)
-        self.collection = client.collections.use(self.name).with_consistency_level(consistency_level())
+        self.collection = client.collections.use(self.name).with_consistency_level(
+            options_of(client).consistency_level
+        )
 
     def existing(self, uuids: Sequence[str]) -> dict[str, str]:
         """uuid -> job_id of the objects among `uuids` that are already stored."""
@@ -245,7 +256,7 @@ class ImageStore:
             return counts
         try:
             result = self.collection.aggregate.over_all(
-                filters=Filter.by_property("collection").contains_any(list(counts)),
+                filters=in_collections(list(counts)),
                 group_by=GroupByAggregate(prop="collection", limit=len(counts)),
                 total_count=True,
             )

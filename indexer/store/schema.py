@@ -19,7 +19,7 @@ from typing import Any
 import weaviate
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 
-from indexer.settings import Settings
+from indexer.store.options import Compression, options_of
 
 REGISTRY = "ClipsearchCollection"
 # A filter that matches fewer objects than this is answered by a brute-force scan of those objects,
@@ -85,17 +85,16 @@ def replication(client: weaviate.WeaviateClient) -> dict[str, Any]:
         nodes = len(client.cluster.nodes(output="minimal"))
     except Exception:  # an older server or a restricted key: a single node's defaults
         nodes = 1
-    factor = Settings().weaviate_replication_factor or min(nodes, 3)
+    factor = options_of(client).replication_factor or min(nodes, 3)
     if nodes < 2 and factor < 2:
         return {}
     return {"replication_config": Configure.replication(factor=factor, async_enabled=True)}
 
 
-def vector_quantizer() -> Any:
+def vector_quantizer(kind: Compression | str) -> Any:
     """The quantizer of a new image collection's HNSW index (WEAVIATE_VECTOR_COMPRESSION); None for
     uncompressed vectors."""
     q = Configure.VectorIndex.Quantizer
-    kind = Settings().weaviate_vector_compression
     if kind == "rq8":
         return q.rq(bits=8)
     if kind == "rq1":
@@ -106,6 +105,8 @@ def vector_quantizer() -> Any:
         return q.bq()
     if kind == "pq":
         return q.pq()
+    if kind != "none":
+        raise ValueError(f"unknown vector compression {kind!r}")
     return None
 
 
@@ -137,7 +138,7 @@ def ensure_image_collection(client: weaviate.WeaviateClient, model_id: str) -> s
                     vector_index_config=Configure.VectorIndex.hnsw(
                         distance_metric=VectorDistances.COSINE,
                         flat_search_cutoff=FLAT_SEARCH_CUTOFF,
-                        quantizer=vector_quantizer(),
+                        quantizer=vector_quantizer(options_of(client).vector_compression),
                     )
                 ),
                 inverted_index_config=Configure.inverted_index(index_timestamps=True),
