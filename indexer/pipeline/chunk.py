@@ -94,7 +94,7 @@ class Chunk:
 class ChunkUseCase(Protocol):
     """What one kind of job does with the pipeline's shared stages (read and hash, decode and
     preprocess, infer): which model's index it writes, whether it makes thumbnails, how it stores a
-    batch of vectors (recording each item's outcome), and, for a kind of FINAL_STEP_KINDS, the step that
+    batch of vectors (recording each item's outcome), and, for a kind with a final step, the step that
     ends the job once every item has an outcome. An ingest (indexer.pipeline.ingest.IngestUseCase) and a
     re-embed (indexer.pipeline.reembed.ReembedUseCase) are the two."""
 

@@ -23,12 +23,13 @@ from indexer.classify.scorer import Scorer, ScorerCache
 from indexer.classify.scoring import assign
 from indexer.classify.store import ClassStore, Kind
 from indexer.errors import InvalidInput
+from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import FINAL_STATES, JobStore, Outcome
 from indexer.sources.items import LabelItem, item_name, parse_label_item
 from indexer.store.images import ImageStore, in_collection
 from indexer.store.scan import scan, vector_of
 
-JOB_KIND = "label"
+JOB_KIND = JobKind.LABEL
 UPDATE_THREADS = 4
 
 CACHE = ScorerCache(maxsize=8)  # a job's chunks read the references once per worker process

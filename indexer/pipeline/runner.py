@@ -24,7 +24,8 @@ from numpy.typing import NDArray
 
 from indexer import metrics
 from indexer.errors import ClipsearchError
-from indexer.jobs.store import FINAL_STATES, FINAL_STEP_KINDS, REEMBED, ItemOutcome, JobState, Outcome
+from indexer.jobs.kinds import FINAL_STEP_KINDS, JobKind
+from indexer.jobs.store import FINAL_STATES, ItemOutcome, JobState, Outcome
 from indexer.media.decode import decode_image, make_thumbnail
 from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, record_outcome
 from indexer.pipeline.ingest import IngestUseCase
@@ -85,9 +86,22 @@ class _Stages:
             yield batch
 
 
+USE_CASES: dict[JobKind, Callable[[], ChunkUseCase]] = {
+    JobKind.UPLOAD: IngestUseCase,
+    JobKind.ZIP: IngestUseCase,
+    JobKind.FOLDER: IngestUseCase,
+    JobKind.URLS: IngestUseCase,
+    JobKind.REEMBED: ReembedUseCase,
+}
+
+
 def use_case_for(kind: str) -> ChunkUseCase:
-    """The use case that runs the chunks of a job of this kind."""
-    return ReembedUseCase() if kind == REEMBED else IngestUseCase()
+    """The use case that runs the chunks of a job of this kind; ValueError for a kind that has none (a
+    label job runs on its own task, an unknown kind on none)."""
+    try:
+        return USE_CASES[JobKind(kind)]()
+    except (KeyError, ValueError):
+        raise ValueError(f"job kind {kind!r} has no chunk use case") from None
 
 
 def run_chunk(
@@ -148,7 +162,12 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
     report = jobs.get(job_id, with_errors=False)
     options = jobs.options(job_id)
     info = get_collection(rt.weaviate, report.collection, with_count=False)
-    use = use_case_for(report.kind)
+    try:
+        use = use_case_for(report.kind)
+    except ValueError as exc:  # a record this worker cannot run: the job fails with the reason
+        jobs.fail(job_id, str(exc))
+        cleanup_staging(rt, job_id)
+        return
     model_id = use.model_id(info, options)  # a re-embed writes into the target model's index
     if model_id != rt.encoder.model_id:
         jobs.fail(
@@ -305,7 +324,7 @@ def _store_stage(chunk: Chunk, stages: _Stages) -> None:
 
 
 def _finish(rt: IngestRuntime, job_id: str) -> None:
-    """After a chunk: a job of FINAL_STEP_KINDS whose every item has an outcome runs its final step (a
+    """After a chunk: a job of a kind with a final step whose every item has an outcome runs its final step (a
     re-embed switches its collection over), which ends it; the staging area of an ended job is cleaned.
     Every chunk that ends last may run the step (they finish at once on several workers, or a chunk is
     delivered again after a crash in the step): the steps are idempotent."""

@@ -11,6 +11,7 @@ from typing import IO, Any
 from pydantic import BaseModel
 
 from indexer.errors import InvalidInput, UnsupportedMediaType
+from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import new_job_id
 from indexer.limits import check_ingest_options
 from indexer.media.decode import check_content_type
@@ -89,7 +90,7 @@ class IngestService:
             raise InvalidInput("no files: send multipart/form-data with one or more `files` parts")
         job_id = new_job_id()
         items = stage_uploads(self.backends.settings, job_id, None, files)
-        return self._start(info, "upload", items, options, job_id, request_id)
+        return self._start(info, JobKind.UPLOAD, items, options, job_id, request_id)
 
     def zip(
         self,
@@ -112,24 +113,24 @@ class IngestService:
         except Exception:  # whatever failed, the job's staging must not outlive it; re-raised
             remove_staging(self.backends.settings, job_id)
             raise
-        return self._start(info, "zip", items, options, job_id, request_id)
+        return self._start(info, JobKind.ZIP, items, options, job_id, request_id)
 
     def folder(self, name: str, path: str, options: BaseModel, request_id: str | None = None) -> JobStarted:
         info = self.encodable_collection(name)
         items = plan_folder(path, self.backends.settings)
-        return self._start(info, "folder", items, options, new_job_id(), request_id)
+        return self._start(info, JobKind.FOLDER, items, options, new_job_id(), request_id)
 
     def urls(
         self, name: str, urls: list[str], options: BaseModel, request_id: str | None = None
     ) -> JobStarted:
         info = self.encodable_collection(name)
         items = plan_urls(urls, self.backends.settings)
-        return self._start(info, "urls", items, options, new_job_id(), request_id)
+        return self._start(info, JobKind.URLS, items, options, new_job_id(), request_id)
 
     def _start(
         self,
         info: CollectionInfo,
-        kind: str,
+        kind: JobKind,
         items: list[JobItem],
         options: BaseModel,
         job_id: str,
@@ -144,7 +145,7 @@ def start_ingest_job(
     backends: Backends,
     jobs: JobsService,
     info: CollectionInfo,
-    kind: str,
+    kind: JobKind,
     items: Sequence[JobItem],
     options: dict[str, Any],
     job_id: str,

@@ -11,10 +11,8 @@ from pydantic import BaseModel
 from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import Conflict, InvalidInput, NotFound
-from indexer.sources.items import StoredItem
 from indexer.storage.gc import BlobCollector, delete_images
 from indexer.store.images import ImageStore, in_collection, is_missing_class
-from indexer.store.scan import scan
 from indexer.store.schema import IMAGE_ID_NAMESPACE, REGISTRY, ensure_image_collection, ensure_registry
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -108,25 +106,6 @@ def delete_collection(
     client.collections.use(REGISTRY).data.delete_by_id(_registry_uuid(name))
 
 
-def switch_model(client: weaviate.WeaviateClient, name: str, from_model: str, to_model: str) -> None:
-    """Point a collection at the model its images were re-embedded for, then drop the old vectors.
-
-    Idempotent: a re-run after a crash between the two steps finishes the second.
-    """
-    info = get_collection(client, name, with_count=False)
-    if info.model_id == from_model:
-        client.collections.use(REGISTRY).data.update(
-            uuid=_registry_uuid(name), properties={"model_id": to_model}
-        )
-    ImageStore(client, from_model).delete_where(in_collection(name))
-
-
-def reembed_items(client: weaviate.WeaviateClient, info: CollectionInfo) -> list[StoredItem]:
-    """One job item per stored image of the collection: re-encoded from its original in the blob store."""
-    store = ImageStore(client, info.model_id)
-    where = in_collection(info.name)
-    return [
-        StoredItem(sha256=str(obj.properties["sha256"]), name=str(obj.properties["filename"]))
-        for page in scan(store.collection, where, "sha256", properties=["filename"])
-        for obj in page
-    ]
+def set_model(client: weaviate.WeaviateClient, name: str, model_id: str) -> None:
+    """Bind the collection to another model (a re-embed's switch, indexer/pipeline/reembed.py)."""
+    client.collections.use(REGISTRY).data.update(uuid=_registry_uuid(name), properties={"model_id": model_id})

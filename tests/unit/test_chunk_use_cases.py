@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from indexer.jobs.store import REEMBED
+import pytest
+
+from indexer.jobs.kinds import JobKind
 from indexer.pipeline.ingest import IngestUseCase
 from indexer.pipeline.reembed import ReembedUseCase
 from indexer.pipeline.runner import use_case_for
@@ -22,6 +24,12 @@ def test_an_ingest_writes_the_collections_own_model_with_thumbnails() -> None:
 
 
 def test_a_reembed_writes_the_target_model_and_keeps_the_stored_thumbnails() -> None:
-    use = use_case_for(REEMBED)
+    use = use_case_for(JobKind.REEMBED)
     assert isinstance(use, ReembedUseCase) and not use.thumbnails
     assert use.model_id(INFO, OPTIONS) == "new-model"
+
+
+@pytest.mark.parametrize("kind", ["label", "ingest", ""])
+def test_a_kind_with_no_chunk_use_case_is_an_error_not_an_ingest(kind: str) -> None:
+    with pytest.raises(ValueError, match="has no chunk use case"):
+        use_case_for(kind)
