@@ -9,7 +9,7 @@ A use case receives a `Chunk` (what every stage of one chunk needs, and how to r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import weaviate
@@ -103,5 +103,20 @@ class ChunkUseCase(Protocol):
     def model_id(self, info: CollectionInfo, options: dict[str, Any]) -> str: ...
 
     def store(self, chunk: Chunk, fresh: list[Pending], vectors: NDArray[np.float32]) -> None: ...
+
+    def finished(self, rt: IngestRuntime, report: JobReport) -> None: ...
+
+
+@runtime_checkable
+class VectorUseCase(Protocol):
+    """What a kind of job whose chunks need no bytes and no inference does with a chunk (labelling works
+    from the stored vectors, indexer.pipeline.labelling.LabelUseCase). The runner gives it the same
+    prologue (an ended job is skipped, a queued one starts running), crash accounting (a chunk that keeps
+    killing its worker is split until the item that does it is failed) and end (`finished`, then the
+    staging area of an ended job goes) as the staged use cases; it records each of its items' outcomes."""
+
+    def process(
+        self, rt: IngestRuntime, job_id: str, options: dict[str, Any], start: int, end: int
+    ) -> None: ...
 
     def finished(self, rt: IngestRuntime, report: JobReport) -> None: ...
