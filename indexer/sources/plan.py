@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from indexer.media.decode import sniff_format
+from indexer.media.formats import sniff_format
 from indexer.settings import Settings
 from indexer.sources import ziparchive
 from indexer.sources.items import (
