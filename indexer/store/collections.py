@@ -12,7 +12,7 @@ from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import Conflict, InvalidInput, NotFound
 from indexer.storage.gc import BlobCollector, delete_images
-from indexer.store.images import ImageStore, in_collection, is_missing_class
+from indexer.store.images import ImageStore, fetch_or_none, in_collection, is_missing_class
 from indexer.store.schema import IMAGE_ID_NAMESPACE, REGISTRY, ensure_image_collection, ensure_registry
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -61,12 +61,7 @@ def create_collection(
 def get_collection(client: weaviate.WeaviateClient, name: str, *, with_count: bool = True) -> CollectionInfo:
     """One request (no schema check: the registry is created at start-up and by `create_collection`;
     where it is missing, no collection exists)."""
-    try:
-        obj = client.collections.use(REGISTRY).query.fetch_object_by_id(_registry_uuid(name))
-    except WeaviateQueryError as exc:
-        if not is_missing_class(exc):
-            raise
-        obj = None
+    obj = fetch_or_none(client.collections.use(REGISTRY), _registry_uuid(name))
     if obj is None:
         raise NotFound(f"unknown collection {name!r}")
     info = _info(dict(obj.properties))

@@ -38,10 +38,10 @@ def image_uuid(collection: str, sha256: str) -> str:
     return str(uuid.uuid5(IMAGE_ID_NAMESPACE, f"{collection}/{sha256}"))
 
 
-def _text(name: str, *, filterable: bool = True) -> Property:
+def _text(name: str, *, filterable: bool = True, array: bool = False) -> Property:
     return Property(
         name=name,
-        data_type=DataType.TEXT,
+        data_type=DataType.TEXT_ARRAY if array else DataType.TEXT,
         tokenization=Tokenization.FIELD,
         index_filterable=filterable,
         index_searchable=False,
@@ -49,13 +49,7 @@ def _text(name: str, *, filterable: bool = True) -> Property:
 
 
 def _texts(name: str) -> Property:
-    return Property(
-        name=name,
-        data_type=DataType.TEXT_ARRAY,
-        tokenization=Tokenization.FIELD,
-        index_filterable=True,
-        index_searchable=False,
-    )
+    return _text(name, array=True)
 
 
 IMAGE_PROPERTIES = [
