@@ -37,7 +37,7 @@ from indexer.preprocess import preprocess
 from indexer.settings import Settings
 from indexer.sources.items import check_item, item_name
 from indexer.sources.plan import ItemReader
-from indexer.storage.objectstore import remove_staging
+from indexer.storage.staging import remove_staging
 from indexer.store.collections import get_collection
 from indexer.store.images import ImageStore
 from indexer.store.schema import image_uuid

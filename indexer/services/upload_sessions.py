@@ -8,7 +8,6 @@ in requests of at most `upload_max_files_per_request` files and `max_upload_byte
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from dataclasses import dataclass
 
@@ -19,11 +18,11 @@ from indexer.errors import Conflict, InvalidInput
 from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import MAX_APPEND, JobReport, chunks
 from indexer.services.backends import Backends
-from indexer.services.ingest import Rejected, Upload, stage_uploads
+from indexer.services.ingest import Rejected
 from indexer.services.jobs import JobsService
 from indexer.services.queue import ChunkPayload, TaskKind
 from indexer.sources.items import JobItem, RejectedItem
-from indexer.storage.objectstore import remove_staging, staging_store
+from indexer.storage.staging import Upload, remove_staging, stage_uploads
 from indexer.store.images import HIT_PROPERTIES, ImageRecord, in_collection
 from indexer.store.schema import image_uuid
 
@@ -70,9 +69,7 @@ class UploadSessions:
             items = stage_uploads(settings, job_id, sub, files)
             total = opened.append(job_id, [item.to_json() for item in items])
         except Exception:  # whatever failed, the request's staged files must not outlive it; re-raised
-            shutil.rmtree(settings.staging_dir / job_id / sub, ignore_errors=True)
-            if settings.blob_store_url:
-                staging_store(settings).delete_prefix(f"{job_id}/{sub}")
+            remove_staging(settings, job_id, sub)
             raise
         start = total - len(items)
         for a, b in chunks(len(items), self.backends.settings.ingest_chunk_size):

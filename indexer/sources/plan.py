@@ -13,11 +13,9 @@ import shutil
 import stat
 import tempfile
 import time
-from pathlib import Path, PurePosixPath
-from typing import IO
+from pathlib import Path
 
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from indexer.media.formats import sniff_format
 from indexer.settings import Settings
 from indexer.sources import ziparchive
 from indexer.sources.items import (
@@ -30,124 +28,16 @@ from indexer.sources.items import (
     StoredItem,
     UrlItem,
     ZipItem,
+    rejected,
     resolve_path,
 )
 from indexer.sources.urls import UrlTimeout, fetch_url, parse_url, resolve, vet
 from indexer.sources.ziparchive import Entry
 from indexer.storage.blobs import BlobStore
-from indexer.storage.objectstore import ObjectMissing, ObjectStore, staging_store
+from indexer.storage.objectstore import ObjectMissing
+from indexer.storage.staging import staging_store
 
 Item = JobItem  # the planned items of an ingest or re-embed job
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-HEAD_BYTES = 16
-
-
-def reject_reason(head: bytes, size: int) -> str | None:
-    """Why bytes cannot be an image (an empty file, an unknown format), or None if they may be one."""
-    if size == 0:
-        return "empty file (0 bytes)"
-    if sniff_format(head) is None:
-        return (
-            "not an image: unrecognised format (JPEG, PNG, WebP, BMP, TIFF, GIF, HEIC/HEIF, AVIF, "
-            "JPEG XL and camera RAW are accepted)"
-        )
-    return None
-
-
-def rejected(name: str, reason: str) -> RejectedItem:
-    return RejectedItem(name=name, reason=reason)
-
-
-def stage_upload(staging: Path, index: int, filename: str, stream: IO[bytes]) -> Item:
-    """Copy one uploaded file to the staging directory; refuse empty and non-image files at once."""
-    display = filename or f"upload-{index}"
-    safe = _SAFE_NAME.sub("_", PurePosixPath(display.replace("\\", "/")).name)[:100] or "file"
-    staging.mkdir(parents=True, exist_ok=True)
-    path = staging / f"{index:06d}-{safe}"
-    size = 0
-    head = b""
-    with path.open("wb") as out:
-        while chunk := stream.read(1024 * 1024):
-            if len(head) < HEAD_BYTES:
-                head += chunk[: HEAD_BYTES - len(head)]
-            size += len(chunk)
-            out.write(chunk)
-    reason = reject_reason(head, size)
-    if reason:
-        path.unlink()
-        return rejected(display, reason)
-    return FileItem(path=str(path), name=display)
-
-
-def _safe_name(display: str) -> str:
-    return _SAFE_NAME.sub("_", PurePosixPath(display.replace("\\", "/")).name)[:100] or "file"
-
-
-def stage_upload_object(
-    store: ObjectStore, prefix: str, index: int, filename: str, stream: IO[bytes]
-) -> Item:
-    """Stage one uploaded file in the object store (BLOB_STORE_URL), under ``prefix`` (the job's id): a
-    worker on another machine reads it from there. Empty and non-image files are refused at once."""
-    display = filename or f"upload-{index}"
-    key = f"{prefix}/{index:06d}-{_safe_name(display)}"
-    size, head = store.put_stream(key, stream, HEAD_BYTES)
-    reason = reject_reason(head, size)
-    if reason:
-        store.delete(key)
-        return rejected(display, reason)
-    return StagedItem(key=key, name=display)
-
-
-def stage_spooled(staging: Path, index: int, filename: str, stream: IO[bytes], spooled: Path) -> Item:
-    """Stage an upload that the transport already wrote to ``spooled`` (a file in the staging area's
-    file system, which ``stream`` writes to): a rename, the bytes are not copied. Empty and non-image
-    files are refused at once (their spool file is the transport's to remove)."""
-    display = filename or f"upload-{index}"
-    stream.flush()
-    size = os.fstat(stream.fileno()).st_size
-    stream.seek(0)
-    reason = reject_reason(stream.read(HEAD_BYTES), size)
-    if reason:
-        return rejected(display, reason)
-    staging.mkdir(parents=True, exist_ok=True)
-    path = staging / f"{index:06d}-{_safe_name(display)}"
-    os.replace(spooled, path)
-    return FileItem(path=str(path), name=display)
-
-
-def stage(
-    settings: Settings,
-    job_id: str,
-    sub: str | None,
-    index: int,
-    filename: str,
-    stream: IO[bytes],
-    spooled: Path | None = None,
-) -> Item:
-    """Stage one upload where this deployment's workers read it: DATA_DIR/staging/<job>[/<sub>] on one
-    machine, the object store's staging/<job>[/<sub>]/ when BLOB_STORE_URL is set. An upload already
-    ``spooled`` to a file of the local staging area is renamed into place, not copied."""
-    if settings.blob_store_url:
-        prefix = f"{job_id}/{sub}" if sub else job_id
-        return stage_upload_object(staging_store(settings), prefix, index, filename, stream)
-    staging = settings.staging_dir / job_id
-    if spooled is not None:
-        return stage_spooled(staging / sub if sub else staging, index, filename, stream, spooled)
-    return stage_upload(staging / sub if sub else staging, index, filename, stream)
-
-
-def stage_zip_items(settings: Settings, job_id: str, path: Path, items: list[Item]) -> list[Item]:
-    """With an object store, move a planned archive there and point its items at it (``staged_zip``);
-    on one machine the items keep reading the archive from DATA_DIR/staging."""
-    if not settings.blob_store_url:
-        return items
-    key = f"{job_id}/archive.zip"
-    staging_store(settings).put_file(key, path)
-    shutil.rmtree(path.parent, ignore_errors=True)
-    staged: list[Item] = []
-    for item in items:
-        staged.append(item.staged(key) if isinstance(item, ZipItem) else item)
-    return staged
 
 
 def _unsafe_member(name: str) -> bool:
