@@ -40,7 +40,7 @@ from indexer.classify.store import (
 )
 from indexer.errors import InvalidInput, require_model
 from indexer.pipeline.labelling import JOB_KIND, plan_label_job
-from indexer.services.backends import Backends
+from indexer.services.backends import Classifying
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
 from indexer.store.collections import CollectionInfo
@@ -124,7 +124,7 @@ class Applied:
 
 @dataclass
 class ClassifyService:
-    backends: Backends
+    backends: Classifying
     jobs: JobsService
     scorers: ScorerCache = field(default_factory=ScorerCache)
 

@@ -14,7 +14,7 @@ from indexer.errors import InvalidInput
 from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import new_job_id
 from indexer.limits import check_ingest_options
-from indexer.services.backends import Backends
+from indexer.services.backends import Collections
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
 from indexer.sources.items import JobItem, RejectedItem
@@ -40,7 +40,7 @@ class JobStarted(BaseModel):
 
 @dataclass
 class IngestService:
-    backends: Backends
+    backends: Collections
     jobs: JobsService
 
     def encodable_collection(self, name: str | CollectionInfo) -> CollectionInfo:
@@ -114,7 +114,7 @@ class IngestService:
 
 
 def start_ingest_job(
-    backends: Backends,
+    backends: Collections,
     jobs: JobsService,
     info: CollectionInfo,
     kind: JobKind,

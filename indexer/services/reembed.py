@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import new_job_id
 from indexer.pipeline.reembed import plan
-from indexer.services.backends import Backends
+from indexer.services.backends import Collections
 from indexer.services.ingest import JobStarted, start_ingest_job
 from indexer.services.jobs import JobsService
 
 
 @dataclass
 class ReembedService:
-    backends: Backends
+    backends: Collections
     jobs: JobsService
 
     def start(self, name: str, request_id: str | None = None) -> JobStarted:

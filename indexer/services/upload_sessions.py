@@ -17,7 +17,7 @@ from weaviate.classes.query import Sort
 from indexer.errors import Conflict, InvalidInput
 from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import MAX_APPEND, JobReport, chunks
-from indexer.services.backends import Backends
+from indexer.services.backends import Collections
 from indexer.services.ingest import Rejected
 from indexer.services.jobs import JobsService
 from indexer.services.queue import ChunkPayload, TaskKind
@@ -38,7 +38,7 @@ class Appended(BaseModel):
 
 @dataclass
 class UploadSessions:
-    backends: Backends
+    backends: Collections
     jobs: JobsService
 
     def open(self, name: str, options: BaseModel, request_id: str | None = None) -> str:
