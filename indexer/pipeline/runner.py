@@ -36,7 +36,7 @@ from indexer.pipeline.reembed import ReembedUseCase
 from indexer.preprocess import preprocess
 from indexer.settings import Settings
 from indexer.sources.items import check_item, item_name
-from indexer.sources.plan import ItemReader
+from indexer.sources.reader import ItemReader
 from indexer.storage.staging import remove_staging
 from indexer.store.collections import get_collection
 from indexer.store.images import ImageStore

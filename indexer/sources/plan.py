@@ -1,17 +1,14 @@
-"""Where images come from: uploads staged on disk, zip archives, server-side folders and URLs.
-
-Planning turns a source into job items (indexer/sources/items.py: one pydantic model per kind, which reference
-the bytes, never carry them), and refuses what is unsafe before any work is queued. `ItemReader` later
-reads one checked item's bytes.
+"""Planning: zip archives, server-side folders and URLs into job items (indexer/sources/items.py: one
+pydantic model per kind, which reference the bytes, never carry them), refusing what is unsafe before
+any work is queued. Uploads are staged by indexer/storage/staging.py; the worker's `ItemReader`
+(indexer/sources/reader.py) later reads one checked item's bytes.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,23 +16,15 @@ from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from indexer.settings import Settings
 from indexer.sources import ziparchive
 from indexer.sources.items import (
-    FileItem,
     FolderItem,
     JobItem,
-    RejectedItem,
-    StagedItem,
-    StagedZipItem,
-    StoredItem,
     UrlItem,
     ZipItem,
     rejected,
     resolve_path,
 )
-from indexer.sources.urls import UrlTimeout, fetch_url, parse_url, resolve, vet
+from indexer.sources.urls import UrlTimeout, parse_url, resolve, vet
 from indexer.sources.ziparchive import Entry
-from indexer.storage.blobs import BlobStore
-from indexer.storage.objectstore import ObjectMissing
-from indexer.storage.staging import staging_store
 
 Item = JobItem  # the planned items of an ingest or re-embed job
 
@@ -46,7 +35,7 @@ def _unsafe_member(name: str) -> bool:
     return ".." in re.split(r"[\\/]", name)
 
 
-def _zip_problem(entry: Entry, settings: Settings) -> str | None:
+def zip_problem(entry: Entry, settings: Settings) -> str | None:
     """Why one archive entry is refused (the archive as a whole may still be used)."""
     if entry.problem:
         return entry.problem
@@ -99,7 +88,7 @@ def plan_zip(path: Path, display: str, settings: Settings) -> list[Item]:
                 f"{settings.zip_max_ratio:.0f} (zip bomb?)",
                 {"reason": "zip_ratio", "entry": entry.name, "limit": settings.zip_max_ratio},
             )
-        problem = _zip_problem(entry, settings)
+        problem = zip_problem(entry, settings)
         if problem:
             items.append(rejected(name, problem))
         else:
@@ -207,84 +196,3 @@ def plan_urls(urls: list[str], settings: Settings) -> list[Item]:
             continue
         items.append(UrlItem(url=url, name=url))
     return items
-
-
-class ItemReader:
-    """Reads items' bytes for one chunk. Items come checked (`indexer.sources.items.check_item`, as the worker
-    reads them from Redis), so the reader only dispatches on their type."""
-
-    def __init__(self, settings: Settings, job_id: str | None = None) -> None:
-        self.settings = settings
-        self.job_id = job_id
-        self._archives: dict[str, Path] = {}  # staged_zip: archives fetched from the object store
-        self._tmp: str | None = None
-
-    def read(self, item: JobItem) -> bytes:
-        match item:
-            case RejectedItem():
-                raise InvalidInput(item.reason)
-            case UrlItem():
-                return fetch_url(
-                    item.url,
-                    allow=self.settings.url_allow,
-                    max_bytes=self.settings.url_max_bytes,
-                    timeout_s=self.settings.url_timeout_s,
-                    max_redirects=self.settings.url_max_redirects,
-                )
-            case ZipItem():
-                return self._read_zip(item, Path(item.path))
-            case StagedItem():
-                try:
-                    return staging_store(self.settings).get_bytes(item.key)
-                except ObjectMissing as exc:
-                    raise InvalidInput("file disappeared before it could be read") from exc
-            case StagedZipItem():
-                return self._read_zip(item, self._archive(item.key))
-            case StoredItem():  # re-embedding: the original kept at ingest
-                return BlobStore.from_settings(self.settings).read_original(item.sha256)
-            case FileItem() | FolderItem():
-                try:
-                    return Path(item.path).read_bytes()
-                except FileNotFoundError as exc:
-                    raise InvalidInput("file disappeared before it could be read") from exc
-                except OSError as exc:
-                    raise InvalidInput(f"cannot read file: {exc.strerror}") from exc
-
-    def _archive(self, key: str) -> Path:
-        """A staged archive copied from the object store once per reader (removed by `close`)."""
-        path = self._archives.get(key)
-        if path is None:
-            if self._tmp is None:
-                self._tmp = tempfile.mkdtemp(prefix="clipsearch-zip-")
-            path = Path(self._tmp) / f"{len(self._archives)}.zip"
-            try:
-                staging_store(self.settings).download(key, path)
-            except ObjectMissing as exc:
-                raise InvalidInput("archive disappeared before it could be read") from exc
-            self._archives[key] = path
-        return path
-
-    def _read_zip(self, item: ZipItem | StagedZipItem, path: Path) -> bytes:
-        """The entry whose directory record planning found at `record`: only this entry's damage
-        (a corrupt stream, a CRC mismatch) fails it, never the chunk."""
-        try:
-            with path.open("rb") as f:
-                directory = ziparchive.read_directory(f, path.stat().st_size)
-                entry = ziparchive.entry_at(f, directory, item.record)
-                if entry.name != item.entry:
-                    raise InvalidInput("malformed job item: the entry at that offset has another name")
-                problem = _zip_problem(entry, self.settings)
-                if problem:
-                    raise InvalidInput(problem)
-                return ziparchive.read_entry(f, entry, self.settings.zip_max_entry_bytes)
-        except FileNotFoundError as exc:
-            raise InvalidInput("archive disappeared before it could be read") from exc
-        except OSError as exc:
-            raise InvalidInput(f"cannot read archive: {exc.strerror or exc}") from exc
-
-    def close(self) -> None:
-        """Nothing is held open between items; archives copied from the object store are removed."""
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-            self._archives.clear()
