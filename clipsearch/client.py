@@ -12,7 +12,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from tqdm import tqdm
 
 from indexer.errors import ClipsearchError
-from indexer.jobs.store import FINAL_STATES
+from indexer.services.jobs import FINAL_STATES
 
 MULTIPART_MARGIN = 64 * 1024  # the form fields and closing boundary of an upload request
 PART_OVERHEAD = 1024  # one file part's boundary and headers, filename included

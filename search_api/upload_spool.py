@@ -3,7 +3,7 @@
 Werkzeug spools every file part of a multipart body into a SpooledTemporaryFile (memory up to 500 KB,
 then an anonymous temporary file), and staging then copied it: each uploaded byte was written twice.
 `SpoolingRequest` gives werkzeug a named file in DATA_DIR/staging/.incoming instead, on the staging
-area's file system, so staging a part is a rename (`indexer.sources.plan.stage` with `spooled`). With an
+area's file system, so staging a part is a rename (`indexer.storage.staging.stage` with `spooled`). With an
 object store (BLOB_STORE_URL) the part stays in werkzeug's own spooled file and is uploaded from it with no
 second copy (`S3ObjectStore.put_stream`). Either way the API never holds a part in memory past 500 KB.
 Parts that no use case claimed (refused ones, a request that failed) are removed when the request closes.

@@ -11,7 +11,7 @@ from indexer.model.loader import load_encoder
 from indexer.services.chunks import IngestRuntime
 from indexer.settings import Settings
 from indexer.storage.blobs import BlobStore
-from indexer.store.connection import connect, node_answers
+from indexer.store.connection import FailoverClient
 from workers.celery_factory import DEFAULT_REDIS_URL
 
 
@@ -19,6 +19,7 @@ class WorkerRuntime:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runtime: IngestRuntime | None = None
+        self._weaviate: FailoverClient | None = None
 
     def settings(self) -> Settings:
         """The settings, without building the clients and the encoder."""
@@ -33,12 +34,17 @@ class WorkerRuntime:
                 client = redis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
                 rt = IngestRuntime(
                     settings=settings,
-                    weaviate=connect(settings),
+                    weaviate=self._client(settings).get(),
                     jobs=JobStore(client, settings.job_ttl_s),
                     blobs=BlobStore.from_settings(settings),
                     encoder=load_encoder(settings, lanes=settings.inference_lanes),
                 )
                 self._runtime = rt
-            elif not rt.weaviate.is_connected() or not node_answers(rt.settings, rt.weaviate):
-                rt.weaviate = connect(rt.settings)  # the first node that answers (a cluster fails over)
+            else:  # reconnected when its node stopped answering (a cluster fails over to another)
+                rt.weaviate = self._client(rt.settings).get()
             return rt
+
+    def _client(self, settings: Settings) -> FailoverClient:
+        if self._weaviate is None:  # every get() checks the node (check_s=0), as each chunk starts
+            self._weaviate = FailoverClient(settings, check_s=0.0)
+        return self._weaviate

@@ -110,12 +110,12 @@ class ChunkTask(Task):
 
 class IngestChunkTask(ChunkTask):
     def fail_chunk(self, job_id: str, start: int, end: int, reason: str) -> None:
-        CHUNKS.fail_ingest(job_id, start, end, reason)
+        CHUNKS.fail(job_id, start, end, reason)
 
 
 class LabelChunkTask(ChunkTask):
     def fail_chunk(self, job_id: str, start: int, end: int, reason: str) -> None:
-        CHUNKS.fail_label(job_id, start, end, reason)
+        CHUNKS.fail(job_id, start, end, reason)
 
 
 @shared_task(name=TaskKind.PING.value)
@@ -124,25 +124,21 @@ def ping() -> str:
     return "pong"
 
 
-@shared_task(name=TaskKind.INGEST_CHUNK.value, base=IngestChunkTask, bind=True)
-def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> None:
-    """Embed and store items [start, end) of an ingest or re-embed job. Idempotent: safe to re-run.
-
-    Each start is counted in Redis and each finish uncounts it, so a delivery knows how many times a
-    worker process died on this chunk; past INGEST_MAX_CRASHES the chunk is split into one task per item
-    (indexer.services.chunks.ChunkService.ingest), whose limits scale with their size (workers.queue)."""
-    queue = CeleryJobQueue(self.app, RUNTIME.settings())
+def _run_chunk(task: ChunkTask, kind: TaskKind, job_id: str, start: int, end: int) -> None:
+    """Run a delivery of chunk [start, end). Each start is counted in Redis and each finish uncounts it,
+    so a delivery knows how many times a worker process died on this chunk; past INGEST_MAX_CRASHES the
+    chunk is split into one task per item (indexer.services.chunks.ChunkService.run), whose limits scale
+    with their size (workers.queue)."""
+    queue = CeleryJobQueue(task.app, RUNTIME.settings())
     crashes = CHUNKS.begin_delivery(job_id, start, end)
     try:
         _run(
-            lambda: CHUNKS.ingest(
+            lambda: CHUNKS.run(
                 job_id,
                 start,
                 end,
                 crashes,
-                lambda a, b: queue.enqueue(
-                    TaskKind.INGEST_CHUNK, ChunkPayload(job_id=job_id, start=a, end=b)
-                ),
+                lambda a, b: queue.enqueue(kind, ChunkPayload(job_id=job_id, start=a, end=b)),
             )
         )
     finally:
@@ -150,7 +146,13 @@ def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> No
             CHUNKS.end_delivery(job_id, start, end)
 
 
-@shared_task(name=TaskKind.LABEL_CHUNK.value, base=LabelChunkTask)
-def label_chunk(job_id: str, start: int, end: int) -> None:
+@shared_task(name=TaskKind.INGEST_CHUNK.value, base=IngestChunkTask, bind=True)
+def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> None:
+    """Embed and store items [start, end) of an ingest or re-embed job. Idempotent: safe to re-run."""
+    _run_chunk(self, TaskKind.INGEST_CHUNK, job_id, start, end)
+
+
+@shared_task(name=TaskKind.LABEL_CHUNK.value, base=LabelChunkTask, bind=True)
+def label_chunk(self: LabelChunkTask, job_id: str, start: int, end: int) -> None:
     """Label images [start, end) of a bulk-label job from their stored vectors. Idempotent."""
-    _run(lambda: CHUNKS.label(job_id, start, end))
+    _run_chunk(self, TaskKind.LABEL_CHUNK, job_id, start, end)

@@ -32,7 +32,7 @@ from indexer.classify.calibration import CalibrationResult, ThresholdStats
 from indexer.classify.prompts import DEFAULT_TEMPLATES
 from indexer.classify.scoring import OTHER
 from indexer.errors import Conflict, InvalidInput, NotFound
-from indexer.store.images import is_missing_class
+from indexer.store.images import fetch_or_none, in_collection, is_missing_class
 from indexer.store.scan import scan, vector_of
 from indexer.store.schema import (
     CLASS_REGISTRY,
@@ -184,12 +184,7 @@ class ClassStore:
         return bool(self.registry.data.exists(owner_uuid(kind, name)))
 
     def get(self, kind: Kind, name: str) -> ClassSetRecord:
-        try:
-            obj = self.registry.query.fetch_object_by_id(owner_uuid(kind, name))
-        except WeaviateQueryError as exc:
-            if not is_missing_class(exc):
-                raise
-            obj = None
+        obj = fetch_or_none(self.registry, owner_uuid(kind, name))
         if obj is None:
             raise NotFound(f"unknown {NOUN[kind]} {name!r}")
         return _from_props(dict(obj.properties))
@@ -197,7 +192,7 @@ class ClassStore:
     def all(self, kind: Kind, collection: str | None = None) -> list[ClassSetRecord]:
         where = Filter.by_property("kind").equal(kind.value)
         if collection is not None:
-            where = where & Filter.by_property("collection").equal(collection)
+            where = where & in_collection(collection)
         try:
             records = [
                 _from_props(dict(obj.properties))

@@ -2,7 +2,9 @@
 
 Every item's outcome is recorded once (HSETNX), and the counters move only when an outcome is new, so a
 chunk that a second worker re-runs after a crash cannot count an image twice. The last outcome of a job
-flips it to `completed` in the same atomic script.
+flips it to `completed` in the same atomic script, unless the job is held (`Hold`: an open upload until
+its client closes it, a job with a final step until its worker does). The scripts are in
+indexer/jobs/scripts.py.
 
 Every move to a final state (completed, failed, cancelled) gives all the job's keys a TTL (JOB_TTL_S,
 a week by default) and updates the per-state counters that `count_by_state` reads in O(1).
@@ -23,14 +25,10 @@ import redis
 from pydantic import BaseModel, Field
 
 from indexer.errors import Conflict, NotFound
+from indexer.jobs import scripts
+from indexer.jobs.kinds import JobKind
 
 PREFIX = "clipsearch:job:"
-REEMBED = "reembed"  # the job kind that moves a collection's images to another model
-# Kinds whose job ends with a step of its own once every item has an outcome (a re-embed switches its
-# collection to the new model): their last outcome does not complete them, the worker that runs that step
-# does (indexer.pipeline.runner._finish), so that `completed` is never reported before the step is done.
-FINAL_STEP_KINDS = frozenset({REEMBED})
-HELD_FOR_STEP = "step"  # the `open` field of such a job until its step closes it ("1": an open upload)
 INDEX = "clipsearch:jobs"
 # Jobs by state, kept as the states change, so that a metrics scrape costs a few commands, not one per
 # job: a hash of the queued and running counts, and one sorted set per final state (job id by finish
@@ -39,7 +37,7 @@ ACTIVE = "clipsearch:jobs:active"
 ENDED = "clipsearch:jobs:ended:"
 PARTS = ("", "items", "outcome", "errors", "sha")  # every Redis key of a job: PREFIX + id [+ ":" + part]
 DEFAULT_TTL_S = 7 * 24 * 3600  # Settings.job_ttl_s
-PRUNE_BATCH = 100
+MAX_APPEND = 5000  # items in one append (Lua's unpack takes a few thousand arguments)
 MAX_ITEM_NAME = 8192  # indexer.sources.plan.MAX_ITEM_TEXT: the longest name an outcome is reported under
 
 
@@ -52,6 +50,14 @@ class JobState(StrEnum):
 
 
 FINAL_STATES = {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}
+
+
+class Hold(StrEnum):
+    """What a job waits for, besides its items' outcomes, before it completes (the record's `hold`)."""
+
+    NONE = "none"  # nothing: its last outcome completes it
+    OPEN = "open"  # an open upload: takes more items (`append`) until its client closes it (`close`)
+    STEP = "step"  # a kind with a final step: the worker that runs the step closes it
 
 
 class Outcome(StrEnum):
@@ -97,91 +103,6 @@ class JobReport(BaseModel):
     errors: list[FileError] = Field(default_factory=list)
 
 
-# Shared Lua: move a job to a final state (ARGV: state, now, ttl) and give every key of the job a TTL.
-# KEYS[1..5] are the job's keys (PARTS: KEYS[1] the job hash), KEYS[6] the ACTIVE hash, KEYS[7] INDEX;
-# the sorted set of a final state is ENDED .. state.
-_FINISH_LUA = """
-local function finish(keys, state, now, ttl, prefix, ended)
-  local old = redis.call('HGET', keys[1], 'state')
-  if old == state then return end
-  if old == 'queued' or old == 'running' then
-    redis.call('HINCRBY', keys[6], old, -1)
-  elseif old then
-    redis.call('ZREM', ended .. old, keys[1])
-  end
-  redis.call('HSET', keys[1], 'state', state, 'finished_at', now)
-  local set = ended .. state
-  redis.call('ZADD', set, now, keys[1])
-  redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. (tonumber(now) - tonumber(ttl)))
-  for i = 1, 5 do redis.call('EXPIRE', keys[i], ttl) end
-  -- the index of jobs by creation time: drop a few entries whose records are gone
-  local cut = tonumber(now) - tonumber(ttl)
-  local old_ids = redis.call('ZRANGEBYSCORE', keys[7], '-inf', cut, 'LIMIT', 0, {batch})
-  for _, id in ipairs(old_ids) do
-    if redis.call('EXISTS', prefix .. id) == 0 then redis.call('ZREM', keys[7], id) end
-  end
-end
-""".replace("{batch}", str(PRUNE_BATCH))
-
-# KEYS: as _FINISH_LUA. ARGV: item index, outcome, error JSON or "", now, ttl, PREFIX, ENDED.
-_RECORD = (
-    _FINISH_LUA
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[3]) end
-local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
-local seen = redis.call('HLEN', KEYS[3])
-local state = redis.call('HGET', KEYS[1], 'state')
--- an open upload job (JobStore.create(open_ended=True)) and a job held for its final step (FINAL_STEP_KINDS)
--- complete only once they are closed
-local flag = redis.call('HGET', KEYS[1], 'open')
-local open = flag == '1' or flag == '{held}'
-if seen >= total and not open and (state == 'running' or state == 'queued') then
-  finish(KEYS, 'completed', ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-elseif state ~= 'running' and state ~= 'queued' then
-  -- an outcome recorded after the job ended (a late chunk): its keys keep the TTL
-  for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
-end
-return 1
-"""
-).replace("{held}", HELD_FOR_STEP)
-
-# KEYS: as _FINISH_LUA. ARGV: state, now, ttl, PREFIX, ENDED, failure reason, only_if_active ("1"/"0").
-# Returns the state before the call.
-_END = (
-    _FINISH_LUA
-    + """
-local old = redis.call('HGET', KEYS[1], 'state')
-if not old then return false end
-if ARGV[7] == '1' and old ~= 'queued' and old ~= 'running' then return old end
-finish(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'failure', ARGV[6]) end
-return old
-"""
-)
-
-# KEYS[1]: job hash, KEYS[2]: ACTIVE. ARGV: now. Only a queued job starts running.
-_RUN = """
-redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1])
-if redis.call('HGET', KEYS[1], 'state') == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'running')
-  redis.call('HINCRBY', KEYS[2], 'queued', -1)
-  redis.call('HINCRBY', KEYS[2], 'running', 1)
-end
-"""
-
-# KEYS[1]: the job's content hash, KEYS[2]: the job hash. ARGV: sha256, item index. A key made after the
-# job ended takes the job's remaining TTL.
-_CLAIM = """
-redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-return redis.call('HGET', KEYS[1], ARGV[1])
-"""
-
-
 def _text(value: object) -> str:
     """A Redis reply as str (the client returns bytes)."""
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -216,10 +137,12 @@ class JobStore:
     def __init__(self, client: redis.Redis, ttl_s: int = DEFAULT_TTL_S) -> None:
         self.redis = client
         self.ttl_s = ttl_s
-        self._record = client.register_script(_RECORD)
-        self._end = client.register_script(_END)
-        self._run = client.register_script(_RUN)
-        self._claim = client.register_script(_CLAIM)
+        self._record = client.register_script(scripts.RECORD)
+        self._end = client.register_script(scripts.END)
+        self._run = client.register_script(scripts.RUN)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._append = client.register_script(scripts.APPEND)
+        self._close = client.register_script(scripts.CLOSE)
 
     def keys(self, job_id: str) -> list[str]:
         """Every Redis key of the job (the ones that exist and the ones that may come)."""
@@ -243,7 +166,7 @@ class JobStore:
 
     def create(
         self,
-        kind: str,
+        kind: JobKind,
         collection: str,
         items: list[dict[str, Any]],
         *,
@@ -253,7 +176,9 @@ class JobStore:
         open_ended: bool = False,
     ) -> str:
         """Record a job and its planned items. An `open_ended` job takes more items later (`append`) and
-        cannot complete before `close`; nor can a job of FINAL_STEP_KINDS, which its worker closes."""
+        cannot complete before `close`; nor can a job of a kind with a final step, which its worker closes."""
+        kind = JobKind(kind)
+        hold = Hold.OPEN if open_ended else Hold.STEP if kind.has_final_step else Hold.NONE
         job_id = job_id or new_job_id()
         now = time.time()
         pipe = self.redis.pipeline()
@@ -261,7 +186,7 @@ class JobStore:
             self._key(job_id),
             mapping={
                 "id": job_id,
-                "kind": kind,
+                "kind": kind.value,
                 "collection": collection,
                 "state": JobState.QUEUED.value,
                 "total": len(items),
@@ -271,8 +196,7 @@ class JobStore:
                 "created_at": now,
                 "request_id": request_id or "",
                 "options": json.dumps(options or {}),
-                **({"open": "1"} if open_ended else {}),
-                **({"open": HELD_FOR_STEP} if kind in FINAL_STEP_KINDS else {}),
+                "hold": hold.value,
             },
         )
         if items:
@@ -390,6 +314,55 @@ class JobStore:
                 file = name[:MAX_ITEM_NAME] if isinstance(name, str) else f"item {index}"
                 failed += self.record(job_id, index, Outcome.FAILED, file, reason)
         return failed
+
+    # -- open jobs: a job that takes more items after it starts (a page uploading a folder in many
+    # requests), and completes only once its client closes it. `create(..., open_ended=True)` records it
+    # with the hold `open` and no items; the record script does not complete a held job however many
+    # outcomes it has. `append` adds items atomically (refused once the job is closed, cancelled or gone)
+    # and returns the new total, so the caller enqueues chunks over the new index range. `close` releases
+    # the hold and completes the job at once if every item already has an outcome.
+
+    def hold(self, job_id: str) -> Hold:
+        """What the job waits for besides its outcomes (a record written before the `hold` field: its
+        `open` flag, "1" an open upload, "step" a job held for its step)."""
+        hold, flag = self.redis.hmget(self._key(job_id), ["hold", "open"])
+        if hold is not None:
+            return Hold(_text(hold))
+        legacy = {"1": Hold.OPEN, "step": Hold.STEP}
+        return legacy.get(_text(flag), Hold.NONE) if flag is not None else Hold.NONE
+
+    def require_open(self, job_id: str) -> None:
+        """NotFound or Conflict unless the job takes more items now (`append` checks again, atomically)."""
+        state = self.redis.hget(self._key(job_id), "state")
+        if state is None:
+            raise NotFound(f"unknown job {job_id!r}")
+        if state not in (b"queued", b"running"):
+            raise Conflict(f"job {job_id} has ended: it takes no more files", {"reason": "job_ended"})
+        if self.hold(job_id) is not Hold.OPEN:
+            raise Conflict(f"job {job_id} is closed: it takes no more files", {"reason": "job_closed"})
+
+    def append(self, job_id: str, items: list[dict[str, Any]]) -> int:
+        """Add items at the end of an open job's plan; returns the new total (the items are the last ones)."""
+        if not items or len(items) > MAX_APPEND:
+            raise ValueError(f"append 1 to {MAX_APPEND} items at a time")
+        keys = self.keys(job_id)
+        total = int(self._append(keys=[keys[0], keys[1]], args=[json.dumps(item) for item in items]))
+        if total == -3:
+            raise NotFound(f"unknown job {job_id!r}")
+        if total == -2:
+            raise Conflict(f"job {job_id} has ended: it takes no more files", {"reason": "job_ended"})
+        if total == -1:
+            raise Conflict(f"job {job_id} is closed: it takes no more files", {"reason": "job_closed"})
+        return total
+
+    def close(self, job_id: str) -> str:
+        """Release the job's hold (an open upload's client, or the worker after a final step): it completes
+        when every item has an outcome (now, if they all have one). Returns the state before. Closing twice
+        is harmless."""
+        old = self._close(keys=self._finish_keys(job_id), args=[time.time(), self.ttl_s, PREFIX, ENDED])
+        if old is None:
+            raise NotFound(f"unknown job {job_id!r}")
+        return _text(old)
 
     def get(self, job_id: str, *, with_errors: bool = True) -> JobReport:
         raw = self.redis.hgetall(self._key(job_id))

@@ -34,7 +34,8 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from indexer.errors import PayloadTooLarge, UnsupportedMediaType
+from indexer.media.formats import corrupt, sniff_format
 
 HEIF_FORMATS: Final = ("heic", "heif", "avif")
 FORMATS: Final = (*HEIF_FORMATS, "jxl")
@@ -48,31 +49,10 @@ CONTENT_TYPE_ALIASES: Final = frozenset(
     {"image/heic-sequence", "image/heif-sequence", "image/avif-sequence", "image/x-jxl"}
 )
 
-_HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
-_AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
-_JXL_CONTAINER: Final = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
 _HEVC_ITEMS: Final = frozenset({"hvc1", "hev1"})
 _DERIVED_ITEMS: Final = frozenset({"grid", "iovl", "iden"})
 _JXL_RATIOS: Final = ((1, 1), (12, 10), (4, 3), (3, 2), (16, 9), (5, 4), (2, 1))
 _MAX_BOXES: Final = 10_000  # a meta box with more children is not a photo
-
-
-def corrupt(fmt: str, why: str = "") -> InvalidInput:
-    msg = f"truncated or corrupt {fmt.upper()}"
-    return InvalidInput(msg + (f" ({why})" if why else ""), {"reason": "corrupt", "format": fmt})
-
-
-def sniff(data: bytes) -> str | None:
-    """HEIF-family or JPEG XL from the first 16 bytes (the exact HEIF flavour needs the whole header)."""
-    if data[:2] == b"\xff\x0a" or data[:12] == _JXL_CONTAINER:
-        return "jxl"
-    if data[4:8] == b"ftyp":
-        brand = data[8:12]
-        if brand in _AVIF_BRANDS:
-            return "avif"
-        if brand in _HEIF_BRANDS:
-            return "heic"
-    return None
 
 
 # ------------------------------------------------------------------------------------------ ISOBMFF
@@ -114,7 +94,7 @@ class HeifHeader:
 
 def heif_header(data: bytes) -> HeifHeader:
     """The primary item's type and ``ispe`` dimensions (stored orientation) from the ``meta`` box."""
-    fmt = sniff(data) or "heif"
+    fmt = sniff_format(data) or "heif"
     try:
         top = _boxes(data, 0, len(data))
         ftyp = _child(top, "ftyp")

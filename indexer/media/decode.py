@@ -26,7 +26,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from indexer.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from indexer.media import codecs, raw
+from indexer.media import codecs, raw, tiff
+from indexer.media.formats import corrupt, sniff_format
 
 # HEIF/HEIC, AVIF and JPEG XL decode in indexer.media.codecs, camera RAW in indexer.media.raw; the
 # rules are the same.
@@ -100,26 +101,6 @@ class DecodedImage:
 
 
 # --------------------------------------------------------------------------------------- sniffing
-def sniff_format(data: bytes) -> str | None:
-    """The format named by the magic bytes, or None. DNG, NEF and ARW look like TIFF here: only the whole
-    header (``read_header``) tells them apart."""
-    if kind := raw.sniff(data) or codecs.sniff(data):
-        return kind
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data[:2] == b"BM":  # callers may pass only the first 16 bytes; the header parse checks the rest
-        return "bmp"
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "tiff"
-    return None
-
-
 def check_content_type(content_type: str | None) -> None:
     """Reject a declared content type that is not an image we accept (the bytes are checked later)."""
     if content_type is None:
@@ -133,18 +114,13 @@ def check_content_type(content_type: str | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------- headers
-def _corrupt(fmt: str, why: str = "") -> InvalidInput:
-    msg = f"truncated or corrupt {fmt.upper()}"
-    return InvalidInput(msg + (f" ({why})" if why else ""), {"reason": "corrupt", "format": fmt})
-
-
 def _jpeg_layout(data: bytes) -> tuple[int, int, int]:
     """Width, height and the offset of the first scan, walking the marker segments."""
     pos, n = 2, len(data)
     size: tuple[int, int] | None = None
     while pos < n:
         if data[pos] != 0xFF:
-            raise _corrupt("jpeg", "bad marker")
+            raise corrupt("jpeg", "bad marker")
         while pos < n and data[pos] == 0xFF:  # fill bytes
             pos += 1
         if pos >= n:
@@ -163,7 +139,7 @@ def _jpeg_layout(data: bytes) -> tuple[int, int, int]:
             break
         (length,) = struct.unpack(">H", data[pos : pos + 2])
         if length < 2:
-            raise _corrupt("jpeg", "bad segment length")
+            raise corrupt("jpeg", "bad segment length")
         if size is None and marker in _JPEG_SOF:
             if pos + 7 > n:
                 break
@@ -171,8 +147,8 @@ def _jpeg_layout(data: bytes) -> tuple[int, int, int]:
             size = (width, height)
         pos += length
     if size is None:
-        raise _corrupt("jpeg", "no frame header")
-    raise _corrupt("jpeg", "no image data")
+        raise corrupt("jpeg", "no frame header")
+    raise corrupt("jpeg", "no image data")
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
@@ -191,7 +167,7 @@ def _jpeg_complete(data: bytes) -> bool:
 
 def _png_size(data: bytes) -> tuple[int, int]:
     if len(data) < 24 or data[12:16] != b"IHDR":
-        raise _corrupt("png", "no IHDR")
+        raise corrupt("png", "no IHDR")
     width, height = struct.unpack(">II", data[16:24])
     return width, height
 
@@ -199,7 +175,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def _gif_size(data: bytes) -> tuple[int, int]:
     """The logical screen, grown to cover the first frame: a frame may claim more than the screen."""
     if len(data) < 13:
-        raise _corrupt("gif", "short header")
+        raise corrupt("gif", "short header")
     width, height = struct.unpack("<HH", data[6:10])
     pos = 13 + (3 << ((data[10] & 0x07) + 1) if data[10] & 0x80 else 0)
     while pos < len(data):
@@ -218,7 +194,7 @@ def _gif_size(data: bytes) -> tuple[int, int]:
 
 def _bmp_size(data: bytes) -> tuple[int, int]:
     if len(data) < 26:
-        raise _corrupt("bmp", "short header")
+        raise corrupt("bmp", "short header")
     (dib,) = struct.unpack("<I", data[14:18])
     if dib == 12:
         width, height = struct.unpack("<HH", data[18:22])
@@ -231,19 +207,19 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     chunk = data[12:16]
     if chunk == b"VP8 " and len(data) >= 30:
         if data[23:26] != b"\x9d\x01\x2a":
-            raise _corrupt("webp", "bad VP8 start code")
+            raise corrupt("webp", "bad VP8 start code")
         width, height = struct.unpack("<HH", data[26:30])
         return width & 0x3FFF, height & 0x3FFF
     if chunk == b"VP8L" and len(data) >= 25:
         if data[20] != 0x2F:
-            raise _corrupt("webp", "bad VP8L signature")
+            raise corrupt("webp", "bad VP8L signature")
         (bits,) = struct.unpack("<I", data[21:25])
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     if chunk == b"VP8X" and len(data) >= 30:
         width = int.from_bytes(data[24:27], "little") + 1
         height = int.from_bytes(data[27:30], "little") + 1
         return width, height
-    raise _corrupt("webp", "unknown chunk")
+    raise corrupt("webp", "unknown chunk")
 
 
 # TIFF field types that libtiff reads as an unsigned integer (TIFFReadDirEntryLong): format, signed.
@@ -259,7 +235,7 @@ _TIFF_INT_TYPES: Final[dict[int, str]] = {
     17: "q",  # SLONG8
     18: "Q",  # IFD8
 }
-TIFF_MAX_IFD_ENTRIES: Final = 4096  # libtiff refuses a directory with more (its sanity check)
+TIFF_MAX_IFD_ENTRIES: Final = tiff.MAX_ENTRIES
 
 
 def _tiff_size(data: bytes) -> tuple[int, int]:
@@ -269,45 +245,40 @@ def _tiff_size(data: bytes) -> tuple[int, int]:
     FIRST entry of a tag counts (libtiff ignores later duplicates), the value must be one integer of a
     type libtiff accepts, and BigTIFF is read like classic TIFF. Anything libtiff would not take as it
     is, is refused as corrupt rather than guessed at."""
-    endian = "<" if data[:2] == b"II" else ">"
-    big = data[2:4] in (b"+\x00", b"\x00+")
+    layout = tiff.Layout.of(data)
+    endian = layout.endian
     try:
-        if big:
+        if layout.big:
             offset_size, zero = struct.unpack(endian + "HH", data[4:8])
             if offset_size != 8 or zero != 0:
-                raise _corrupt("tiff", "bad BigTIFF header")
+                raise corrupt("tiff", "bad BigTIFF header")
             (ifd,) = struct.unpack(endian + "Q", data[8:16])
-            header, count_fmt, entry_size, head = 16, "Q", 20, endian + "HHQ"
+            header = 16
         else:
             (ifd,) = struct.unpack(endian + "I", data[4:8])
-            header, count_fmt, entry_size, head = 8, "H", 12, endian + "HHI"
+            header = 8
         if ifd < header or ifd >= len(data):
-            raise _corrupt("tiff", "first IFD offset outside the file")
-        count_size = struct.calcsize(count_fmt)
-        (count,) = struct.unpack(endian + count_fmt, data[ifd : ifd + count_size])
-        if count > TIFF_MAX_IFD_ENTRIES:
-            raise _corrupt("tiff", f"IFD with {count} entries")
-        base = ifd + count_size
-        if base + count * entry_size > len(data):
-            raise _corrupt("tiff", "short IFD")
+            raise corrupt("tiff", "first IFD offset outside the file")
+        count = tiff.entry_count(data, layout, ifd)
+        if count > tiff.MAX_ENTRIES:
+            raise corrupt("tiff", f"IFD with {count} entries")
+        if ifd + struct.calcsize(layout.count_format) + count * layout.entry_size > len(data):
+            raise corrupt("tiff", "short IFD")
         found: dict[int, int] = {}
-        for i in range(count):
-            off = base + i * entry_size
-            tag, typ, n = struct.unpack(head, data[off : off + struct.calcsize(head)])
-            if tag not in (256, 257) or tag in found:  # libtiff keeps the first of duplicate tags
+        for tag, entry in tiff.directory(data, layout, ifd).items():
+            if tag not in (256, 257):
                 continue
-            fmt = _TIFF_INT_TYPES.get(typ)
-            if fmt is None or n != 1:
-                raise _corrupt("tiff", f"tag {tag} of type {typ} with {n} values")
-            value_off = off + struct.calcsize(head)
-            (value,) = struct.unpack(endian + fmt, data[value_off : value_off + struct.calcsize(fmt)])
+            fmt = _TIFF_INT_TYPES.get(entry.type)
+            if fmt is None or entry.count != 1:
+                raise corrupt("tiff", f"tag {tag} of type {entry.type} with {entry.count} values")
+            (value,) = struct.unpack(endian + fmt, data[entry.field : entry.field + struct.calcsize(fmt)])
             if value < 0 or value > 0xFFFFFFFF:
-                raise _corrupt("tiff", f"tag {tag} value {value} out of range")
+                raise corrupt("tiff", f"tag {tag} value {value} out of range")
             found[tag] = value
     except struct.error as exc:
-        raise _corrupt("tiff", "short IFD") from exc
+        raise corrupt("tiff", "short IFD") from exc
     if 256 not in found or 257 not in found:
-        raise _corrupt("tiff", "no image dimensions")
+        raise corrupt("tiff", "no image dimensions")
     return found[256], found[257]
 
 
@@ -344,9 +315,9 @@ def read_header(data: bytes) -> ImageHeader:
         else:
             width, height = _SIZE_READERS[fmt](data)
     except struct.error as exc:
-        raise _corrupt(fmt, "short header") from exc
+        raise corrupt(fmt, "short header") from exc
     if width <= 0 or height <= 0:
-        raise _corrupt(fmt, f"invalid dimensions {width}x{height}")
+        raise corrupt(fmt, f"invalid dimensions {width}x{height}")
     return ImageHeader(fmt, width, height)
 
 
@@ -380,7 +351,7 @@ def decode_image(
     header = read_header(data)
     check_pixels(header, max_pixels)
     if header.format == "jpeg" and not _jpeg_complete(data):
-        raise _corrupt("jpeg", "no end-of-image marker")
+        raise corrupt("jpeg", "no end-of-image marker")
     if header.format in codecs.FORMATS or header.format in raw.FORMATS:
         return _decode_other(data, header, max_pixels, min_side)
 
@@ -397,9 +368,9 @@ def decode_image(
     try:
         decoded = cv2.imdecode(buf, flags)
     except cv2.error as exc:
-        raise _corrupt(header.format, "decoder error") from exc
+        raise corrupt(header.format, "decoder error") from exc
     if decoded is None or decoded.ndim != 3 or decoded.shape[2] != 3 or decoded.dtype != np.uint8:
-        raise _corrupt(header.format)
+        raise corrupt(header.format)
     pixels: NDArray[np.uint8] = np.asarray(decoded, dtype=np.uint8)
 
     width, height = header.width, header.height

@@ -24,6 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from indexer.errors import InvalidInput, PayloadTooLarge
+from indexer.media import tiff
+from indexer.media.formats import corrupt
 
 FORMAT_MIME: Final[dict[str, str]] = {
     "dng": "image/x-adobe-dng",
@@ -44,66 +46,28 @@ _TAG_PHOTOMETRIC, _TAG_MAKE, _TAG_SUBIFDS, _TAG_DNG_VERSION = 262, 271, 330, 507
 _MAKES: Final = (("NIKON", "nef"), ("SONY", "arw"))
 
 
-def corrupt(fmt: str, why: str = "") -> InvalidInput:
-    msg = f"truncated or corrupt {fmt.upper()}"
-    return InvalidInput(msg + (f" ({why})" if why else ""), {"reason": "corrupt", "format": fmt})
-
-
-def sniff(data: bytes) -> str | None:
-    """The RAW formats that the first 16 bytes tell apart from TIFF."""
-    if data[:4] == b"II*\x00" and data[8:10] == b"CR":
-        return "cr2"
-    if data[4:12] == b"ftypcrx ":
-        return "cr3"
-    if data[:15] == b"FUJIFILMCCD-RAW":
-        return "raf"
-    if data[:4] in (b"IIRO", b"IIRS", b"MMOR"):
-        return "orf"
-    return None
-
-
 # ------------------------------------------------------------------------------- TIFF-based RAW
-def _ifd(data: bytes, endian: str, offset: int) -> dict[int, tuple[int, int, int]]:
-    """Tag -> (type, count, offset of the value field) of one classic-TIFF IFD (first of duplicates)."""
-    (count,) = struct.unpack(endian + "H", data[offset : offset + 2])
-    entries: dict[int, tuple[int, int, int]] = {}
-    for i in range(min(count, 4096)):
-        off = offset + 2 + 12 * i
-        tag, typ, n = struct.unpack(endian + "HHI", data[off : off + 8])
-        entries.setdefault(tag, (typ, n, off + 8))
-    return entries
-
-
-def _ints(data: bytes, endian: str, entry: tuple[int, int, int]) -> list[int]:
-    typ, n, field = entry
-    fmt = {3: "H", 4: "I", 13: "I"}.get(typ)
-    if fmt is None or n > 64:
-        return []
-    size = struct.calcsize(fmt) * n
-    start = field if size <= 4 else struct.unpack(endian + "I", data[field : field + 4])[0]
-    return list(struct.unpack(f"{endian}{n}{fmt}", data[start : start + size]))
-
-
 def tiff_raw_kind(data: bytes) -> str | None:
     """ "dng", "nef", "arw" or "raw" when a TIFF file is a camera RAW, None for a plain TIFF."""
     if data[:4] not in (b"II*\x00", b"MM\x00*"):
         return None
-    endian = "<" if data[:2] == b"II" else ">"
+    layout = tiff.Layout.of(data)
+    endian = layout.endian
     try:
         (first,) = struct.unpack(endian + "I", data[4:8])
-        ifd0 = _ifd(data, endian, first)
+        ifd0 = tiff.directory(data, layout, first)
         if _TAG_DNG_VERSION in ifd0:
             return "dng"
-        photometric = [_ints(data, endian, ifd0[_TAG_PHOTOMETRIC])] if _TAG_PHOTOMETRIC in ifd0 else []
-        for sub in _ints(data, endian, ifd0[_TAG_SUBIFDS])[:8] if _TAG_SUBIFDS in ifd0 else []:
-            entries = _ifd(data, endian, sub)
+        photometric = [tiff.ints(data, layout, ifd0[_TAG_PHOTOMETRIC])] if _TAG_PHOTOMETRIC in ifd0 else []
+        for sub in tiff.ints(data, layout, ifd0[_TAG_SUBIFDS])[:8] if _TAG_SUBIFDS in ifd0 else []:
+            entries = tiff.directory(data, layout, sub)
             if _TAG_PHOTOMETRIC in entries:
-                photometric.append(_ints(data, endian, entries[_TAG_PHOTOMETRIC]))
+                photometric.append(tiff.ints(data, layout, entries[_TAG_PHOTOMETRIC]))
         if not any(set(p) & _CFA_PHOTOMETRIC for p in photometric):
             return None
         make = b""
         if _TAG_MAKE in ifd0:
-            _, n, field = ifd0[_TAG_MAKE]
+            n, field = ifd0[_TAG_MAKE].count, ifd0[_TAG_MAKE].field
             start = field if n <= 4 else struct.unpack(endian + "I", data[field : field + 4])[0]
             make = data[start : start + min(n, 64)]
     except (struct.error, IndexError):

@@ -9,7 +9,7 @@ A use case receives a `Chunk` (what every stage of one chunk needs, and how to r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import weaviate
@@ -94,7 +94,7 @@ class Chunk:
 class ChunkUseCase(Protocol):
     """What one kind of job does with the pipeline's shared stages (read and hash, decode and
     preprocess, infer): which model's index it writes, whether it makes thumbnails, how it stores a
-    batch of vectors (recording each item's outcome), and, for a kind of FINAL_STEP_KINDS, the step that
+    batch of vectors (recording each item's outcome), and, for a kind with a final step, the step that
     ends the job once every item has an outcome. An ingest (indexer.pipeline.ingest.IngestUseCase) and a
     re-embed (indexer.pipeline.reembed.ReembedUseCase) are the two."""
 
@@ -103,5 +103,20 @@ class ChunkUseCase(Protocol):
     def model_id(self, info: CollectionInfo, options: dict[str, Any]) -> str: ...
 
     def store(self, chunk: Chunk, fresh: list[Pending], vectors: NDArray[np.float32]) -> None: ...
+
+    def finished(self, rt: IngestRuntime, report: JobReport) -> None: ...
+
+
+@runtime_checkable
+class VectorUseCase(Protocol):
+    """What a kind of job whose chunks need no bytes and no inference does with a chunk (labelling works
+    from the stored vectors, indexer.pipeline.labelling.LabelUseCase). The runner gives it the same
+    prologue (an ended job is skipped, a queued one starts running), crash accounting (a chunk that keeps
+    killing its worker is split until the item that does it is failed) and end (`finished`, then the
+    staging area of an ended job goes) as the staged use cases; it records each of its items' outcomes."""
+
+    def process(
+        self, rt: IngestRuntime, job_id: str, options: dict[str, Any], start: int, end: int
+    ) -> None: ...
 
     def finished(self, rt: IngestRuntime, report: JobReport) -> None: ...

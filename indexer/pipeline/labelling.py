@@ -1,8 +1,9 @@
 """Bulk labelling: classify every image of a collection from its stored vector (no re-embedding) and
 write ``labels`` / ``label_scores`` into the image objects, so that search can filter by label.
 
-A job lists the collection's image ids once (JobStore items) and runs as chunks. Each chunk fetches its
-images with their vectors, scores them in numpy, and patches the objects whose labels change. The
+A job lists the collection's image ids once (JobStore items) and runs as chunks on the chunk runner
+(indexer/pipeline/runner.py, as a VectorUseCase: its prologue, crash accounting and end). Each chunk
+fetches its images with their vectors, scores them in numpy, and patches the objects whose labels change. The
 labels a class set owns (its classes, now and in earlier runs) are replaced; labels from other class
 sets and classifiers stay. Outcomes are recorded per image (``indexed`` = labelled), so a re-delivered
 chunk neither double-counts nor fails, and re-running the job after the class set changed simply
@@ -23,12 +24,14 @@ from indexer.classify.scorer import Scorer, ScorerCache
 from indexer.classify.scoring import assign
 from indexer.classify.store import ClassStore, Kind
 from indexer.errors import InvalidInput
-from indexer.jobs.store import FINAL_STATES, JobStore, Outcome
+from indexer.jobs.kinds import JobKind
+from indexer.jobs.store import JobReport, JobStore, Outcome
+from indexer.pipeline.chunk import IngestRuntime
 from indexer.sources.items import LabelItem, item_name, parse_label_item
-from indexer.store.images import ImageStore
+from indexer.store.images import ImageStore, in_collection
 from indexer.store.scan import scan, vector_of
 
-JOB_KIND = "label"
+JOB_KIND = JobKind.LABEL
 UPDATE_THREADS = 4
 
 CACHE = ScorerCache(maxsize=8)  # a job's chunks read the references once per worker process
@@ -36,7 +39,7 @@ CACHE = ScorerCache(maxsize=8)  # a job's chunks read the references once per wo
 
 def collection_ids(client: weaviate.WeaviateClient, model_id: str, collection: str) -> list[str]:
     images = ImageStore(client, model_id)
-    where = Filter.by_property("collection").equal(collection)
+    where = in_collection(collection)
     return [str(obj.uuid) for page in scan(images.collection, where, "sha256", properties=[]) for obj in page]
 
 
@@ -73,11 +76,25 @@ def plan_label_job(
     return items, options
 
 
-def label_chunk(client: weaviate.WeaviateClient, jobs: JobStore, job_id: str, start: int, end: int) -> None:
-    if jobs.state(job_id) in FINAL_STATES:
-        return
-    jobs.mark_running(job_id)
-    options: dict[str, Any] = jobs.options(job_id)
+class LabelUseCase:
+    """Labels a chunk of a label job's images from their stored vectors (a VectorUseCase)."""
+
+    def process(self, rt: IngestRuntime, job_id: str, options: dict[str, Any], start: int, end: int) -> None:
+        label_chunk(rt.weaviate, rt.jobs, job_id, options, start, end)
+
+    def finished(self, rt: IngestRuntime, report: JobReport) -> None:
+        """No final step: a label job completes with its last outcome."""
+
+
+def label_chunk(
+    client: weaviate.WeaviateClient,
+    jobs: JobStore,
+    job_id: str,
+    options: dict[str, Any],
+    start: int,
+    end: int,
+) -> None:
+    """Label images [start, end) of a running label job; ``options`` are the job's."""
     store = ClassStore(client)
     record = store.get(Kind(options["kind"]), options["name"])
     scorer = CACHE.get(store, record)

@@ -1,12 +1,14 @@
-"""The re-embed use case, worker side: move a collection's images to another model's index.
+"""Re-embedding: move a collection's images to another model's index, from the stored originals. The
+one home of it; the door is indexer/services/reembed.py.
 
-The API side (indexer/services/reembed.py) plans one `stored` item per image and starts a `reembed`
-job. Its chunks run on the ingest pipeline's shared stages (indexer/pipeline/runner.py: read the stored
-original, decode and preprocess, infer); this use case decides what differs from an ingest: the vectors
-go into the target model's index (`model_id`), no thumbnail is made (the stored one stays), each image's
-stored record (tags, metadata, labels...) is copied with its new vector (`store`), and the job's end
-switches the collection over, or fails the job with the reason when some images could not be moved
-(`finished`), which GET /jobs/<id> shows.
+`plan` checks the request and lists one `stored` item per image; the service starts a `reembed` job
+with them (JobKind.REEMBED, which has a final step). Its chunks run on the staged chunk runner
+(indexer/pipeline/runner.py: read the stored original, decode and preprocess, infer); `ReembedUseCase`
+decides what differs from an ingest: the vectors go into the target model's index (`model_id`), no
+thumbnail is made (the stored one stays), each image's stored record (tags, metadata, labels...) is
+copied with its new vector (`store`), and the job's final step switches the collection over
+(`switch_model`), or fails the job with the reason when some images could not be moved (`finished`),
+which GET /jobs/<id> shows.
 """
 
 from __future__ import annotations
@@ -14,13 +16,59 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import weaviate
 from numpy.typing import NDArray
+from pydantic import BaseModel
 
-from indexer.jobs.open import OpenJobs
+from indexer.errors import Conflict, InvalidInput
 from indexer.jobs.store import ItemOutcome, JobReport, Outcome
 from indexer.pipeline.chunk import Chunk, IngestRuntime, Pending
-from indexer.store.collections import CollectionInfo, switch_model
-from indexer.store.images import ImageStore
+from indexer.sources.items import StoredItem
+from indexer.store.collections import CollectionInfo, get_collection, set_model
+from indexer.store.images import ImageStore, in_collection
+from indexer.store.scan import scan
+
+
+class ReembedOptions(BaseModel):
+    """A re-embed job's options: the model its collection moves from, and the one it moves to."""
+
+    from_model: str
+    to_model: str
+
+
+def plan(
+    client: weaviate.WeaviateClient, info: CollectionInfo, target: str
+) -> tuple[list[StoredItem], ReembedOptions]:
+    """The job items (one per stored image) and options that move the collection to ``target``; Conflict
+    when it already uses it, InvalidInput when it has no images."""
+    if info.model_id == target:
+        raise Conflict(f"collection {info.name!r} already uses model {target}")
+    items = reembed_items(client, info)
+    if not items:
+        raise InvalidInput(f"collection {info.name!r} has no images to re-embed")
+    return items, ReembedOptions(from_model=info.model_id, to_model=target)
+
+
+def reembed_items(client: weaviate.WeaviateClient, info: CollectionInfo) -> list[StoredItem]:
+    """One job item per stored image of the collection: re-encoded from its original in the blob store."""
+    store = ImageStore(client, info.model_id)
+    where = in_collection(info.name)
+    return [
+        StoredItem(sha256=str(obj.properties["sha256"]), name=str(obj.properties["filename"]))
+        for page in scan(store.collection, where, "sha256", properties=["filename"])
+        for obj in page
+    ]
+
+
+def switch_model(client: weaviate.WeaviateClient, name: str, from_model: str, to_model: str) -> None:
+    """Point a collection at the model its images were re-embedded for, then drop the old vectors.
+
+    Idempotent: a re-run after a crash between the two steps finishes the second.
+    """
+    info = get_collection(client, name, with_count=False)
+    if info.model_id == from_model:
+        set_model(client, name, to_model)
+    ImageStore(client, from_model).delete_where(in_collection(name))
 
 
 class ReembedUseCase:
@@ -57,8 +105,8 @@ class ReembedUseCase:
         chunk.record_many(outcomes)
 
     def finished(self, rt: IngestRuntime, report: JobReport) -> None:
-        """Every image has an outcome (the job is held open for this step, FINAL_STEP_KINDS): switch the
-        collection to the new model, then complete the job; or, when some images could not be
+        """Every image has an outcome (the job is held for this step: JobKind.REEMBED has a final step):
+        switch the collection to the new model, then complete the job; or, when some images could not be
         re-embedded, fail the job and leave the collection on its model. Both are idempotent."""
         options = rt.jobs.options(report.id)
         if report.failed:
@@ -69,4 +117,4 @@ class ReembedUseCase:
             )
             return
         switch_model(rt.weaviate, report.collection, str(options["from_model"]), str(options["to_model"]))
-        OpenJobs(rt.jobs).close(report.id)  # every item has an outcome: this completes it
+        rt.jobs.close(report.id)  # every item has an outcome: releasing the hold completes it

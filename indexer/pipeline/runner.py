@@ -1,5 +1,7 @@
-"""The staged chunk runner: one chunk of a job (ingest or re-embed): read, hash, de-duplicate, decode,
-embed in one batch, store (the use case's own step, indexer/pipeline/chunk.py), record.
+"""The staged chunk runner: one chunk of a job. Ingest and re-embed run on its stages: read, hash,
+de-duplicate, decode, embed in one batch, store (the use case's own step, indexer/pipeline/chunk.py),
+record; labelling (a VectorUseCase) runs in their place. All share its prologue, crash accounting
+(`run_chunk`), failure (`fail_remaining`) and end (`_finish`).
 
 Safe to run twice for the same chunk (a worker died, Redis re-delivered the task): outcomes already
 recorded are skipped, objects already written by this job count as indexed, and object ids come from
@@ -24,14 +26,16 @@ from numpy.typing import NDArray
 
 from indexer import metrics
 from indexer.errors import ClipsearchError, DependencyUnavailable, dependency_failure
-from indexer.jobs.store import FINAL_STATES, FINAL_STEP_KINDS, REEMBED, ItemOutcome, JobState, Outcome
-from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, record_outcome
+from indexer.jobs.kinds import FINAL_STEP_KINDS, JobKind
+from indexer.jobs.store import FINAL_STATES, ItemOutcome, JobState, Outcome
+from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, VectorUseCase, record_outcome
 from indexer.pipeline.ingest import IngestUseCase
+from indexer.pipeline.labelling import LabelUseCase
 from indexer.pipeline.reembed import ReembedUseCase
 from indexer.settings import Settings
 from indexer.sources.items import check_item, item_name
-from indexer.sources.plan import ItemReader
-from indexer.storage.objectstore import remove_staging
+from indexer.sources.reader import ItemReader
+from indexer.storage.staging import remove_staging
 from indexer.store.collections import get_collection
 from indexer.store.images import ImageStore
 from indexer.store.schema import image_uuid
@@ -83,9 +87,23 @@ class _Stages:
             yield batch
 
 
-def use_case_for(kind: str) -> ChunkUseCase:
-    """The use case that runs the chunks of a job of this kind."""
-    return ReembedUseCase() if kind == REEMBED else IngestUseCase()
+UseCase = ChunkUseCase | VectorUseCase
+USE_CASES: dict[JobKind, Callable[[], UseCase]] = {
+    JobKind.UPLOAD: IngestUseCase,
+    JobKind.ZIP: IngestUseCase,
+    JobKind.FOLDER: IngestUseCase,
+    JobKind.URLS: IngestUseCase,
+    JobKind.REEMBED: ReembedUseCase,
+    JobKind.LABEL: LabelUseCase,
+}
+
+
+def use_case_for(kind: str) -> UseCase:
+    """The use case that runs the chunks of a job of this kind; ValueError for an unknown kind."""
+    try:
+        return USE_CASES[JobKind(kind)]()
+    except (KeyError, ValueError):
+        raise ValueError(f"job kind {kind!r} has no chunk use case") from None
 
 
 def run_chunk(
@@ -132,12 +150,8 @@ def run_chunk(
 
 
 def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
-    """Items [start, end) of a job, as a pipeline of four stages that overlap across its batches:
-
-    read and hash (a thread) -> decode, thumbnail and preprocess (the encoder's preparation threads)
-    -> inference (this thread, one session, full batches) -> store (a thread: blobs, one Weaviate batch,
-    Redis outcomes). While batch k is in ONNX Runtime, batch k+1 is being decoded and batch k-1 written.
-    """
+    """Items [start, end) of a job: an ended job's are skipped, a queued job starts running, and its
+    kind's use case runs them (on the stages, or in their place for a VectorUseCase)."""
     jobs = rt.jobs
     if jobs.state(job_id) in FINAL_STATES:
         cleanup_staging(rt, job_id)
@@ -145,8 +159,36 @@ def process_chunk(rt: IngestRuntime, job_id: str, start: int, end: int) -> None:
     jobs.mark_running(job_id)
     report = jobs.get(job_id, with_errors=False)
     options = jobs.options(job_id)
-    info = get_collection(rt.weaviate, report.collection, with_count=False)
-    use = use_case_for(report.kind)
+    try:
+        use = use_case_for(report.kind)
+    except ValueError as exc:  # a record this worker cannot run: the job fails with the reason
+        jobs.fail(job_id, str(exc))
+        cleanup_staging(rt, job_id)
+        return
+    if isinstance(use, VectorUseCase):
+        use.process(rt, job_id, options, start, end)
+        _finish(rt, job_id)
+    else:
+        _run_stages(rt, job_id, report.collection, options, use, start, end)
+
+
+def _run_stages(
+    rt: IngestRuntime,
+    job_id: str,
+    collection: str,
+    options: dict[str, Any],
+    use: ChunkUseCase,
+    start: int,
+    end: int,
+) -> None:
+    """Items [start, end) of a job, as a pipeline of four stages that overlap across its batches:
+
+    read and hash (a thread) -> decode, thumbnail and preprocess (the encoder's preparation threads)
+    -> inference (this thread, one session, full batches) -> store (a thread: blobs, one Weaviate batch,
+    Redis outcomes). While batch k is in ONNX Runtime, batch k+1 is being decoded and batch k-1 written.
+    """
+    jobs = rt.jobs
+    info = get_collection(rt.weaviate, collection, with_count=False)
     model_id = use.model_id(info, options)  # a re-embed writes into the target model's index
     if model_id != rt.encoder.model_id:
         jobs.fail(
@@ -309,7 +351,7 @@ def _store_stage(chunk: Chunk, stages: _Stages) -> None:
 
 
 def _finish(rt: IngestRuntime, job_id: str) -> None:
-    """After a chunk: a job of FINAL_STEP_KINDS whose every item has an outcome runs its final step (a
+    """After a chunk: a job of a kind with a final step whose every item has an outcome runs its final step (a
     re-embed switches its collection over), which ends it; the staging area of an ended job is cleaned.
     Every chunk that ends last may run the step (they finish at once on several workers, or a chunk is
     delivered again after a crash in the step): the steps are idempotent."""
@@ -333,7 +375,9 @@ def fail_remaining(rt: IngestRuntime, job_id: str, start: int, end: int, reason:
     """Fail the chunk's items that have no outcome yet (JobStore.fail_remaining), so the job still
     finishes, and complete the job if that was its last chunk. A final step that fails here too (its
     retries are spent) fails the job with both reasons, rather than leave it running."""
-    metrics.images_failed(rt.jobs.fail_remaining(job_id, start, end, reason))
+    failed = rt.jobs.fail_remaining(job_id, start, end, reason)
+    if rt.jobs.get(job_id, with_errors=False).kind != JobKind.LABEL:  # the metrics count images, not labels
+        metrics.images_failed(failed)
     try:
         _finish(rt, job_id)
     except Exception as exc:  # any error of the step: the job must end, and says why

@@ -5,12 +5,10 @@ from __future__ import annotations
 from weaviate.classes.query import Filter
 
 from indexer.search.requests import SearchFilters
-from indexer.store.images import meta_kv
+from indexer.store.images import in_collection, meta_kv
 from indexer.store.types import WhereFilter
 
-
-def in_collection(collection: str) -> WhereFilter:
-    return Filter.by_property("collection").equal(collection)
+__all__ = ["build_filters", "in_collection"]
 
 
 def build_filters(collection: str, filters: SearchFilters) -> WhereFilter:

@@ -28,11 +28,10 @@ from typing import Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from weaviate.classes.query import Filter
 
 from indexer.classify.prompts import normalise_rows
 from indexer.errors import InvalidInput
-from indexer.store.images import ImageStore
+from indexer.store.images import ImageStore, in_collection
 from indexer.store.scan import scan, vector_of
 
 BLOCK = 1024
@@ -65,7 +64,7 @@ def collection_vectors(store: ImageStore, collection: str, max_images: int) -> C
     ids: list[str] = []
     names: list[str] = []
     blocks: list[NDArray[np.float32]] = []  # one array per page: 4 bytes a float, not a Python float's 32
-    where = Filter.by_property("collection").equal(collection)
+    where = in_collection(collection)
     for page in scan(store.collection, where, "sha256", properties=["filename"], include_vector=True):
         vectors: list[list[float]] = []
         for obj in page:
@@ -210,7 +209,7 @@ def neighbour_graph(
 ) -> SimilarityGraph:
     """The pairs found by one nearest-neighbour query per image through Weaviate (module docstring):
     the collection streamed page by page, each page's queries ``concurrency`` at a time."""
-    where = Filter.by_property("collection").equal(collection)
+    where = in_collection(collection)
     index: dict[str, int] = {}  # uuid -> index, on first sight (as an image or as a neighbour)
     names: dict[int, str] = {}
     scanned: list[int] = []  # indexes in scan (sha256) order

@@ -1,12 +1,14 @@
 """The clients a process holds for its life, built once from the settings: Weaviate, Redis, the blob
-store and the encoder. Every application service takes one `Backends`; the API (search_api.services)
-and the workers build it once per process."""
+store and the encoder. The API (search_api.services) and the workers build one `Backends` per process;
+each application service is given what it uses: callables of the clients (the newer services), or the
+Backends seen through a narrow port (`Collections`, `Encoding`, `Classifying`) that names what it may
+touch."""
 
 from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 import weaviate
@@ -30,6 +32,47 @@ if TYPE_CHECKING:
     from indexer.model.encoder import ClipEncoder
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Collections(Protocol):
+    """What a use case over user collections and their images is given: the settings, the Weaviate
+    client, the model this process runs, and a collection's binding and images (no Redis, no blobs)."""
+
+    settings: Settings
+
+    @property
+    def weaviate(self) -> weaviate.WeaviateClient: ...
+
+    @property
+    def model_id(self) -> str: ...
+
+    def collection(self, name: str) -> CollectionInfo: ...
+
+    def encodable_collection(self, name: str) -> CollectionInfo: ...
+
+    def image_store(self, info: CollectionInfo) -> ImageStore: ...
+
+
+class Encoding(Protocol):
+    """What a use case that encodes queries is given: the settings, the Weaviate client and the encoder."""
+
+    settings: Settings
+
+    @property
+    def weaviate(self) -> weaviate.WeaviateClient: ...
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def encoder(self) -> ClipEncoder: ...
+
+
+class Classifying(Collections, Encoding, Protocol):
+    """What classification is given: collections, the encoder and the blob store (example images)."""
+
+    @property
+    def blobs(self) -> BlobStore: ...
 
 
 class Backends:

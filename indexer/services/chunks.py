@@ -1,13 +1,12 @@
-"""The worker's use cases: run or fail one chunk of a job on the staged chunk runner (ingest and
-re-embed, indexer/pipeline/runner.py) or on the labeller (indexer/pipeline/labelling.py). The tasks
-(workers/tasks.py) call these and nothing else of the core."""
+"""The worker's use cases: run or fail one chunk of a job (ingest, re-embed or label) on the chunk
+runner (indexer/pipeline/runner.py). The tasks (workers/tasks.py) call these and nothing else of the
+core."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from indexer.pipeline import labelling
 from indexer.pipeline.chunk import IngestRuntime
 from indexer.pipeline.runner import fail_remaining, run_chunk
 
@@ -25,20 +24,11 @@ class ChunkService:
     def end_delivery(self, job_id: str, start: int, end: int) -> None:
         self.runtime().jobs.end_delivery(job_id, start, end)
 
-    def ingest(
-        self, job_id: str, start: int, end: int, crashes: int, split: Callable[[int, int], None]
-    ) -> None:
-        """Items [start, end) of an ingest or re-embed job (split into one task per item past the crash
-        limit)."""
+    def run(self, job_id: str, start: int, end: int, crashes: int, split: Callable[[int, int], None]) -> None:
+        """Items [start, end) of a job of any kind (ingest, re-embed, label), split into one task per item
+        past the crash limit (`split(i, i + 1)`)."""
         run_chunk(self.runtime(), job_id, start, end, crashes, split)
 
-    def fail_ingest(self, job_id: str, start: int, end: int, reason: str) -> None:
+    def fail(self, job_id: str, start: int, end: int, reason: str) -> None:
+        """Fail the chunk's items that have no outcome yet (its retries are spent), so the job still ends."""
         fail_remaining(self.runtime(), job_id, start, end, reason)
-
-    def label(self, job_id: str, start: int, end: int) -> None:
-        """Images [start, end) of a bulk-label job, from their stored vectors."""
-        rt = self.runtime()
-        labelling.label_chunk(rt.weaviate, rt.jobs, job_id, start, end)
-
-    def fail_label(self, job_id: str, start: int, end: int, reason: str) -> None:
-        self.runtime().jobs.fail_remaining(job_id, start, end, reason)

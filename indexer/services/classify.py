@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from weaviate.classes.query import Filter
 
 from indexer.classify import manage
 from indexer.classify.boxes import BoxFormat
@@ -41,11 +40,11 @@ from indexer.classify.store import (
 )
 from indexer.errors import InvalidInput, require_model
 from indexer.pipeline.labelling import JOB_KIND, plan_label_job
-from indexer.services.backends import Backends
+from indexer.services.backends import Classifying
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
 from indexer.store.collections import CollectionInfo
-from indexer.store.images import ImageStore
+from indexer.store.images import ImageStore, in_collection
 
 __all__ = [  # the classification types that the routes use, through this door
     "BoxFormat",
@@ -125,7 +124,7 @@ class Applied:
 
 @dataclass
 class ClassifyService:
-    backends: Backends
+    backends: Classifying
     jobs: JobsService
     scorers: ScorerCache = field(default_factory=ScorerCache)
 
@@ -510,7 +509,7 @@ class ClassifyService:
             )
         info = self.collection_for(scorer.record, collection)
         images = self.backends.image_store(info)
-        where = Filter.by_property("collection").equal(info.name)
+        where = in_collection(info.name)
         best: dict[str, tuple[float, int]] = {}
         complete = True
         for row, vector in enumerate(scorer.references.vectors):

@@ -31,24 +31,33 @@ Item = str | bytes  # a text, or the bytes of an encoded image
 
 
 @dataclass(frozen=True, eq=False)
-class TextEmbeddingResult:
+class _Embeddings:
     model_id: str
     dim: int
     normalized: bool
     vectors: NDArray[np.float32]  # [n, dim]
-    truncated: list[bool]  # per text: cut to the context length (77 tokens)
-    n_tokens: list[int]  # per text: tokens before truncation, start and end included
 
-    def to_dict(self) -> dict[str, Any]:
+    def _dict(self, per_vector: list[dict[str, Any]]) -> dict[str, Any]:
+        """The JSON of the result, with each vector's own fields beside it."""
         return {
             "model_id": self.model_id,
             "dim": self.dim,
             "normalized": self.normalized,
             "embeddings": [
-                {"vector": v.tolist(), "truncated": t, "n_tokens": n}
-                for v, t, n in zip(self.vectors, self.truncated, self.n_tokens, strict=True)
+                {"vector": v.tolist(), **extra} for v, extra in zip(self.vectors, per_vector, strict=True)
             ],
         }
+
+
+@dataclass(frozen=True, eq=False)
+class TextEmbeddingResult(_Embeddings):
+    truncated: list[bool]  # per text: cut to the context length (77 tokens)
+    n_tokens: list[int]  # per text: tokens before truncation, start and end included
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._dict(
+            [{"truncated": t, "n_tokens": n} for t, n in zip(self.truncated, self.n_tokens, strict=True)]
+        )
 
 
 @dataclass(frozen=True)
@@ -59,23 +68,11 @@ class ImageInfo:
 
 
 @dataclass(frozen=True, eq=False)
-class ImageEmbeddingResult:
-    model_id: str
-    dim: int
-    normalized: bool
-    vectors: NDArray[np.float32]  # [n, dim]
+class ImageEmbeddingResult(_Embeddings):
     images: list[ImageInfo]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "model_id": self.model_id,
-            "dim": self.dim,
-            "normalized": self.normalized,
-            "embeddings": [
-                {"vector": v.tolist(), "format": i.format, "width": i.width, "height": i.height}
-                for v, i in zip(self.vectors, self.images, strict=True)
-            ],
-        }
+        return self._dict([{"format": i.format, "width": i.width, "height": i.height} for i in self.images])
 
 
 @dataclass(frozen=True)

@@ -6,21 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pydantic import BaseModel
 
-from indexer.errors import InvalidInput, UnsupportedMediaType
+from indexer.errors import InvalidInput
+from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import new_job_id
 from indexer.limits import check_ingest_options
-from indexer.media.decode import check_content_type
-from indexer.services.backends import Backends
+from indexer.services.backends import Collections
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
-from indexer.settings import Settings
 from indexer.sources.items import JobItem, RejectedItem
-from indexer.sources.plan import plan_folder, plan_urls, plan_zip, rejected, stage, stage_zip_items
-from indexer.storage.objectstore import remove_staging
+from indexer.sources.plan import plan_folder, plan_urls, plan_zip
+from indexer.storage.staging import Upload, remove_staging, stage_uploads, stage_zip_items
 from indexer.store.collections import CollectionInfo
 
 __all__ = ["IngestService", "JobStarted", "Rejected", "Upload", "check_ingest_options", "stage_uploads"]
@@ -39,35 +38,9 @@ class JobStarted(BaseModel):
     rejected: list[Rejected]
 
 
-@dataclass(frozen=True)
-class Upload:
-    """One uploaded file as the transport received it. ``spooled``: the file on disk that ``stream``
-    writes to, when the transport spooled it inside the local staging area (staged by a rename)."""
-
-    filename: str
-    content_type: str | None
-    stream: IO[bytes]
-    spooled: Path | None = None
-
-
-def stage_uploads(settings: Settings, job_id: str, sub: str | None, files: list[Upload]) -> list[JobItem]:
-    """One item per uploaded file, staged under the job (in ``sub`` when given); a refused content type is
-    a rejected item with its reason."""
-    items: list[JobItem] = []
-    for index, upload in enumerate(files):
-        shown = upload.filename or f"upload-{index}"
-        try:
-            check_content_type(upload.content_type or None)
-        except UnsupportedMediaType as exc:
-            items.append(rejected(shown, exc.message))
-            continue
-        items.append(stage(settings, job_id, sub, index, shown, upload.stream, upload.spooled))
-    return items
-
-
 @dataclass
 class IngestService:
-    backends: Backends
+    backends: Collections
     jobs: JobsService
 
     def encodable_collection(self, name: str | CollectionInfo) -> CollectionInfo:
@@ -89,7 +62,7 @@ class IngestService:
             raise InvalidInput("no files: send multipart/form-data with one or more `files` parts")
         job_id = new_job_id()
         items = stage_uploads(self.backends.settings, job_id, None, files)
-        return self._start(info, "upload", items, options, job_id, request_id)
+        return self._start(info, JobKind.UPLOAD, items, options, job_id, request_id)
 
     def zip(
         self,
@@ -112,24 +85,24 @@ class IngestService:
         except Exception:  # whatever failed, the job's staging must not outlive it; re-raised
             remove_staging(self.backends.settings, job_id)
             raise
-        return self._start(info, "zip", items, options, job_id, request_id)
+        return self._start(info, JobKind.ZIP, items, options, job_id, request_id)
 
     def folder(self, name: str, path: str, options: BaseModel, request_id: str | None = None) -> JobStarted:
         info = self.encodable_collection(name)
         items = plan_folder(path, self.backends.settings)
-        return self._start(info, "folder", items, options, new_job_id(), request_id)
+        return self._start(info, JobKind.FOLDER, items, options, new_job_id(), request_id)
 
     def urls(
         self, name: str, urls: list[str], options: BaseModel, request_id: str | None = None
     ) -> JobStarted:
         info = self.encodable_collection(name)
         items = plan_urls(urls, self.backends.settings)
-        return self._start(info, "urls", items, options, new_job_id(), request_id)
+        return self._start(info, JobKind.URLS, items, options, new_job_id(), request_id)
 
     def _start(
         self,
         info: CollectionInfo,
-        kind: str,
+        kind: JobKind,
         items: list[JobItem],
         options: BaseModel,
         job_id: str,
@@ -141,10 +114,10 @@ class IngestService:
 
 
 def start_ingest_job(
-    backends: Backends,
+    backends: Collections,
     jobs: JobsService,
     info: CollectionInfo,
-    kind: str,
+    kind: JobKind,
     items: Sequence[JobItem],
     options: dict[str, Any],
     job_id: str,

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import FINAL_STATES, JobReport, JobStore, chunks
 from indexer.services.queue import ChunkPayload, JobQueue, TaskKind
 
@@ -27,7 +28,7 @@ class JobsService:
 
     def start(
         self,
-        kind: str,
+        kind: JobKind,
         collection: str,
         items: list[dict[str, Any]],
         *,

@@ -35,7 +35,7 @@ from indexer.search.requests import (
 )
 from indexer.search.sorting import sort_hits
 from indexer.search.text_vectors import TextEmbeddingCache, combine
-from indexer.services.backends import Backends
+from indexer.services.backends import Encoding
 from indexer.store.collections import CollectionInfo, get_collection
 from indexer.store.images import ImageStore, ScoredImage, check_image_id, find_image, is_missing_class
 from indexer.store.types import WhereFilter
@@ -65,7 +65,7 @@ class SearchResult:
 
 
 class SearchService:
-    def __init__(self, backends: Backends, text_cache: TextEmbeddingCache | None = None) -> None:
+    def __init__(self, backends: Encoding, text_cache: TextEmbeddingCache | None = None) -> None:
         self.backends = backends
         self.settings = backends.settings
         self.text_cache = text_cache or TextEmbeddingCache()

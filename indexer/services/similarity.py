@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from indexer.search.similarity import MAX_PAIRS, SimilarityGraph, similarity_graph
-from indexer.services.backends import Backends
+from indexer.services.backends import Collections
 
 __all__ = ["MAX_PAIRS", "SimilarityService"]
 
@@ -31,7 +31,7 @@ class DuplicatesPage:
 
 @dataclass
 class SimilarityService:
-    backends: Backends
+    backends: Collections
 
     def duplicates(self, name: str, threshold: float, limit: int, offset: int) -> DuplicatesPage:
         """Connected components of the pairs at or above ``threshold``, largest first, one page."""

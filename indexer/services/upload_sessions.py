@@ -8,26 +8,25 @@ in requests of at most `upload_max_files_per_request` files and `max_upload_byte
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from dataclasses import dataclass
 
 from pydantic import BaseModel
-from weaviate.classes.query import Filter, Sort
+from weaviate.classes.query import Sort
 
 from indexer.errors import Conflict, InvalidInput
-from indexer.jobs.open import MAX_APPEND, OpenJobs
-from indexer.jobs.store import FINAL_STEP_KINDS, JobReport, chunks
-from indexer.services.backends import Backends
-from indexer.services.ingest import Rejected, Upload, stage_uploads
+from indexer.jobs.kinds import JobKind
+from indexer.jobs.store import MAX_APPEND, JobReport, chunks
+from indexer.services.backends import Collections
+from indexer.services.ingest import Rejected
 from indexer.services.jobs import JobsService
 from indexer.services.queue import ChunkPayload, TaskKind
 from indexer.sources.items import JobItem, RejectedItem
-from indexer.storage.objectstore import remove_staging, staging_store
-from indexer.store.images import HIT_PROPERTIES, ImageRecord
+from indexer.storage.staging import Upload, remove_staging, stage_uploads
+from indexer.store.images import HIT_PROPERTIES, ImageRecord, in_collection
 from indexer.store.schema import image_uuid
 
-UPLOAD_KIND = "upload"
+UPLOAD_KIND = JobKind.UPLOAD
 
 
 class Appended(BaseModel):
@@ -39,12 +38,8 @@ class Appended(BaseModel):
 
 @dataclass
 class UploadSessions:
-    backends: Backends
+    backends: Collections
     jobs: JobsService
-
-    @property
-    def _open_jobs(self) -> OpenJobs:
-        return OpenJobs(self.jobs.store)
 
     def open(self, name: str, options: BaseModel, request_id: str | None = None) -> str:
         """An open upload job on a collection whose model this service runs (else 409)."""
@@ -63,7 +58,7 @@ class UploadSessions:
                 f"at most {self.backends.settings.upload_max_files_per_request} files per request",
                 {"files": len(files)},
             )
-        opened = self._open_jobs
+        opened = self.jobs.store
         opened.require_open(job_id)  # before staging anything; append checks again, atomically
         # One staging folder per request: names of different requests (a/1.jpg, b/1.jpg) cannot clash, and
         # the worker's clean-up of the job's folder removes them all.
@@ -74,9 +69,7 @@ class UploadSessions:
             items = stage_uploads(settings, job_id, sub, files)
             total = opened.append(job_id, [item.to_json() for item in items])
         except Exception:  # whatever failed, the request's staged files must not outlive it; re-raised
-            shutil.rmtree(settings.staging_dir / job_id / sub, ignore_errors=True)
-            if settings.blob_store_url:
-                staging_store(settings).delete_prefix(f"{job_id}/{sub}")
+            remove_staging(settings, job_id, sub)
             raise
         start = total - len(items)
         for a, b in chunks(len(items), self.backends.settings.ingest_chunk_size):
@@ -89,11 +82,11 @@ class UploadSessions:
         """No more files: the job completes once every file has an outcome. A job that ends with a step
         of its own (a re-embed) is not the client's to close (409)."""
         kind = self.jobs.store.get(job_id, with_errors=False).kind
-        if kind in FINAL_STEP_KINDS:
+        if JobKind(kind).has_final_step:
             raise Conflict(
                 f"job {job_id} is a {kind} job: it ends by itself after its last step", {"reason": "not_open"}
             )
-        self._open_jobs.close(job_id)
+        self.jobs.store.close(job_id)
         report = self.jobs.report(job_id)
         if report.processed >= report.total:  # ended now: no chunk will run to clean the staging area
             remove_staging(self.backends.settings, job_id)
@@ -110,7 +103,7 @@ class UploadSessions:
         """A page of the collection's images, newest first, and how many it has."""
         info = self.backends.collection(name)
         store = self.backends.image_store(info)
-        where = Filter.by_property("collection").equal(info.name)
+        where = in_collection(info.name)
         found = store.collection.query.fetch_objects(
             filters=where,
             limit=limit,

@@ -184,6 +184,11 @@ JobItem = Annotated[
 _ADAPTER: TypeAdapter[JobItem] = TypeAdapter(JobItem)
 
 
+def rejected(name: str, reason: str) -> RejectedItem:
+    """An input refused before any work: an item that fails with ``reason`` alone."""
+    return RejectedItem(name=name, reason=reason)
+
+
 def parse_item(raw: object) -> JobItem:
     """The item that `raw` (one stored item, as JSON-decoded) describes, or InvalidInput with the
     first reason it is not one."""

@@ -1,153 +1,32 @@
-"""Where images come from: uploads staged on disk, zip archives, server-side folders and URLs.
-
-Planning turns a source into job items (indexer/sources/items.py: one pydantic model per kind, which reference
-the bytes, never carry them), and refuses what is unsafe before any work is queued. `ItemReader` later
-reads one checked item's bytes.
+"""Planning: zip archives, server-side folders and URLs into job items (indexer/sources/items.py: one
+pydantic model per kind, which reference the bytes, never carry them), refusing what is unsafe before
+any work is queued. Uploads are staged by indexer/storage/staging.py; the worker's `ItemReader`
+(indexer/sources/reader.py) later reads one checked item's bytes.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
-import tempfile
 import time
-from pathlib import Path, PurePosixPath
-from typing import IO
+from pathlib import Path
 
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from indexer.media.decode import sniff_format
 from indexer.settings import Settings
 from indexer.sources import ziparchive
 from indexer.sources.items import (
-    FileItem,
     FolderItem,
     JobItem,
-    RejectedItem,
-    StagedItem,
-    StagedZipItem,
-    StoredItem,
     UrlItem,
     ZipItem,
+    rejected,
     resolve_path,
 )
-from indexer.sources.urls import UrlTimeout, fetch_url, parse_url, resolve, vet
+from indexer.sources.urls import UrlTimeout, parse_url, resolve, vet
 from indexer.sources.ziparchive import Entry
-from indexer.storage.blobs import BlobStore
-from indexer.storage.objectstore import ObjectMissing, ObjectStore, staging_store
 
 Item = JobItem  # the planned items of an ingest or re-embed job
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-HEAD_BYTES = 16
-
-
-def reject_reason(head: bytes, size: int) -> str | None:
-    """Why bytes cannot be an image (an empty file, an unknown format), or None if they may be one."""
-    if size == 0:
-        return "empty file (0 bytes)"
-    if sniff_format(head) is None:
-        return (
-            "not an image: unrecognised format (JPEG, PNG, WebP, BMP, TIFF, GIF, HEIC/HEIF, AVIF, "
-            "JPEG XL and camera RAW are accepted)"
-        )
-    return None
-
-
-def rejected(name: str, reason: str) -> RejectedItem:
-    return RejectedItem(name=name, reason=reason)
-
-
-def stage_upload(staging: Path, index: int, filename: str, stream: IO[bytes]) -> Item:
-    """Copy one uploaded file to the staging directory; refuse empty and non-image files at once."""
-    display = filename or f"upload-{index}"
-    safe = _SAFE_NAME.sub("_", PurePosixPath(display.replace("\\", "/")).name)[:100] or "file"
-    staging.mkdir(parents=True, exist_ok=True)
-    path = staging / f"{index:06d}-{safe}"
-    size = 0
-    head = b""
-    with path.open("wb") as out:
-        while chunk := stream.read(1024 * 1024):
-            if len(head) < HEAD_BYTES:
-                head += chunk[: HEAD_BYTES - len(head)]
-            size += len(chunk)
-            out.write(chunk)
-    reason = reject_reason(head, size)
-    if reason:
-        path.unlink()
-        return rejected(display, reason)
-    return FileItem(path=str(path), name=display)
-
-
-def _safe_name(display: str) -> str:
-    return _SAFE_NAME.sub("_", PurePosixPath(display.replace("\\", "/")).name)[:100] or "file"
-
-
-def stage_upload_object(
-    store: ObjectStore, prefix: str, index: int, filename: str, stream: IO[bytes]
-) -> Item:
-    """Stage one uploaded file in the object store (BLOB_STORE_URL), under ``prefix`` (the job's id): a
-    worker on another machine reads it from there. Empty and non-image files are refused at once."""
-    display = filename or f"upload-{index}"
-    key = f"{prefix}/{index:06d}-{_safe_name(display)}"
-    size, head = store.put_stream(key, stream, HEAD_BYTES)
-    reason = reject_reason(head, size)
-    if reason:
-        store.delete(key)
-        return rejected(display, reason)
-    return StagedItem(key=key, name=display)
-
-
-def stage_spooled(staging: Path, index: int, filename: str, stream: IO[bytes], spooled: Path) -> Item:
-    """Stage an upload that the transport already wrote to ``spooled`` (a file in the staging area's
-    file system, which ``stream`` writes to): a rename, the bytes are not copied. Empty and non-image
-    files are refused at once (their spool file is the transport's to remove)."""
-    display = filename or f"upload-{index}"
-    stream.flush()
-    size = os.fstat(stream.fileno()).st_size
-    stream.seek(0)
-    reason = reject_reason(stream.read(HEAD_BYTES), size)
-    if reason:
-        return rejected(display, reason)
-    staging.mkdir(parents=True, exist_ok=True)
-    path = staging / f"{index:06d}-{_safe_name(display)}"
-    os.replace(spooled, path)
-    return FileItem(path=str(path), name=display)
-
-
-def stage(
-    settings: Settings,
-    job_id: str,
-    sub: str | None,
-    index: int,
-    filename: str,
-    stream: IO[bytes],
-    spooled: Path | None = None,
-) -> Item:
-    """Stage one upload where this deployment's workers read it: DATA_DIR/staging/<job>[/<sub>] on one
-    machine, the object store's staging/<job>[/<sub>]/ when BLOB_STORE_URL is set. An upload already
-    ``spooled`` to a file of the local staging area is renamed into place, not copied."""
-    if settings.blob_store_url:
-        prefix = f"{job_id}/{sub}" if sub else job_id
-        return stage_upload_object(staging_store(settings), prefix, index, filename, stream)
-    staging = settings.staging_dir / job_id
-    if spooled is not None:
-        return stage_spooled(staging / sub if sub else staging, index, filename, stream, spooled)
-    return stage_upload(staging / sub if sub else staging, index, filename, stream)
-
-
-def stage_zip_items(settings: Settings, job_id: str, path: Path, items: list[Item]) -> list[Item]:
-    """With an object store, move a planned archive there and point its items at it (``staged_zip``);
-    on one machine the items keep reading the archive from DATA_DIR/staging."""
-    if not settings.blob_store_url:
-        return items
-    key = f"{job_id}/archive.zip"
-    staging_store(settings).put_file(key, path)
-    shutil.rmtree(path.parent, ignore_errors=True)
-    staged: list[Item] = []
-    for item in items:
-        staged.append(item.staged(key) if isinstance(item, ZipItem) else item)
-    return staged
 
 
 def _unsafe_member(name: str) -> bool:
@@ -156,7 +35,7 @@ def _unsafe_member(name: str) -> bool:
     return ".." in re.split(r"[\\/]", name)
 
 
-def _zip_problem(entry: Entry, settings: Settings) -> str | None:
+def zip_problem(entry: Entry, settings: Settings) -> str | None:
     """Why one archive entry is refused (the archive as a whole may still be used)."""
     if entry.problem:
         return entry.problem
@@ -209,7 +88,7 @@ def plan_zip(path: Path, display: str, settings: Settings) -> list[Item]:
                 f"{settings.zip_max_ratio:.0f} (zip bomb?)",
                 {"reason": "zip_ratio", "entry": entry.name, "limit": settings.zip_max_ratio},
             )
-        problem = _zip_problem(entry, settings)
+        problem = zip_problem(entry, settings)
         if problem:
             items.append(rejected(name, problem))
         else:
@@ -317,84 +196,3 @@ def plan_urls(urls: list[str], settings: Settings) -> list[Item]:
             continue
         items.append(UrlItem(url=url, name=url))
     return items
-
-
-class ItemReader:
-    """Reads items' bytes for one chunk. Items come checked (`indexer.sources.items.check_item`, as the worker
-    reads them from Redis), so the reader only dispatches on their type."""
-
-    def __init__(self, settings: Settings, job_id: str | None = None) -> None:
-        self.settings = settings
-        self.job_id = job_id
-        self._archives: dict[str, Path] = {}  # staged_zip: archives fetched from the object store
-        self._tmp: str | None = None
-
-    def read(self, item: JobItem) -> bytes:
-        match item:
-            case RejectedItem():
-                raise InvalidInput(item.reason)
-            case UrlItem():
-                return fetch_url(
-                    item.url,
-                    allow=self.settings.url_allow,
-                    max_bytes=self.settings.url_max_bytes,
-                    timeout_s=self.settings.url_timeout_s,
-                    max_redirects=self.settings.url_max_redirects,
-                )
-            case ZipItem():
-                return self._read_zip(item, Path(item.path))
-            case StagedItem():
-                try:
-                    return staging_store(self.settings).get_bytes(item.key)
-                except ObjectMissing as exc:
-                    raise InvalidInput("file disappeared before it could be read") from exc
-            case StagedZipItem():
-                return self._read_zip(item, self._archive(item.key))
-            case StoredItem():  # re-embedding: the original kept at ingest
-                return BlobStore.from_settings(self.settings).read_original(item.sha256)
-            case FileItem() | FolderItem():
-                try:
-                    return Path(item.path).read_bytes()
-                except FileNotFoundError as exc:
-                    raise InvalidInput("file disappeared before it could be read") from exc
-                except OSError as exc:
-                    raise InvalidInput(f"cannot read file: {exc.strerror}") from exc
-
-    def _archive(self, key: str) -> Path:
-        """A staged archive copied from the object store once per reader (removed by `close`)."""
-        path = self._archives.get(key)
-        if path is None:
-            if self._tmp is None:
-                self._tmp = tempfile.mkdtemp(prefix="clipsearch-zip-")
-            path = Path(self._tmp) / f"{len(self._archives)}.zip"
-            try:
-                staging_store(self.settings).download(key, path)
-            except ObjectMissing as exc:
-                raise InvalidInput("archive disappeared before it could be read") from exc
-            self._archives[key] = path
-        return path
-
-    def _read_zip(self, item: ZipItem | StagedZipItem, path: Path) -> bytes:
-        """The entry whose directory record planning found at `record`: only this entry's damage
-        (a corrupt stream, a CRC mismatch) fails it, never the chunk."""
-        try:
-            with path.open("rb") as f:
-                directory = ziparchive.read_directory(f, path.stat().st_size)
-                entry = ziparchive.entry_at(f, directory, item.record)
-                if entry.name != item.entry:
-                    raise InvalidInput("malformed job item: the entry at that offset has another name")
-                problem = _zip_problem(entry, self.settings)
-                if problem:
-                    raise InvalidInput(problem)
-                return ziparchive.read_entry(f, entry, self.settings.zip_max_entry_bytes)
-        except FileNotFoundError as exc:
-            raise InvalidInput("archive disappeared before it could be read") from exc
-        except OSError as exc:
-            raise InvalidInput(f"cannot read archive: {exc.strerror or exc}") from exc
-
-    def close(self) -> None:
-        """Nothing is held open between items; archives copied from the object store are removed."""
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-            self._archives.clear()

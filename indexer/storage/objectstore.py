@@ -12,7 +12,6 @@ below another (the blob store is ``root.child("blobs")``, staging ``root.child("
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -336,19 +335,3 @@ def open_store(settings: Settings) -> ObjectStore:
     if settings.blob_store_url:
         return S3ObjectStore.from_settings(settings)
     return LocalObjectStore(settings.data_dir)
-
-
-def staging_store(settings: Settings) -> ObjectStore:
-    """Where uploads are staged until their job's workers have read them."""
-    if settings.blob_store_url:
-        return open_store(settings).child("staging")
-    return LocalObjectStore(settings.staging_dir)
-
-
-def remove_staging(settings: Settings, job_id: str) -> None:
-    """Forget a job's staged uploads (its last chunk ran, or it never started)."""
-    shutil.rmtree(settings.staging_dir / job_id, ignore_errors=True)
-    if settings.blob_store_url:
-        # best effort: an unreachable store keeps stale staging, never fails a job
-        with contextlib.suppress(Exception):
-            open_store(settings).child("staging").delete_prefix(job_id)

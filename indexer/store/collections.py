@@ -8,14 +8,11 @@ from datetime import UTC, datetime
 
 import weaviate
 from pydantic import BaseModel
-from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import Conflict, InvalidInput, NotFound
-from indexer.sources.items import StoredItem
 from indexer.storage.gc import BlobCollector, delete_images
-from indexer.store.images import ImageStore, is_missing_class
-from indexer.store.scan import scan
+from indexer.store.images import ImageStore, fetch_or_none, in_collection, is_missing_class
 from indexer.store.schema import IMAGE_ID_NAMESPACE, REGISTRY, ensure_image_collection, ensure_registry
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -64,12 +61,7 @@ def create_collection(
 def get_collection(client: weaviate.WeaviateClient, name: str, *, with_count: bool = True) -> CollectionInfo:
     """One request (no schema check: the registry is created at start-up and by `create_collection`;
     where it is missing, no collection exists)."""
-    try:
-        obj = client.collections.use(REGISTRY).query.fetch_object_by_id(_registry_uuid(name))
-    except WeaviateQueryError as exc:
-        if not is_missing_class(exc):
-            raise
-        obj = None
+    obj = fetch_or_none(client.collections.use(REGISTRY), _registry_uuid(name))
     if obj is None:
         raise NotFound(f"unknown collection {name!r}")
     info = _info(dict(obj.properties))
@@ -105,29 +97,10 @@ def delete_collection(
     """Delete the collection and every image object in it; with a collector, also the blobs that no
     other collection (or class reference) shares."""
     info = get_collection(client, name, with_count=False)
-    delete_images(ImageStore(client, info.model_id), Filter.by_property("collection").equal(name), collector)
+    delete_images(ImageStore(client, info.model_id), in_collection(name), collector)
     client.collections.use(REGISTRY).data.delete_by_id(_registry_uuid(name))
 
 
-def switch_model(client: weaviate.WeaviateClient, name: str, from_model: str, to_model: str) -> None:
-    """Point a collection at the model its images were re-embedded for, then drop the old vectors.
-
-    Idempotent: a re-run after a crash between the two steps finishes the second.
-    """
-    info = get_collection(client, name, with_count=False)
-    if info.model_id == from_model:
-        client.collections.use(REGISTRY).data.update(
-            uuid=_registry_uuid(name), properties={"model_id": to_model}
-        )
-    ImageStore(client, from_model).delete_where(Filter.by_property("collection").equal(name))
-
-
-def reembed_items(client: weaviate.WeaviateClient, info: CollectionInfo) -> list[StoredItem]:
-    """One job item per stored image of the collection: re-encoded from its original in the blob store."""
-    store = ImageStore(client, info.model_id)
-    where = Filter.by_property("collection").equal(info.name)
-    return [
-        StoredItem(sha256=str(obj.properties["sha256"]), name=str(obj.properties["filename"]))
-        for page in scan(store.collection, where, "sha256", properties=["filename"])
-        for obj in page
-    ]
+def set_model(client: weaviate.WeaviateClient, name: str, model_id: str) -> None:
+    """Bind the collection to another model (a re-embed's switch, indexer/pipeline/reembed.py)."""
+    client.collections.use(REGISTRY).data.update(uuid=_registry_uuid(name), properties={"model_id": model_id})

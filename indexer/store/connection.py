@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import socket
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
 import weaviate
-from weaviate.classes.config import ConsistencyLevel
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 
 from indexer.errors import ServiceUnavailable
 from indexer.settings import Settings
+from indexer.store import options
 
 DEFAULT_WEAVIATE_URL = "http://127.0.0.1:8080"
 
@@ -113,7 +112,7 @@ def _connect(
     auth = Auth.api_key(settings.weaviate_api_key) if settings.weaviate_api_key else None
     grpc_host, grpc_port = _grpc_target(node, nodes or [node])
     try:
-        return weaviate.connect_to_custom(
+        client = weaviate.connect_to_custom(
             http_host=node.host,
             http_port=node.port,
             http_secure=node.secure,
@@ -126,6 +125,7 @@ def _connect(
         )
     except Exception as exc:  # the client raises several types for "not there"
         raise ServiceUnavailable(f"cannot reach Weaviate at {node.url}: {exc}") from exc
+    return options.bind(client, settings)  # the store's consistency, replication and compression
 
 
 def weaviate_status(client: weaviate.WeaviateClient) -> dict[str, object]:
@@ -180,24 +180,3 @@ class FailoverClient:
             with contextlib.suppress(Exception):
                 self._client.close()
         self._client = self._node = None
-
-
-def node_answers(settings: Settings, client: weaviate.WeaviateClient) -> bool:
-    """Whether the node this client talks to still answers; always True with a single node (the client
-    reconnects to it by itself), so only a cluster pays the probe."""
-    nodes = weaviate_nodes(settings)
-    if len(nodes) < 2:
-        return True
-    try:
-        params = client._connection._connection_params  # the node it was opened for
-        host, port = params.http.host, params.http.port
-    except AttributeError:  # another client version: let a failing call reconnect instead
-        return True
-    node = next((n for n in nodes if n.host == host and n.port == port), None)
-    return node is None or node.reachable()
-
-
-@functools.cache
-def consistency_level() -> ConsistencyLevel:
-    """WEAVIATE_CONSISTENCY of this process, for the reads and writes of image collections."""
-    return ConsistencyLevel[Settings().weaviate_consistency]

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from weaviate.classes.query import Filter
 
-from indexer.store.images import ImageRecord, ImageStore
+from indexer.store.images import ImageRecord, ImageStore, in_collection
 from indexer.store.scan import scan, vector_of
 
 ExportFormat = Literal["parquet", "npy"]
@@ -34,7 +33,7 @@ META_FIELDS = ("id", "collection", "filename", "sha256", "format", "width", "hei
 
 
 def pages(store: ImageStore, collection: str) -> Iterator[tuple[list[ImageRecord], np.ndarray]]:
-    where = Filter.by_property("collection").equal(collection)
+    where = in_collection(collection)
     for page in scan(store.collection, where, "sha256", include_vector=True):
         records, vectors = [], []
         for obj in page:

@@ -17,7 +17,7 @@ from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import InvalidInput, NotFound
-from indexer.store.connection import consistency_level
+from indexer.store.options import options_of
 from indexer.store.schema import IMAGE_PROPERTIES, REGISTRY, ensure_image_collection, image_collection_name
 from indexer.store.types import WhereFilter
 
@@ -33,6 +33,28 @@ def is_missing_class(exc: BaseException) -> bool:
     return isinstance(exc, WeaviateQueryError) and "could not find class" in str(exc)
 
 
+def fetch_or_none(collection: Any, uuid: str, **options: Any) -> Any:
+    """One object by id, or None when it is not there, nor its collection (class) either."""
+    try:
+        return collection.query.fetch_object_by_id(uuid, **options)
+    except WeaviateQueryError as exc:
+        if not is_missing_class(exc):
+            raise
+        return None
+
+
+def _near(min_score: float | None, limit: int, offset: int, filters: WhereFilter | None) -> dict[str, Any]:
+    """The arguments every near-vector or near-object query of images shares."""
+    return {
+        "limit": limit,
+        "offset": offset or None,
+        "distance": None if min_score is None else 1.0 - min_score,
+        "filters": filters,
+        "return_properties": HIT_PROPERTIES,
+        "return_metadata": MetadataQuery(distance=True),
+    }
+
+
 def _is_missing_object(exc: BaseException) -> bool:
     return isinstance(exc, WeaviateQueryError) and "search-object with id" in str(exc)
 
@@ -45,6 +67,15 @@ def check_image_id(image_id: str) -> str:
         raise InvalidInput(
             f"malformed image id {image_id!r}: expected a UUID", {"image_id": image_id}
         ) from exc
+
+
+def in_collection(collection: str) -> WhereFilter:
+    """The image objects of one user collection (every query of a collection's images starts here)."""
+    return Filter.by_property("collection").equal(collection)
+
+
+def in_collections(collections: Sequence[str]) -> WhereFilter:
+    return Filter.by_property("collection").contains_any(list(collections))
 
 
 class ImageRecord(BaseModel):
@@ -106,7 +137,9 @@ class ImageStore:
         self.model_id = model_id
         self.name = ensure_image_collection(client, model_id) if ensure else image_collection_name(model_id)
         # reads and writes at WEAVIATE_CONSISTENCY (QUORUM: a cluster answers with one node down)
-        self.collection = client.collections.use(self.name).with_consistency_level(consistency_level())
+        self.collection = client.collections.use(self.name).with_consistency_level(
+            options_of(client).consistency_level
+        )
 
     def existing(self, uuids: Sequence[str]) -> dict[str, str]:
         """uuid -> job_id of the objects among `uuids` that are already stored."""
@@ -152,20 +185,13 @@ class ImageStore:
         }
 
     def get(self, uuid: str, *, include_vector: bool = False) -> tuple[ImageRecord, list[float] | None]:
-        try:
-            obj = self.collection.query.fetch_object_by_id(
-                check_image_id(uuid), include_vector=include_vector
-            )
-        except WeaviateQueryError as exc:
-            if not is_missing_class(exc):
-                raise
-            obj = None
+        obj = fetch_or_none(self.collection, check_image_id(uuid), include_vector=include_vector)
         if obj is None:
             raise NotFound(f"unknown image {uuid!r}")
         vector = None
         if include_vector:
             raw = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
-            vector = [float(x) for x in raw] if raw is not None else None  # type: ignore[arg-type]
+            vector = [float(x) for x in raw] if raw is not None else None
         return ImageRecord.from_object(obj.uuid, dict(obj.properties)), vector
 
     def near_vector(
@@ -179,12 +205,7 @@ class ImageStore:
         """Nearest images by cosine similarity (score = 1 - cosine distance): one gRPC request."""
         result = self.collection.query.near_vector(
             near_vector=vector.tolist() if isinstance(vector, np.ndarray) else list(vector),
-            limit=limit,
-            offset=offset or None,
-            distance=None if min_score is None else 1.0 - min_score,
-            filters=filters,
-            return_properties=HIT_PROPERTIES,
-            return_metadata=MetadataQuery(distance=True),
+            **_near(min_score, limit, offset, filters),
         )
         return _scored(result.objects)
 
@@ -221,12 +242,7 @@ class ImageStore:
         try:
             result = self.collection.query.near_object(
                 near_object=check_image_id(uuid),
-                limit=limit,
-                offset=offset or None,
-                distance=None if min_score is None else 1.0 - min_score,
-                filters=filters,
-                return_properties=HIT_PROPERTIES,
-                return_metadata=MetadataQuery(distance=True),
+                **_near(min_score, limit, offset, filters),
             )
         except WeaviateQueryError as exc:
             if _is_missing_object(exc):
@@ -245,7 +261,7 @@ class ImageStore:
             return counts
         try:
             result = self.collection.aggregate.over_all(
-                filters=Filter.by_property("collection").contains_any(list(counts)),
+                filters=in_collections(list(counts)),
                 group_by=GroupByAggregate(prop="collection", limit=len(counts)),
                 total_count=True,
             )

@@ -19,7 +19,7 @@ from typing import Any
 import weaviate
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 
-from indexer.settings import Settings
+from indexer.store.options import Compression, options_of
 
 REGISTRY = "ClipsearchCollection"
 # A filter that matches fewer objects than this is answered by a brute-force scan of those objects,
@@ -38,10 +38,10 @@ def image_uuid(collection: str, sha256: str) -> str:
     return str(uuid.uuid5(IMAGE_ID_NAMESPACE, f"{collection}/{sha256}"))
 
 
-def _text(name: str, *, filterable: bool = True) -> Property:
+def _text(name: str, *, filterable: bool = True, array: bool = False) -> Property:
     return Property(
         name=name,
-        data_type=DataType.TEXT,
+        data_type=DataType.TEXT_ARRAY if array else DataType.TEXT,
         tokenization=Tokenization.FIELD,
         index_filterable=filterable,
         index_searchable=False,
@@ -49,13 +49,7 @@ def _text(name: str, *, filterable: bool = True) -> Property:
 
 
 def _texts(name: str) -> Property:
-    return Property(
-        name=name,
-        data_type=DataType.TEXT_ARRAY,
-        tokenization=Tokenization.FIELD,
-        index_filterable=True,
-        index_searchable=False,
-    )
+    return _text(name, array=True)
 
 
 IMAGE_PROPERTIES = [
@@ -85,17 +79,16 @@ def replication(client: weaviate.WeaviateClient) -> dict[str, Any]:
         nodes = len(client.cluster.nodes(output="minimal"))
     except Exception:  # an older server or a restricted key: a single node's defaults
         nodes = 1
-    factor = Settings().weaviate_replication_factor or min(nodes, 3)
+    factor = options_of(client).replication_factor or min(nodes, 3)
     if nodes < 2 and factor < 2:
         return {}
     return {"replication_config": Configure.replication(factor=factor, async_enabled=True)}
 
 
-def vector_quantizer() -> Any:
+def vector_quantizer(kind: Compression | str) -> Any:
     """The quantizer of a new image collection's HNSW index (WEAVIATE_VECTOR_COMPRESSION); None for
     uncompressed vectors."""
     q = Configure.VectorIndex.Quantizer
-    kind = Settings().weaviate_vector_compression
     if kind == "rq8":
         return q.rq(bits=8)
     if kind == "rq1":
@@ -106,6 +99,8 @@ def vector_quantizer() -> Any:
         return q.bq()
     if kind == "pq":
         return q.pq()
+    if kind != "none":
+        raise ValueError(f"unknown vector compression {kind!r}")
     return None
 
 
@@ -137,7 +132,7 @@ def ensure_image_collection(client: weaviate.WeaviateClient, model_id: str) -> s
                     vector_index_config=Configure.VectorIndex.hnsw(
                         distance_metric=VectorDistances.COSINE,
                         flat_search_cutoff=FLAT_SEARCH_CUTOFF,
-                        quantizer=vector_quantizer(),
+                        quantizer=vector_quantizer(options_of(client).vector_compression),
                     )
                 ),
                 inverted_index_config=Configure.inverted_index(index_timestamps=True),

@@ -7,8 +7,8 @@ import hashlib
 import pytest
 import redis
 
-from indexer.jobs.open import OpenJobs
-from indexer.jobs.store import REEMBED, ItemOutcome, JobState, JobStore, Outcome
+from indexer.jobs.kinds import JobKind
+from indexer.jobs.store import Hold, ItemOutcome, JobState, JobStore, Outcome
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
 from indexer.settings import Settings
@@ -36,7 +36,7 @@ def test_a_reembed_job_for_a_model_the_worker_does_not_run_fails_with_the_reason
     model = api.get(f"/collections/{name}").json()["model_id"]
     # A re-embed job towards a model that no worker runs, queued through the same port as the API's.
     job_id = _jobs(settings).start(
-        REEMBED,
+        JobKind.REEMBED,
         name,
         [{"kind": "stored", "sha256": hashlib.sha256(data).hexdigest(), "name": "a.jpg"}],
         task=TaskKind.INGEST_CHUNK,
@@ -99,12 +99,34 @@ def test_a_job_with_a_final_step_completes_only_when_its_worker_closes_it(settin
     """A re-embed's last outcome leaves it running (its worker switches the collection first, then closes
     it); an ingest job completes with its last outcome, as before."""
     store = _jobs(settings).store
-    held = store.create(REEMBED, "c", [{"kind": "stored", "sha256": "a" * 64, "name": "a.jpg"}])
+    held = store.create(JobKind.REEMBED, "c", [{"kind": "stored", "sha256": "a" * 64, "name": "a.jpg"}])
     plain = store.create("upload", "c", [{"kind": "rejected", "name": "x", "reason": "r"}])
     for job in (held, plain):
         store.mark_running(job)
         store.record(job, 0, Outcome.INDEXED)
     assert (store.state(held), store.state(plain)) == (JobState.RUNNING, JobState.COMPLETED)
     assert store.get(held).processed == 1
-    OpenJobs(store).close(held)
+    store.close(held)
     assert store.state(held) is JobState.COMPLETED
+
+
+@pytest.mark.parametrize(("flag", "hold"), [("1", Hold.OPEN), ("step", Hold.STEP), ("0", Hold.NONE)])
+def test_a_record_written_before_the_hold_field_keeps_its_open_flag_meaning(
+    settings: Settings, flag: str, hold: Hold
+) -> None:
+    """Records written before `hold` carry the `open` flag ("1" an open upload, "step" held for its final
+    step, "0" closed): the store and its scripts read it as the same hold."""
+    store = _jobs(settings).store
+    job = store.create(JobKind.UPLOAD, "c", [{"kind": "rejected", "name": "x", "reason": "r"}])
+    store.redis.hdel(store.keys(job)[0], "hold")
+    store.redis.hset(store.keys(job)[0], "open", flag)
+    assert store.hold(job) is hold
+    store.mark_running(job)
+    store.record(job, 0, Outcome.INDEXED)
+    assert store.state(job) is (JobState.COMPLETED if hold is Hold.NONE else JobState.RUNNING)
+    if hold is Hold.OPEN:
+        assert store.append(job, [{"kind": "rejected", "name": "y", "reason": "r"}]) == 2
+        store.record(job, 1, Outcome.INDEXED)
+    if hold is not Hold.NONE:
+        store.close(job)
+        assert store.state(job) is JobState.COMPLETED

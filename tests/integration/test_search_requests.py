@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from indexer.pipeline.reembed import switch_model
 from indexer.settings import Settings
-from indexer.store.collections import switch_model
 from indexer.store.connection import connect
 from tests.imagegen import make_image
 from tests.integration.conftest import Api

@@ -12,7 +12,6 @@ import pytest
 from indexer.errors import Forbidden, InvalidInput
 from indexer.jobs.store import new_job_id
 from indexer.settings import Settings
-from indexer.sources import plan as sources
 from indexer.sources.items import (
     FileItem,
     FolderItem,
@@ -29,8 +28,9 @@ from indexer.sources.items import (
     parse_item,
     parse_label_item,
 )
-from indexer.sources.plan import stage_zip_items
+from indexer.storage import staging
 from indexer.storage.objectstore import LocalObjectStore
+from indexer.storage.staging import stage_zip_items
 
 JOB = new_job_id()
 SHA = "0123456789abcdef" * 4
@@ -148,7 +148,7 @@ def test_a_staged_archive_moves_its_entries_to_the_object_store(
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data", blob_store_url="s3://bucket/prefix")
     store = LocalObjectStore(tmp_path / "store")  # stands in for the bucket's staging/ prefix
-    monkeypatch.setattr(sources, "staging_store", lambda _: store)
+    monkeypatch.setattr(staging, "staging_store", lambda _: store)
     archive = settings.staging_dir / JOB / "archive.zip"
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"PK")

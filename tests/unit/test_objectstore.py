@@ -11,7 +11,8 @@ import pytest
 from indexer.errors import InvalidInput, MissingOriginal
 from indexer.settings import Settings
 from indexer.storage.blobs import BlobStore
-from indexer.storage.objectstore import LocalObjectStore, ObjectMissing, check_key, open_store, staging_store
+from indexer.storage.objectstore import LocalObjectStore, ObjectMissing, check_key, open_store
+from indexer.storage.staging import staging_store
 from indexer.store.connection import _grpc_target, weaviate_nodes
 
 
@@ -89,7 +90,7 @@ def test_s3_put_stream_uploads_a_seekable_upload_from_where_it_is() -> None:
 
 
 def test_stage_spooled_renames_the_spool_file_into_the_staging_area(tmp_path: Path) -> None:
-    from indexer.sources.plan import stage_spooled
+    from indexer.storage.staging import stage_spooled
 
     spool = tmp_path / "staging" / ".incoming" / "part-1"
     spool.parent.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Open upload jobs (indexer/open_jobs.py) against a real redis-server: append, close, and the refusals."""
+"""Open upload jobs (indexer/jobs/store.py) against a real redis-server: append, close, and the refusals."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from indexer.errors import Conflict, NotFound
-from indexer.jobs.open import MAX_APPEND, OpenJobs
-from indexer.jobs.store import REEMBED, ItemOutcome, JobState, JobStore, Outcome
+from indexer.jobs.kinds import JobKind
+from indexer.jobs.store import MAX_APPEND, ItemOutcome, JobState, JobStore, Outcome
 
 
 @pytest.fixture
@@ -18,8 +18,8 @@ def store(redis_client: redis.Redis) -> JobStore:
 
 
 @pytest.fixture
-def open_jobs(store: JobStore) -> OpenJobs:
-    return OpenJobs(store)
+def open_jobs(store: JobStore) -> JobStore:
+    return store
 
 
 def _items(*names: str) -> list[dict[str, Any]]:
@@ -34,7 +34,7 @@ def _reason(caught: pytest.ExceptionInfo[Conflict]) -> object:
     return caught.value.details["reason"]
 
 
-def test_appended_items_extend_the_plan_in_order(store: JobStore, open_jobs: OpenJobs) -> None:
+def test_appended_items_extend_the_plan_in_order(store: JobStore, open_jobs: JobStore) -> None:
     job = store.create("upload", "trip", [], open_ended=True)
     assert store.get(job).state is JobState.QUEUED and store.get(job).total == 0  # open: not completed
     open_jobs.require_open(job)
@@ -44,7 +44,7 @@ def test_appended_items_extend_the_plan_in_order(store: JobStore, open_jobs: Ope
     assert store.get(job).total == 3
 
 
-def test_an_open_job_completes_only_once_closed(store: JobStore, open_jobs: OpenJobs) -> None:
+def test_an_open_job_completes_only_once_closed(store: JobStore, open_jobs: JobStore) -> None:
     job = store.create("upload", "trip", [], open_ended=True)
     open_jobs.append(job, _items("a.jpg", "b.jpg"))
     store.mark_running(job)
@@ -62,7 +62,7 @@ def test_an_open_job_completes_only_once_closed(store: JobStore, open_jobs: Open
 
 
 def test_a_job_closed_before_its_last_outcome_completes_with_that_outcome(
-    store: JobStore, open_jobs: OpenJobs
+    store: JobStore, open_jobs: JobStore
 ) -> None:
     job = store.create("upload", "trip", [], open_ended=True)
     open_jobs.append(job, _items("a.jpg", "b.jpg", "c.jpg"))
@@ -74,13 +74,13 @@ def test_a_job_closed_before_its_last_outcome_completes_with_that_outcome(
     assert (report.state, report.done, report.failed) == (JobState.COMPLETED, 2, 1)
 
 
-def test_closing_an_empty_open_job_completes_it(store: JobStore, open_jobs: OpenJobs) -> None:
+def test_closing_an_empty_open_job_completes_it(store: JobStore, open_jobs: JobStore) -> None:
     job = store.create("upload", "trip", [], open_ended=True)
     assert open_jobs.close(job) == "queued"
     assert store.get(job).state is JobState.COMPLETED
 
 
-def test_a_closed_job_takes_no_more_items(store: JobStore, open_jobs: OpenJobs) -> None:
+def test_a_closed_job_takes_no_more_items(store: JobStore, open_jobs: JobStore) -> None:
     job = store.create("upload", "trip", [], open_ended=True)
     open_jobs.append(job, _items("a.jpg"))
     open_jobs.close(job)  # a.jpg has no outcome yet: the job is still active, but closed
@@ -94,7 +94,7 @@ def test_a_closed_job_takes_no_more_items(store: JobStore, open_jobs: OpenJobs) 
     assert store.get(job).total == 1 and len(store.items(job, 0, 10)) == 1
 
 
-def test_an_ended_job_takes_no_more_items(store: JobStore, open_jobs: OpenJobs) -> None:
+def test_an_ended_job_takes_no_more_items(store: JobStore, open_jobs: JobStore) -> None:
     job = store.create("upload", "trip", [], open_ended=True)
     open_jobs.append(job, _items("a.jpg"))
     assert store.cancel(job).state is JobState.CANCELLED
@@ -108,8 +108,8 @@ def test_an_ended_job_takes_no_more_items(store: JobStore, open_jobs: OpenJobs) 
     assert open_jobs.close(job) == "cancelled" and store.get(job).state is JobState.CANCELLED
 
 
-@pytest.mark.parametrize("kind", ["upload", REEMBED])
-def test_a_job_that_was_never_open_takes_no_items(store: JobStore, open_jobs: OpenJobs, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["upload", JobKind.REEMBED])
+def test_a_job_that_was_never_open_takes_no_items(store: JobStore, open_jobs: JobStore, kind: str) -> None:
     """A planned job, and a re-embed held open for its final step (not an open upload)."""
     job = store.create(kind, "trip", _items("a.jpg"))
     with pytest.raises(Conflict) as caught:
@@ -118,7 +118,7 @@ def test_a_job_that_was_never_open_takes_no_items(store: JobStore, open_jobs: Op
     assert store.get(job).total == 1
 
 
-def test_unknown_jobs_and_bad_batches_are_refused(store: JobStore, open_jobs: OpenJobs) -> None:
+def test_unknown_jobs_and_bad_batches_are_refused(store: JobStore, open_jobs: JobStore) -> None:
     unknown = "0" * 32
     with pytest.raises(NotFound):
         open_jobs.require_open(unknown)

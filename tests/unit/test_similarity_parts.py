@@ -12,6 +12,7 @@ import pytest
 
 from indexer.errors import InvalidInput
 from indexer.search.similarity import CollectionVectors, _prefetched, exact_graph, pairs_above
+from indexer.settings import Settings
 from indexer.store.schema import vector_quantizer
 
 
@@ -89,7 +90,7 @@ def test_vector_compression_setting_picks_the_quantizer(
     monkeypatch: pytest.MonkeyPatch, setting: str, expected: tuple[str, int | None] | None
 ) -> None:
     monkeypatch.setenv("WEAVIATE_VECTOR_COMPRESSION", setting)
-    quantizer = vector_quantizer()
+    quantizer = vector_quantizer(Settings().weaviate_vector_compression)
     if expected is None:
         assert quantizer is None
         return
@@ -102,4 +103,4 @@ def test_vector_compression_setting_picks_the_quantizer(
 def test_vector_compression_setting_refuses_unknown_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEAVIATE_VECTOR_COMPRESSION", "zip")
     with pytest.raises(ValueError):
-        vector_quantizer()
+        vector_quantizer(Settings().weaviate_vector_compression)
