@@ -13,7 +13,7 @@ from pathlib import Path
 
 from clipsearch.client import ApiClient
 from indexer.errors import ClipsearchError
-from indexer.sources.identity import identity_of
+from indexer.services.folders import identity_of
 
 
 def _same(api: ApiClient, path: Path) -> bool:

@@ -4,9 +4,9 @@ that a client on the same disk can register a folder instead of uploading it."""
 from __future__ import annotations
 
 from indexer.settings import Settings
-from indexer.sources.identity import PathIdentity, path_identity
+from indexer.sources.identity import PathIdentity, identity_of, path_identity
 
-__all__ = ["PathIdentity", "identify"]
+__all__ = ["PathIdentity", "identify", "identity_of"]  # identity_of: what a client compares, on its side
 
 
 def identify(path: str, settings: Settings) -> PathIdentity:
