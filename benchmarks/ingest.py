@@ -196,6 +196,14 @@ def main() -> None:
     )
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument(
+        "--long-side",
+        type=int,
+        nargs=2,
+        default=(640, 2048),
+        metavar=("MIN", "MAX"),
+        help="the generated photos' long side in px (the issue's second corpus: 224 1024)",
+    )
+    parser.add_argument(
         "--model-dir",
         type=Path,
         default=next((d for d in (ISSUE_MODEL, DEFAULT_BIG) if d.is_dir()), None) or tiny_model_dir(),
@@ -209,7 +217,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    jpegs = make_jpegs(args.images)
+    jpegs = make_jpegs(args.images, long_sides=tuple(args.long_side))
     rows: list[tuple[str, str, str]] = []
     for precision in args.precisions:
         with tempfile.TemporaryDirectory(prefix="clipsearch-bench-") as tmp:
@@ -358,7 +366,9 @@ def main() -> None:
             finally:
                 stack.stop()
 
+    low, high = args.long_side
     print(f"\nmodel: {args.model_dir}  threads: {args.threads}  cpu: {os.cpu_count()}")
+    print(f"photos: {args.images} JPEGs, long side {low} to {high} px")
     print_table(("measure", "value", "unit"), rows, right={1})
 
 
