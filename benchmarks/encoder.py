@@ -39,13 +39,14 @@ DEFAULT_BIG = Path.home() / ".cache" / "clipsearch" / "models" / "ViT-B-32-rando
 PHOTOS = ["astronaut.jpg", "coffee.jpg", "chelsea.jpg", "rocket.jpg", "hubble.jpg", "retina.jpg"]
 
 
-def make_jpegs(n: int, seed: int = 0) -> list[bytes]:
+def make_jpegs(n: int, seed: int = 0, long_sides: tuple[int, int] = (640, 2048)) -> list[bytes]:
+    """`n` noisy JPEGs made from the fixture photos, their long side drawn from `long_sides` (inclusive)."""
     rng = np.random.default_rng(seed)
     sources = [np.asarray(cv2.imread(str(REPO / "tests" / "fixtures" / "images" / p))) for p in PHOTOS]
     out = []
     for i in range(n):
         src = sources[i % len(sources)]
-        long_side = int(rng.integers(640, 2049))
+        long_side = int(rng.integers(long_sides[0], long_sides[1] + 1))
         aspect = float(rng.choice([4 / 3, 3 / 2, 16 / 9, 1.0, 3 / 4, 2 / 3]))
         w, h = (
             (long_side, round(long_side / aspect)) if aspect >= 1 else (round(long_side * aspect), long_side)

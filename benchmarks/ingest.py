@@ -15,8 +15,11 @@ which run faster per image on CPU) is measured in this process, then N generated
 from benchmarks/encoder) go through HTTP upload, the Redis queue and one Celery worker until the job is
 complete and searchable. The ratio e2e / raw is the goal (>= 0.9 fp32, >= 0.85 int8). Both use the same
 ONNX thread count, one at a time.
-Raw, CLI and folder run in interleaved rounds (--rounds) and the ratios compare each measure's best round
-(noise on a shared machine only slows a measure down); every round's figure is printed beside it.
+The CLI row times what `clipsearch index DIR` does by default (here it registers the folder, which lies
+under the service's FOLDER_ROOTS); the `--upload` row times the upload path on its own.
+Raw, CLI, CLI --upload and folder run in interleaved rounds (--rounds) and the ratios compare each
+measure's best round (noise on a shared machine only slows a measure down); every round's figure is
+printed beside it.
 
 Query latency: synthetic unit vectors (standard normal, normalised, seeded) are written straight into the
 collection's Weaviate objects until it holds 10k, then 100k images; then POST /search/text is timed for
@@ -45,6 +48,7 @@ from benchmarks.encoder import DEFAULT_BIG, make_jpegs  # noqa: E402
 from benchmarks.synthetic import fill  # noqa: E402
 from benchmarks.table import print_table  # noqa: E402
 from clipsearch.client import ENDED_STATES, ApiClient, image_files  # noqa: E402
+from clipsearch.index_dir import start_index  # noqa: E402
 from clipsearch.processes import free_port  # noqa: E402
 from clipsearch.stack import LocalStack  # noqa: E402
 from indexer.model.files import model_id_for_dir, quantized_dir, tiny_model_dir  # noqa: E402
@@ -122,17 +126,20 @@ def warm_text_search(base: str) -> None:
     requests.delete(f"{base}/collections/{name}", timeout=60)
 
 
-def cli_upload_images_per_s(base: str, folder: Path) -> float:
-    """What `clipsearch index DIR` does (the CLI's own ApiClient: one request per INGEST_CHUNK_SIZE files,
-    the worker starts on the first while the rest upload); the clock stops once every image is searchable."""
+def cli_images_per_s(base: str, folder: Path, upload: bool) -> float:
+    """What `clipsearch index DIR` does (clipsearch/index_dir.py: the folder registered when the service
+    reads it itself, as here where it lies under FOLDER_ROOTS; with upload=True, `--upload`: one request per
+    INGEST_CHUNK_SIZE files, the worker starting on the first while the rest upload); the clock stops once
+    every image is searchable."""
     name = f"cli-{uuid.uuid4().hex[:6]}"
     api = ApiClient(base, None)
     api.ensure_collection(name)
-    paths = list(image_files(folder))
     start = time.perf_counter()
-    jobs, refused = api.upload_paths(name, folder, paths)
-    assert not refused, refused
-    _wait_searchable(base, name, jobs, len(paths))
+    paths = list(image_files(folder))
+    started = start_index(api, name, folder, paths, upload=upload)
+    assert not started.refused, started.refused
+    assert (started.registered is None) == upload, started.registered
+    _wait_searchable(base, name, started.jobs, len(paths))
     return len(paths) / (time.perf_counter() - start)
 
 
@@ -189,6 +196,14 @@ def main() -> None:
     )
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument(
+        "--long-side",
+        type=int,
+        nargs=2,
+        default=(640, 2048),
+        metavar=("MIN", "MAX"),
+        help="the generated photos' long side in px (the issue's second corpus: 224 1024)",
+    )
+    parser.add_argument(
         "--model-dir",
         type=Path,
         default=next((d for d in (ISSUE_MODEL, DEFAULT_BIG) if d.is_dir()), None) or tiny_model_dir(),
@@ -197,10 +212,12 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--precisions", nargs="*", default=["fp32", "int8"])
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of raw, CLI and folder")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds of raw, CLI, CLI --upload and folder"
+    )
     args = parser.parse_args()
 
-    jpegs = make_jpegs(args.images)
+    jpegs = make_jpegs(args.images, long_sides=tuple(args.long_side))
     rows: list[tuple[str, str, str]] = []
     for precision in args.precisions:
         with tempfile.TemporaryDirectory(prefix="clipsearch-bench-") as tmp:
@@ -232,6 +249,7 @@ def main() -> None:
                 # rate; the ratios compare best with best (every round is printed, so the spread shows).
                 raws: list[float] = []
                 clis: list[float] = []
+                uploads: list[float] = []
                 folders: list[float] = []
                 # The ceiling is the faster way to run the session alone: one batch on every thread,
                 # or one batch per lane as the worker runs it (INFERENCE_LANES, auto 2 on 2+ cores).
@@ -247,7 +265,8 @@ def main() -> None:
                         raws.append(raw_images_per_s(settings, RAW_BATCH, lanes=lanes))
                     if worker_batch != RAW_BATCH:
                         own.append(raw_images_per_s(settings, worker_batch, lanes=lanes))
-                    clis.append(cli_upload_images_per_s(stack.api_url, folder))
+                    clis.append(cli_images_per_s(stack.api_url, folder, upload=False))
+                    uploads.append(cli_images_per_s(stack.api_url, folder, upload=True))
                     folders.append(folder_images_per_s(stack.api_url, folder, len(jpegs)))
                 raws.append(raw_images_per_s(settings, RAW_BATCH))
                 if lanes > 1:
@@ -277,11 +296,22 @@ def main() -> None:
 
                 own_best = max(own) if own else None
 
+                def of_folder(rate: float, folder_best: float = max(folders)) -> str:
+                    return f", {rate / folder_best:.2f} of the folder route"
+
                 rows.append(
                     (
-                        f"ingest {precision}: CLI upload -> searchable (best of {spread(clis)})",
+                        f"ingest {precision}: CLI `clipsearch index` -> searchable (best of {spread(clis)})",
                         f"{max(clis):.1f}",
-                        _ratios(max(clis), raw, own_best),
+                        _ratios(max(clis), raw, own_best) + of_folder(max(clis)),
+                    )
+                )
+                rows.append(
+                    (
+                        f"ingest {precision}: CLI `clipsearch index --upload` -> searchable "
+                        f"(best of {spread(uploads)})",
+                        f"{max(uploads):.1f}",
+                        _ratios(max(uploads), raw, own_best) + of_folder(max(uploads)),
                     )
                 )
                 rows.append(
@@ -336,7 +366,9 @@ def main() -> None:
             finally:
                 stack.stop()
 
+    low, high = args.long_side
     print(f"\nmodel: {args.model_dir}  threads: {args.threads}  cpu: {os.cpu_count()}")
+    print(f"photos: {args.images} JPEGs, long side {low} to {high} px")
     print_table(("measure", "value", "unit"), rows, right={1})
 
 

@@ -14,6 +14,7 @@ from types import FrameType
 from urllib.parse import quote
 
 from clipsearch.client import ApiClient, image_files
+from clipsearch.index_dir import start_index
 from clipsearch.stack import LocalStack
 from clipsearch.supervisor import RestartPolicy, Supervisor, stack_parts
 from indexer.errors import ClipsearchError, ModelUnavailable
@@ -157,7 +158,9 @@ def _api(settings: Settings, url: str | None) -> ApiClient:
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    """Upload a directory to a running service and follow the job with a progress bar."""
+    """Index a directory through a running service and follow the job with a progress bar. When the
+    service reads the same folder (its own machine or disk, under FOLDER_ROOTS), the folder is registered
+    and nothing is uploaded; otherwise, or with --upload, the files are uploaded."""
     root = Path(args.directory)
     if not root.is_dir():
         print(f"error: {root} is not a directory", file=sys.stderr)
@@ -165,9 +168,11 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     api = _api(settings, args.url)
     api.ensure_collection(args.collection)
     paths = list(image_files(root))
-    jobs, refused = api.upload_paths(args.collection, root, paths, tags=args.tags or "")
-    reports = api.follow(jobs, len(paths) - len(refused))  # refused batches never became jobs
-    errors = refused + [e for r in reports for e in r["errors"]]
+    started = start_index(api, args.collection, root, paths, tags=args.tags or "", upload=args.upload)
+    if started.registered is not None:
+        print(f"the service reads {started.registered} itself: registered, nothing uploaded", flush=True)
+    reports = api.follow(started.jobs, started.accepted)
+    errors = started.refused + [e for r in reports for e in r["errors"]]
     indexed = sum(r["done"] for r in reports)
     duplicates = sum(r["duplicates"] for r in reports)
     print(f"indexed {indexed}, duplicates {duplicates}, failed {len(errors)}")
@@ -222,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--collection", required=True)
     index.add_argument("--tags", help="comma-separated tags for every image")
     index.add_argument("--url", help="the service (default: http://API_HOST:API_PORT)")
+    index.add_argument(
+        "--upload",
+        action="store_true",
+        help="upload the files even when the service could read the folder itself (FOLDER_ROOTS)",
+    )
     index.set_defaults(func=cmd_index)
 
     search = sub.add_parser("search", help="search a collection by text")

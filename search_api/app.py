@@ -15,6 +15,7 @@ from search_api.routes import (
     collections,
     embeddings,
     export,
+    folders,
     health,
     images,
     jobs,
@@ -42,5 +43,6 @@ def create_app(settings: Settings | None = None, svc: Services | None = None) ->
         app.register_blueprint(blueprint)
     app.register_blueprint(upload_sessions.bp)  # the web page's folder upload (issue 16)
     app.register_blueprint(backups.bp)  # operators' backups and restores (issue 25)
+    app.register_blueprint(folders.bp)  # clipsearch index registers a folder the service can read (issue 24)
     install_extensions(app, settings)  # request ids, metrics, API keys, OpenAPI, the web page
     return app

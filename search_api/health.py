@@ -52,12 +52,17 @@ def _model(svc: Services) -> dict[str, Any]:
 def public_view(report: dict[str, Any]) -> dict[str, Any]:
     """What /health tells a caller without a key (issue 23, item 12): up or down, as a whole and per
     part (the page's status pill names the parts that are down), and nothing else: no versions, paths,
-    host or node names, worker names or exception text."""
+    host or node names, worker names or exception text; only whether the model is the bundled test model,
+    whose results are not semantic (issue 24)."""
     parts = report.get("parts", {})
-    return {
+    view: dict[str, Any] = {
         "status": report["status"],
         "parts": {name: {"ready": bool(p.get("ready"))} for name, p in parts.items()},
     }
+    # Whether results mean anything: the page says so when the service runs on the tiny test model.
+    if "model" in view["parts"] and "is_test_model" in parts["model"]:
+        view["parts"]["model"]["is_test_model"] = bool(parts["model"]["is_test_model"])
+    return view
 
 
 def health_report(svc: Services) -> tuple[dict[str, Any], bool]:

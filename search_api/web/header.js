@@ -3,14 +3,22 @@
 import { health, keyStore } from "./api.js";
 import { $, setStatus } from "./dom.js";
 
+// The bundled tiny model has random weights: everything works, but results mean nothing. Said plainly.
+export const TEST_MODEL_TEXT = "test model — results are not semantic";
+
 export async function refreshHealth() {
   const pill = $("#health");
   try {
     const body = await health();
-    pill.textContent = body.status === "ok" ? "healthy" : "degraded";
+    const model = (body.parts && body.parts.model) || {};
     const down = Object.entries(body.parts || {}).filter(([, p]) => !p.ready).map(([n]) => n);
-    pill.title = down.length ? "down: " + down.join(", ") : "all parts ready";
-    pill.className = "pill " + (body.status === "ok" ? "ok" : "bad");
+    const ok = body.status === "ok";
+    pill.textContent = !ok ? "degraded" : model.is_test_model ? TEST_MODEL_TEXT : "healthy";
+    pill.title = down.length ? "down: " + down.join(", ")
+      : model.is_test_model ? "The service runs on the bundled tiny test model (random weights): install a real model for meaningful search (clipsearch models pull)."
+        : "all parts ready";
+    pill.className = "pill " + (!ok ? "bad" : model.is_test_model ? "warn" : "ok");
+    pill.dataset.testModel = model.is_test_model ? "true" : "false";
   } catch (_) {
     pill.textContent = "offline";
     pill.className = "pill bad";

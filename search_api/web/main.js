@@ -41,7 +41,7 @@ setupCollections({
   onPicked: () => { clearResults(); showNewest(); },
   onCreated: clearResults,
 });
-setupUpload(refreshGrid);
+setupUpload(refreshGrid, refreshGrid); // the grid also grows while a job indexes
 setupSearch({ onExample: addExample });
 setupClasses({ onJobEnded: refreshCollections });
 refreshHealth();

@@ -4,7 +4,7 @@
 import { api, fetchBlob } from "./api.js";
 import { currentCollection } from "./collections.js";
 import { $, el, setStatus, setupDrop } from "./dom.js";
-import { formatBytes } from "./format.js";
+import { formatBytes, splitName } from "./format.js";
 import { ObjectUrls, ThumbSlot } from "./thumbnails.js";
 
 const PAGE = 48;
@@ -95,6 +95,13 @@ function describe(search) {
   return `images similar to ${search.filename || search.imageId}`;
 }
 
+/** The name with its end kept: the folder prefix shrinks (an ellipsis), the base name shows. */
+function fileName(name) {
+  const [head, tail] = splitName(name);
+  return el("span", { class: "filename", title: name },
+    el("span", { class: "head", text: head }), el("span", { class: "tail", text: tail }));
+}
+
 function card(hit, withScore, slot) {
   const img = el("img", { alt: hit.filename, loading: "lazy" });
   slot.load(img, hit.id, hit.thumbnail_url || `/images/${hit.id}/thumbnail`);
@@ -113,7 +120,7 @@ function card(hit, withScore, slot) {
     onkeydown: (e) => { if (e.key === "Enter") open(); },
   }, img, el("figcaption", {},
     withScore ? el("span", { class: "score", text: hit.score.toFixed(3) }) : null,
-    el("span", { class: "filename", text: hit.filename })), chips);
+    fileName(hit.filename)), chips);
 }
 
 function renderCards(hits, withScore) {

@@ -4,7 +4,7 @@
 import { uploadClient } from "./api.js";
 import { currentCollection } from "./collections.js";
 import { $, el, setStatus, setupDropZone } from "./dom.js";
-import { formatBytes, formatEta } from "./format.js";
+import { formatBytes, formatEta, uploadStateText } from "./format.js";
 import { Upload, closeLeftover, isImage } from "./upload.js";
 
 const OPEN_UPLOAD_STORE = "clipsearch.openUpload";
@@ -18,6 +18,7 @@ let chosen = []; // [{file, path}]
 let upload = null; // the running or last upload
 let runs = 0; // the uploads of this page
 let serverErrors = 0; // the job's errors listed so far
+const LIVE_REFRESH_MS = 3000; // while a job indexes, the collection's count and grid are read this often
 
 function choose(entries) {
   chosen = entries.filter((e) => isImage(e.file, e.path));
@@ -71,8 +72,12 @@ async function sha256Of(file) {
   return hex(await crypto.subtle.digest("SHA-256", await file.arrayBuffer()));
 }
 
-/** Wires the upload form; `onFinished` runs when an upload ends. Closes a job a reload left open. */
-export function setupUpload(onFinished) {
+/**
+ * Wires the upload form; `onFinished` runs when an upload ends, `onIndexed` (a promise) every few seconds
+ * while its job has indexed more images, so the count and grid grow as they arrive. Closes a job a reload
+ * left open.
+ */
+export function setupUpload(onFinished, onIndexed = onFinished) {
   setupDropZone($("#upload-drop"), (data) => entriesOf(data).then(choose, (err) => setStatus("drop: " + err.message, true)));
   $("#upload-files").addEventListener("change", (e) => choose(fromFileList(e.target.files)));
   $("#upload-folder").addEventListener("change", (e) => choose(fromFileList(e.target.files)));
@@ -89,12 +94,12 @@ export function setupUpload(onFinished) {
     $("#upload-chosen").textContent = "";
     $("#upload-files").value = "";
     $("#upload-folder").value = "";
-    startUpload(collection, entries, tags, onFinished);
+    startUpload(collection, entries, tags, onFinished, onIndexed);
   });
   closeLeftover(uploadClient, openUploadStore);
 }
 
-function startUpload(collection, entries, tags, onFinished) {
+function startUpload(collection, entries, tags, onFinished, onIndexed) {
   $("#upload-progress").hidden = false;
   $("#upload-refused").replaceChildren();
   runs += 1;
@@ -111,6 +116,7 @@ function startUpload(collection, entries, tags, onFinished) {
   });
   upload = u;
   render(u);
+  refreshWhileIndexing(u, onIndexed);
   u.start().then((outcome) => {
     $("#upload-note").textContent = note(u, outcome);
     $("#upload-cancel").hidden = true;
@@ -118,17 +124,37 @@ function startUpload(collection, entries, tags, onFinished) {
   });
 }
 
+/** One refresh at a time, every LIVE_REFRESH_MS, only when the job has indexed more since the last. */
+async function refreshWhileIndexing(u, refresh) {
+  let shown = 0;
+  while (u.active) {
+    await new Promise((resolve) => setTimeout(resolve, LIVE_REFRESH_MS));
+    const processed = u.report ? u.report.processed : 0;
+    if (!u.active || processed === shown) continue;
+    shown = processed;
+    try { await refresh(); } catch (_) { /* the next round tries again */ }
+  }
+}
+
+/** The plain news of an upload that needed (almost) nothing sent: "3000 already stored — 106 MB not sent". */
+function summary(u) {
+  if (!u.skipped) return "";
+  const all = u.skipped === u.files;
+  const head = all ? `All ${u.skipped} images are already stored` : `${u.skipped} of ${u.files} images already stored`;
+  return `${head} — ${formatBytes(u.skippedBytes)} not sent`;
+}
+
 function note(u, outcome) {
   const r = outcome.report;
   if (r) {
-    let text = `${r.state}: indexed ${r.done}`;
+    let text = `${uploadStateText(r.state)}: indexed ${r.done}`;
     if (r.duplicates) text += ` · duplicates ${r.duplicates}`;
     if (r.failed) text += ` · failed ${r.failed}`;
     if (u.skipped) text += ` · ${u.skipped} already stored, not sent`;
     return text;
   }
   if (outcome.state === "nothing-to-send") {
-    return u.skipped ? `all ${u.skipped} image(s) are already in ${u.collection}: nothing to send` : "nothing to send";
+    return u.skipped ? `nothing to send: every image is already in ${u.collection}` : "nothing to send";
   }
   if (outcome.state === "failed") return "upload: " + outcome.error.message;
   if (outcome.error) return "upload stopped: " + outcome.error.message; // the job ended elsewhere
@@ -138,25 +164,30 @@ function note(u, outcome) {
 function render(u) {
   if (u !== upload) return;
   const p = u.progress();
+  // Both bars run against the whole drop, known from the walk: what needs no upload counts at once.
   const bytesBar = $("#bytes-bar");
-  bytesBar.max = Math.max(p.toSendBytes, 1);
-  bytesBar.value = Math.min(p.sent, p.toSendBytes);
-  let bytesText = `${formatBytes(p.sent)} of ${formatBytes(p.toSendBytes)} sent`;
+  bytesBar.max = Math.max(p.totalBytes, 1);
+  bytesBar.value = p.settledBytes;
+  let bytesText = `${formatBytes(p.sent)} sent`;
+  if (u.skippedBytes) bytesText += ` + ${formatBytes(u.skippedBytes)} already stored`;
+  bytesText += ` of ${formatBytes(p.totalBytes)}`;
   if (p.bytesPerS !== null) bytesText += ` · ${formatBytes(p.bytesPerS)}/s` + (p.bytesEtaS !== null ? formatEta(p.bytesEtaS) : "");
-  if (!u.hashingDone) bytesText += ` · checked ${u.hashed}/${u.files}`;
-  if (u.skipped) bytesText += ` · ${u.skipped} already stored (${formatBytes(u.skippedBytes)} not sent)`;
-  if (u.repeats) bytesText += ` · ${u.repeats} repeated`;
+  if (!u.hashingDone) bytesText += ` · checked ${u.hashed} of ${u.files}`;
+  if (u.repeats) bytesText += ` · ${u.repeats} repeated in this drop`;
   if (u.retries) bytesText += ` · ${u.retries} retries`;
   $("#bytes-text").textContent = bytesText;
 
   const indexBar = $("#index-bar");
-  indexBar.max = Math.max(p.total, 1);
-  indexBar.value = p.processed;
-  let indexText = `${p.done} of ${p.total} indexed`;
+  indexBar.max = Math.max(p.totalImages, 1);
+  indexBar.value = p.settledImages;
+  let indexText = `${p.done} indexed`;
+  if (u.skipped) indexText += ` + ${u.skipped} already stored`;
+  indexText += ` of ${p.totalImages}`;
   if (p.failed) indexText += ` · failed ${p.failed}`;
   if (p.duplicates) indexText += ` · duplicates ${p.duplicates}`;
   if (p.imagesPerS !== null) indexText += ` · ${p.imagesPerS} img/s` + (p.imagesEtaS !== null ? formatEta(p.imagesEtaS) : "");
   $("#index-text").textContent = indexText;
+  $("#upload-summary").textContent = summary(u);
 
   // Files the workers failed (undecodable, too many pixels...), listed as they come beside the refusals.
   const errors = (u.report && u.report.errors) || [];
@@ -171,5 +202,5 @@ function render(u) {
   box.dataset.run = String(runs);
   box.dataset.job = u.job ? u.job.job_id : "";
   $("#upload-cancel").hidden = !u.active;
-  $("#upload-head").textContent = `${u.state} · ${u.files} image(s) → ${u.collection}` + (u.job ? ` · job ${u.job.job_id.slice(0, 8)}` : "");
+  $("#upload-head").textContent = `${uploadStateText(u.state)} · ${u.files} image(s), ${formatBytes(u.totalBytes)} → ${u.collection}` + (u.job ? ` · job ${u.job.job_id.slice(0, 8)}` : "");
 }

@@ -9,6 +9,7 @@
 
 import { ApiError, RetryableError } from "./api.js";
 import { formatBytes } from "./format.js";
+import { RateWindow } from "./rate.js";
 
 export const IMAGE_NAME = /\.(jpe?g|png|gif|webp|bmp|tiff?|heic|heif|avif|jxl|dng|cr2|cr3|nef|arw|raf|orf)$/i;
 export const HASH_BATCH_BYTES = 64 * 1024 * 1024; // read at most this much for one batch of hashes
@@ -156,6 +157,8 @@ export class Upload {
   #waiting = []; // senders waiting for files or for the end of hashing
   #jobPromise = null;
   #resolveDone;
+  #rate = new RateWindow(); // bytes sent, over a recent window
+  #sentShown = 0; // bytes sent as shown: a retried request's bytes are not taken back
 
   constructor({
     collection, entries, tags = [], client, hash = null, store = null,
@@ -173,10 +176,13 @@ export class Upload {
     this.job = null;
     this.report = null;
     this.files = entries.length;
+    // The whole drop's size is known from the walk: the bars' totals never move while hashing goes on.
+    this.totalBytes = entries.reduce((n, e) => n + e.file.size, 0);
     this.hashed = 0;
     this.skipped = 0;
     this.skippedBytes = 0;
     this.repeats = 0;
+    this.repeatBytes = 0;
     this.toSend = 0;
     this.toSendBytes = 0;
     this.sentFiles = 0;
@@ -184,6 +190,8 @@ export class Upload {
     this.requests = 0;
     this.retries = 0;
     this.refused = 0;
+    this.unsent = 0; // refused before reaching the server (unreadable, too large, a request that failed)
+    this.unsentBytes = 0;
     this.startedSending = 0;
     this.hashingDone = false;
     this.inFlight = new InFlight();
@@ -216,22 +224,37 @@ export class Upload {
     this.#finish({ state: "cancelled" });
   }
 
-  /** Bytes and images: what the progress bars show. Rates are null until there is one. */
+  /**
+   * Bytes and images: what the progress bars show. Both bars run against the whole drop (`totalBytes`,
+   * `files`), and what needs no upload (already stored, repeated in the drop, refused) counts as settled
+   * at once, so neither bar moves backwards while hashing goes on. Rates are null until there is one.
+   */
   progress() {
-    const sent = this.sentBytes + this.inFlight.loadedBytes();
+    const { now } = this.#deps;
+    this.#sentShown = Math.max(this.#sentShown, this.sentBytes + this.inFlight.loadedBytes());
+    const sent = this.#sentShown;
     const r = this.report;
     const total = Math.max(this.toSend, r ? r.total : 0);
     const processed = r ? r.processed : 0;
-    const bytesPerS = this.startedSending && sent ? sent / ((this.#deps.now() - this.startedSending) / 1000) : null;
     const bytesLeft = this.toSendBytes - sent;
+    const moving = this.active && !(this.hashingDone && bytesLeft <= 0);
+    const bytesPerS = this.startedSending && sent ? this.#rate.rate(now(), moving) : null;
     const imagesPerS = r && r.images_per_s ? r.images_per_s : null;
     const imagesLeft = total - processed;
+    const notSent = this.skippedBytes + this.repeatBytes + this.unsentBytes;
+    const settledImages = processed + this.skipped + this.repeats + this.unsent;
     return {
       sent, toSendBytes: this.toSendBytes, bytesPerS,
       bytesEtaS: bytesPerS && this.hashingDone && bytesLeft > 0 ? bytesLeft / bytesPerS : null,
+      totalBytes: this.totalBytes, settledBytes: Math.min(this.totalBytes, sent + notSent),
+      totalImages: this.files, settledImages: Math.min(this.files, settledImages),
       total, processed, done: r ? r.done : 0, failed: r ? r.failed : 0, duplicates: r ? r.duplicates : 0,
       imagesPerS, imagesEtaS: imagesPerS && this.hashingDone && imagesLeft > 0 ? imagesLeft / imagesPerS : null,
     };
+  }
+
+  #sample() {
+    this.#rate.add(this.#deps.now(), this.sentBytes + this.inFlight.loadedBytes());
   }
 
   async #run() {
@@ -256,7 +279,7 @@ export class Upload {
       const { batch, tooLarge, next } = nextHashBatch(this.entries, index, this.limits);
       index = next;
       for (const entry of tooLarge) {
-        this.#refuse(entry.path, `${formatBytes(entry.file.size)}: larger than the server takes in one request (${formatBytes(this.limits.max_request_bytes)})`);
+        this.#refuse(entry, `${formatBytes(entry.file.size)}: larger than the server takes in one request (${formatBytes(this.limits.max_request_bytes)})`);
       }
       if (!hash) {
         for (const entry of batch) { this.hashed += 1; this.#enqueue(entry); }
@@ -266,14 +289,14 @@ export class Upload {
       const hashes = new Map(); // entry -> sha256, for the readable ones
       for (const entry of batch) { // one file in memory at a time
         if (this.cancelled) return;
-        try { hashes.set(entry, await hash(entry.file)); } catch (err) { this.#refuse(entry.path, "cannot read: " + err.message); }
+        try { hashes.set(entry, await hash(entry.file)); } catch (err) { this.#refuse(entry, "cannot read: " + err.message); }
         this.hashed += 1;
         this.#deps.onChange(this);
       }
       const known = await this.#known([...new Set(hashes.values())]);
       for (const [entry, sha256] of hashes) {
         if (known.has(sha256)) { this.skipped += 1; this.skippedBytes += entry.file.size; continue; }
-        if (seen.has(sha256)) { this.repeats += 1; continue; } // the same bytes twice in this drop
+        if (seen.has(sha256)) { this.repeats += 1; this.repeatBytes += entry.file.size; continue; } // the same bytes twice in this drop
         seen.add(sha256);
         this.#enqueue(entry);
       }
@@ -328,6 +351,7 @@ export class Upload {
         .then((job) => {
           this.job = job;
           this.startedSending = now();
+          this.#sample();
           if (store) store.set(job.job_id);
           this.#poll();
           return job;
@@ -341,7 +365,7 @@ export class Upload {
     let answer;
     try {
       answer = await this.#retried(() => this.inFlight.run((signal, progress) => client.sendFiles(this.job, batch, {
-        signal, onProgress: (loaded) => { progress(loaded); onChange(this); },
+        signal, onProgress: (loaded) => { progress(loaded); this.#sample(); onChange(this); },
       })));
     } catch (err) {
       if (this.cancelled) return;
@@ -354,13 +378,15 @@ export class Upload {
         this.#stop();
         return this.#finish({ state: "cancelled", error: err });
       }
-      for (const entry of batch) this.#refuse(entry.path, err.message);
+      for (const entry of batch) this.#refuse(entry, err.message);
       return;
     }
     this.requests += 1;
     this.sentFiles += batch.length;
     this.sentBytes += batch.reduce((n, e) => n + e.file.size, 0);
-    for (const r of (answer && answer.rejected) || []) this.#refuse(r.file, r.reason);
+    this.#sample();
+    // Refused by the server: the job counts them among its failed items.
+    for (const r of (answer && answer.rejected) || []) this.#refuse(null, r.reason, r.file);
     onChange(this);
   }
 
@@ -388,9 +414,11 @@ export class Upload {
     });
   }
 
-  #refuse(file, reason) {
+  /** A file not indexed: `entry` when it never reached the server, else null and the server's name. */
+  #refuse(entry, reason, name = entry && entry.path) {
     this.refused += 1;
-    this.#deps.onRefused(file, reason);
+    if (entry) { this.unsent += 1; this.unsentBytes += entry.file.size; }
+    this.#deps.onRefused(name, reason);
   }
 
   #setState(state) {

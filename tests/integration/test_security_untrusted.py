@@ -231,10 +231,13 @@ def test_health_without_a_key_says_only_up_or_down(keyed_url: str) -> None:
     body = bare.json()
     assert bare.status_code == 200 and body["status"] == "ok"
     assert set(body) == {"status", "parts"}
+    model = body["parts"].pop("model")
     assert all(part == {"ready": True} for part in body["parts"].values()), body
+    # The one model detail shown: whether results mean anything (the session stack runs the test model).
+    assert model == {"ready": True, "is_test_model": True}, model
     assert "model_dir" not in bare.text and "version" not in bare.text
     wrong = requests.get(keyed_url + "/health", headers={"Authorization": "Bearer nope"}, timeout=BOUND_S)
-    assert wrong.json() == body
+    assert wrong.json() == {**body, "parts": {**body["parts"], "model": model}}
     keyed = requests.get(keyed_url + "/health", headers={"Authorization": "Bearer k-23"}, timeout=BOUND_S)
     details = keyed.json()
     assert (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -174,6 +175,10 @@ def loadable(driver: WebDriver, urls: list[str]) -> list[bool]:
     return result
 
 
+def bar_max(driver: WebDriver, bar_id: str) -> str:
+    return driver.find_element(By.ID, bar_id).get_attribute("max") or ""
+
+
 def upload_state(driver: WebDriver) -> dict[str, str]:
     box = driver.find_element(By.ID, "upload-progress")
     return {
@@ -265,7 +270,12 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
         paths.append(path)
 
     driver.get(api.base + "/")
-    wait_for(lambda: driver.find_element(By.ID, "health").text == "healthy", "the health pill")
+    # The session stack runs the bundled tiny model: the header says plainly that results mean nothing.
+    assert api.get("/health").json()["parts"]["model"]["is_test_model"] is True
+    pill = driver.find_element(By.ID, "health")
+    wait_for(lambda: pill.text == "test model — results are not semantic", "the test-model warning")
+    assert "warn" in (pill.get_attribute("class") or "")
+    pill.screenshot(str(ARTIFACTS / "00-health-test-model.png"))
 
     # Create a collection through the page; it becomes the selected one.
     collection = f"web-{uuid.uuid4().hex[:8]}"
@@ -280,7 +290,7 @@ def test_upload_search_similar_and_filter_in_the_page(browser: WebDriver, api: A
     # Upload two batches with different tags; each job's progress runs to completed.
     upload_through_page(driver, paths[:3], "alpha")
     upload_through_page(driver, paths[3:], "beta")
-    assert driver.find_element(By.ID, "index-text").text.startswith("2 of 2 indexed")
+    assert driver.find_element(By.ID, "index-text").text.startswith("2 indexed of 2")
     wait_for(lambda: f"{collection} · 5" in driver.find_element(By.ID, "collection-list").text, "count 5")
     # Before any search the grid shows the collection's newest images (the beta upload first).
     wait_for(lambda: len(cards(driver)) == 5, "the five newest images")
@@ -497,8 +507,15 @@ class CountingApp:
         self.answers: list[tuple[str, str, int]] = []  # (method, path, status), in answer order
         self.gate = threading.Event()
         self.gate.set()
+        self.hold_from = 0  # with the gate closed, file uploads after this many (in all) are held
 
     def hold_files(self) -> None:
+        self.hold_files_after(0)
+
+    def hold_files_after(self, count: int) -> None:
+        """Let `count` more file uploads through, then hold the rest until `release_files`."""
+        with self.lock:
+            self.hold_from = self.requests["files"] + count
         self.gate.clear()
 
     def release_files(self) -> None:
@@ -555,8 +572,10 @@ class CountingApp:
         with self.lock:
             self.requests[kind] += 1
             self.arrivals.append((method, path))
+            held = self.requests[kind] > self.hold_from
         if kind == "files":
-            self.gate.wait(timeout=300)
+            if held:
+                self.gate.wait(timeout=300)
             time.sleep(self.upload_delay_s)
         return self.app(environ, answer)
 
@@ -615,19 +634,37 @@ def test_folder_upload_in_chunks_resumes_without_resending(
 
     # A folder dropped from the desktop: the page walks its directory entries, hashes, and sends the files
     # in requests under MAX_UPLOAD_BYTES, several in flight, appended to one job.
+    # Three requests reach the server, the rest are held: the job indexes what it has while the upload
+    # is still running, and the page shows those images as they arrive (the count and the grid).
+    counter.hold_files_after(3)
     start_upload_by_drop(driver, folder, "folder")
+    # Both bars run against the whole drop from the start: 200 images and all their bytes (the walk
+    # knew them), never a total that grows while hashing goes on.
+    bars: list[tuple[str, str]] = []
+
+    def mid_way() -> bool:
+        bars.append((bar_max(driver, "bytes-bar"), bar_max(driver, "index-bar")))
+        state = upload_state(driver)
+        return state["state"] == "uploading" and int(state["requests"] or 0) >= 3
+
+    wait_for(mid_way, "the upload mid-way")
+    assert set(bars) == {(str(sizes), "200")}, set(bars)
+    assert float(driver.find_element(By.ID, "bytes-bar").get_attribute("value") or 0) > 0
+    assert "/s" in driver.find_element(By.ID, "bytes-text").text
+    assert "hashing" not in driver.find_element(By.ID, "upload-head").text
     wait_for(
         lambda: (
-            upload_state(driver)["state"] == "uploading" and int(upload_state(driver)["requests"] or 0) >= 2
+            re.search(rf"{collection} · [1-9]", driver.find_element(By.ID, "collection-list").text)
+            and len(cards(driver)) > 0
         ),
-        "the upload mid-way",
+        "the count and the grid to grow while the job runs",
     )
+    assert upload_state(driver)["state"] == "uploading"  # the held requests keep the job open
     panel = driver.find_element(By.ID, "upload-panel")
     ARTIFACTS.parent.mkdir(parents=True, exist_ok=True)
     panel.screenshot(str(ARTIFACTS.parent / "upload-progress.png"))
     shot(driver, "20-folder-upload-mid-way")
-    assert float(driver.find_element(By.ID, "bytes-bar").get_attribute("value") or 0) > 0
-    assert "/s" in driver.find_element(By.ID, "bytes-text").text
+    counter.release_files()
 
     assert wait_upload(driver, {"completed"}) == "completed", driver.find_element(By.ID, "upload-panel").text
     job_id = upload_state(driver)["job"]
@@ -636,13 +673,19 @@ def test_folder_upload_in_chunks_resumes_without_resending(
     requests, body = counter.snapshot()
     assert requests["files"] >= 5, requests
     assert body["files"] >= sizes, body
-    assert driver.find_element(By.ID, "index-text").text.startswith("200 of 200 indexed")
+    assert driver.find_element(By.ID, "index-text").text.startswith("200 indexed of 200")
     # Relative paths are the stored file names.
     names = {
         i["filename"]
         for i in api.get(f"/collections/{collection}/images", params={"limit": 1000}).json()["images"]
     }
     assert "photos/day1/set1/img-0.jpg" in names and len(names) == 200
+    # A card cuts the shared folder prefix, not the base name that tells the images apart.
+    wait_for(lambda: len(cards(driver)) == 48, "a full page of newest images")
+    for card in cards(driver)[:6]:
+        tail = card.find_element(By.CSS_SELECTOR, ".filename .tail")
+        assert tail.text == card.get_attribute("data-filename").rsplit("/", 1)[-1]
+        assert driver.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth;", tail)
     shot(driver, "21-folder-uploaded")
 
     # The grid pages through the newest images: 48 a page, a second page with others. The first page's
@@ -666,7 +709,18 @@ def test_folder_upload_in_chunks_resumes_without_resending(
     before_requests, before_body = counter.snapshot()
     start_upload_by_drop(driver, folder)
     assert wait_upload(driver, {"nothing-to-send"}) == "nothing-to-send"
-    assert "all 200 image(s) are already in" in driver.find_element(By.ID, "upload-note").text
+    # The good news, plainly: both bars full, nothing sent, in words rather than the engine's state.
+    summary = driver.find_element(By.ID, "upload-summary")
+    assert summary.is_displayed()
+    assert re.fullmatch(r"All 200 images are already stored — [\d.]+ (KB|MB) not sent", summary.text), (
+        summary.text
+    )
+    assert driver.find_element(By.ID, "upload-head").text.startswith("Nothing new to send")
+    for bar in ("bytes-bar", "index-bar"):
+        assert bar_max(driver, bar) == driver.find_element(By.ID, bar).get_attribute("value"), bar
+    assert driver.find_element(By.ID, "index-text").text.startswith("0 indexed + 200 already stored of 200")
+    assert "nothing to send" in driver.find_element(By.ID, "upload-note").text
+    driver.find_element(By.ID, "upload-panel").screenshot(str(ARTIFACTS / "22-repeat-drop-panel.png"))
     after_requests, after_body = counter.snapshot()
     assert after_requests["files"] == before_requests["files"], after_requests
     assert after_body["files"] == before_body["files"]

@@ -208,8 +208,11 @@ test("the registry aborts what it holds, except a request kept to its end", asyn
 
 test("the engine touches no DOM: no document, window, storage or XMLHttpRequest", async () => {
   const { readFile } = await import("node:fs/promises");
-  const source = await readFile(new URL("../../search_api/web/upload.js", import.meta.url), "utf8");
-  const code = source.replace(/\/\/.*$/gm, "").replace(/\/\*[\s\S]*?\*\//g, "");
-  assert.deepEqual(code.match(/\b(document|window|localStorage|sessionStorage|XMLHttpRequest|HTMLElement)\b/g), null);
-  assert.deepEqual([...code.matchAll(/from "\.\/([\w.-]+)"/g)].map((m) => m[1]).sort(), ["api.js", "format.js"]);
+  for (const module of ["upload.js", "rate.js"]) {
+    const source = await readFile(new URL(`../../search_api/web/${module}`, import.meta.url), "utf8");
+    const code = source.replace(/\/\/.*$/gm, "").replace(/\/\*[\s\S]*?\*\//g, "");
+    assert.deepEqual(code.match(/\b(document|window|localStorage|sessionStorage|XMLHttpRequest|HTMLElement)\b/g), null);
+    const imports = [...code.matchAll(/from "\.\/([\w.-]+)"/g)].map((m) => m[1]).sort();
+    assert.deepEqual(imports, module === "upload.js" ? ["api.js", "format.js", "rate.js"] : []);
+  }
 });
