@@ -23,9 +23,12 @@ import redis
 from pydantic import BaseModel, Field
 
 from indexer.errors import Conflict, NotFound
+from indexer.jobs.sync_record import FIELD as SYNC_FIELD
+from indexer.jobs.sync_record import SyncCounts, sync_counts
 
 PREFIX = "clipsearch:job:"
 REEMBED = "reembed"  # the job kind that moves a collection's images to another model
+SYNC = "sync"  # the job kind that keeps a collection in step with a server-side folder (indexer/sync/)
 # Kinds whose job ends with a step of its own once every item has an outcome (a re-embed switches its
 # collection to the new model): their last outcome does not complete them, the worker that runs that step
 # does (indexer.pipeline.runner._finish), so that `completed` is never reported before the step is done.
@@ -95,6 +98,7 @@ class JobReport(BaseModel):
         default=None, description="why the job failed as a whole (state `failed`), e.g. a model mismatch"
     )
     errors: list[FileError] = Field(default_factory=list)
+    sync: SyncCounts | None = Field(default=None, description="a folder sync's counts (kind `sync`)")
 
 
 # Shared Lua: move a job to a final state (ARGV: state, now, ttl) and give every key of the job a TTL.
@@ -409,10 +413,15 @@ class JobStore:
             rate = processed / elapsed
             eta = 0.0 if finished else (total - processed) / rate
         errors: list[FileError] = []
+        failed_at: list[int] = []
         if with_errors:
             entries = self.redis.hgetall(self._key(job_id, "errors"))
             ordered = sorted(entries.items(), key=lambda kv: int(kv[0]))
             errors = [FileError.model_validate_json(value) for _, value in ordered]
+            failed_at = [int(index) for index, _ in ordered]
+        elif fields.get(SYNC_FIELD):
+            failed_at = [int(index) for index in self.redis.hkeys(self._key(job_id, "errors"))]
+        sync = sync_counts(fields[SYNC_FIELD], failed_at, failed) if fields.get(SYNC_FIELD) else None
         return JobReport(
             id=job_id,
             kind=fields["kind"],
@@ -431,6 +440,7 @@ class JobStore:
             request_id=fields.get("request_id") or None,
             failure=fields.get("failure") or None,
             errors=errors,
+            sync=sync,
         )
 
     def list(self, limit: int = 100, offset: int = 0) -> list[JobReport]:

@@ -24,10 +24,11 @@ from numpy.typing import NDArray
 
 from indexer import metrics
 from indexer.errors import ClipsearchError, DependencyUnavailable, dependency_failure
-from indexer.jobs.store import FINAL_STATES, FINAL_STEP_KINDS, REEMBED, ItemOutcome, JobState, Outcome
+from indexer.jobs.store import FINAL_STATES, FINAL_STEP_KINDS, REEMBED, SYNC, ItemOutcome, JobState, Outcome
 from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, record_outcome
 from indexer.pipeline.ingest import IngestUseCase
 from indexer.pipeline.reembed import ReembedUseCase
+from indexer.pipeline.sync import SyncUseCase
 from indexer.settings import Settings
 from indexer.sources.items import check_item, item_name
 from indexer.sources.plan import ItemReader
@@ -85,7 +86,9 @@ class _Stages:
 
 def use_case_for(kind: str) -> ChunkUseCase:
     """The use case that runs the chunks of a job of this kind."""
-    return ReembedUseCase() if kind == REEMBED else IngestUseCase()
+    if kind == REEMBED:
+        return ReembedUseCase()
+    return SyncUseCase() if kind == SYNC else IngestUseCase()
 
 
 def run_chunk(

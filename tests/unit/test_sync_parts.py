@@ -1,0 +1,99 @@
+"""The pure parts of a folder sync: the diff of a folder against a collection, the report's counts from
+the plan's item layout, and the debounce of `clipsearch sync --watch`."""
+
+from __future__ import annotations
+
+from clipsearch.debounce import Debouncer
+from indexer.jobs.sync_record import SyncPlanned, sync_counts
+from indexer.sync.diff import Indexed, diff
+
+D = "/photos"
+
+
+def _image(name: str, sha: str) -> Indexed:
+    return Indexed(f"id-{sha}", f"{D}/{name}", sha)
+
+
+def test_diff_sorts_every_kind_of_change() -> None:
+    indexed = [
+        _image("same.jpg", "s1"),
+        _image("changed.jpg", "old"),
+        _image("gone.jpg", "g1"),
+        _image("before.jpg", "m1"),
+    ]
+    files = {
+        f"{D}/same.jpg": "s1",
+        f"{D}/changed.jpg": "new",
+        f"{D}/after.jpg": "m1",
+        f"{D}/fresh.jpg": "f1",
+    }
+    stored = {image.sha256: image for image in indexed if image.sha256 in files.values()}
+    found = diff(files, indexed, stored)
+    assert found.add == [f"{D}/fresh.jpg"]
+    assert found.replace == [f"{D}/changed.jpg"]  # embedded, then the old image at that path goes
+    assert found.moves == [(indexed[3], f"{D}/after.jpg")]
+    assert found.remove == [indexed[2]]
+    assert (found.replaced, found.removed, found.unchanged) == (1, 1, 1)
+
+
+def test_a_changed_file_whose_new_bytes_are_indexed_replaces_at_once() -> None:
+    a, b = _image("a.jpg", "sa"), _image("b.jpg", "sb")
+    files = {f"{D}/a.jpg": "sb", f"{D}/b.jpg": "sb"}  # a.jpg overwritten with b.jpg's bytes
+    found = diff(files, [a, b], {"sb": b})
+    assert found.add == [] and found.replace == [] and found.moves == []
+    assert found.remove == [a] and found.replaced == 1 and found.removed == 0 and found.unchanged == 1
+
+
+def test_a_copy_is_not_a_move_and_swapped_names_are_two_moves() -> None:
+    a = _image("a.jpg", "sa")
+    copied = diff({f"{D}/a.jpg": "sa", f"{D}/copy.jpg": "sa"}, [a], {"sa": a})
+    assert copied.moves == [] and copied.unchanged == 1 and not copied.add
+    x, y = _image("x.jpg", "sx"), _image("y.jpg", "sy")
+    swapped = diff({f"{D}/x.jpg": "sy", f"{D}/y.jpg": "sx"}, [x, y], {"sx": x, "sy": y})
+    assert sorted(swapped.moves, key=lambda m: m[1]) == [(y, f"{D}/x.jpg"), (x, f"{D}/y.jpg")]
+    assert not swapped.remove and not swapped.replace
+
+
+def test_bytes_indexed_from_elsewhere_are_left_alone() -> None:
+    uploaded = Indexed("id-u", "upload", "su")
+    found = diff({f"{D}/u.jpg": "su"}, [], {"su": uploaded})
+    assert found.unchanged == 1 and not (found.add or found.moves or found.remove)
+
+
+def test_counts_take_failures_from_the_range_they_fall_in() -> None:
+    planned = SyncPlanned(
+        dry_run=False,
+        added=5,
+        replaced=3,
+        moved=2,
+        removed=3,
+        unchanged=13,
+        skipped=1,
+        replace_end=2,
+        add_end=7,
+    )
+    counts = sync_counts(planned.model_dump_json(), [1, 4, 5, 7], failed=4)
+    # index 1: a replacement; 4 and 5: new files; 7: refused at planning
+    assert (counts.replaced, counts.added, counts.failed) == (2, 3, 4)
+    assert (counts.moved, counts.removed, counts.unchanged, counts.skipped) == (2, 3, 13, 1)
+
+
+def test_debounce_waits_for_quiet_and_coalesces_a_burst() -> None:
+    d = Debouncer(quiet_s=2.0, max_wait_s=30.0)
+    assert not d.take(0.0)
+    for i in range(5000):  # a burst of events over 5 s
+        d.touch(i / 1000)
+    assert not d.take(5.5)
+    assert d.take(7.0)  # 2 s after the last event: one run
+    assert not d.take(7.1)  # and only one
+
+
+def test_debounce_runs_during_a_burst_that_never_pauses() -> None:
+    d = Debouncer(quiet_s=2.0, max_wait_s=10.0)
+    t = 0.0
+    runs = 0
+    while t < 25.0:
+        d.touch(t)
+        runs += d.take(t)
+        t += 0.5
+    assert runs == 2  # at 10 s and 20.5 s: never starved, never one per event
