@@ -14,7 +14,9 @@ from pydantic import BaseModel, Field
 from indexer.errors import NotFound
 
 FIELD = "sync"
-PLANNING = "sync_planning"  # set once a worker has started to queue the plan's items
+PLANNING = "sync_planning"  # "queueing" once a worker has begun to queue the plan's items, then "queued"
+QUEUED = "queued"
+LOCK_TTL_S = 120  # the queueing worker's lease (queueing 100,000 items takes seconds), renewed per batch
 
 
 class SyncPlanned(BaseModel):
@@ -67,11 +69,30 @@ class SyncRecord:
         self.key = job_key
 
     def claim(self) -> bool:
-        """True for the first worker to queue the plan's items; False when one already began (its
-        queueing may have been cut short: the job cannot tell which of its items exist)."""
+        """True for the first worker to queue the plan's items (it holds a lease until ``queued``);
+        False when another one began."""
         if not self.redis.exists(self.key):
             raise NotFound("the sync job is gone")
-        return bool(self.redis.hsetnx(self.key, PLANNING, "1"))
+        if not self.redis.hsetnx(self.key, PLANNING, "queueing"):
+            return False
+        self.renew()
+        return True
+
+    def renew(self) -> None:
+        self.redis.set(self.key + ":sync_lease", "1", ex=LOCK_TTL_S)
+
+    def queued(self) -> None:
+        self.redis.hset(self.key, PLANNING, QUEUED)
+        self.redis.delete(self.key + ":sync_lease")
+
+    def interrupted(self) -> bool:
+        """A worker began to queue the items and died before it finished (its lease ran out): the job
+        cannot tell which of its items exist. (A re-delivered plan task finds this; one whose first
+        delivery is still at work finds the lease, and leaves it be.)"""
+        state = self.redis.hget(self.key, PLANNING)
+        return (
+            state is not None and state != QUEUED.encode() and not self.redis.exists(self.key + ":sync_lease")
+        )
 
     def save(self, planned: SyncPlanned) -> None:
         """Record the plan's counts; a plan that runs again (after an outage) keeps the first ones, since

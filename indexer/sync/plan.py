@@ -28,7 +28,8 @@ INTERRUPTED = "the sync was interrupted while it queued its files; run it again"
 def plan_sync(rt: IngestRuntime, job_id: str, enqueue: Callable[[int, int], None]) -> None:
     """Plan and start the sync job ``job_id`` (options: `path`, `dry_run`); ``enqueue(start, end)``
     queues an ingest chunk of it. A folder that may not be used fails the job with the reason. Safe to
-    run again after an outage up to the point where it queues the files (then it fails the job)."""
+    run again (an outage, a re-delivery while it hashes a large folder): only one run queues the files,
+    and a run that died while it queued them fails the job."""
     jobs = rt.jobs
     if jobs.state(job_id) in FINAL_STATES:
         return
@@ -56,9 +57,10 @@ def plan_sync(rt: IngestRuntime, job_id: str, enqueue: Callable[[int, int], None
             delete(store, found.remove)
             BlobCollector(rt.weaviate, jobs.redis, rt.blobs).collect(i.sha256 for i in found.remove)
     if not record.claim():  # moves and removals are safe to make again; queueing the files is not
-        log.warning("sync job %s began to queue its files before: failing it", job_id)
-        jobs.fail(job_id, INTERRUPTED)
-        return
+        if record.interrupted():
+            log.warning("sync job %s: a worker died while it queued the files: failing the job", job_id)
+            jobs.fail(job_id, INTERRUPTED)
+        return  # else another delivery of this task queued them, or is queueing them now
     items: list[JobItem] = [] if dry_run else _to_embed(found, folder)
     items += folder.refused  # reported as failed with their reasons, in a dry run too
     open_jobs = OpenJobs(jobs)
@@ -69,8 +71,10 @@ def plan_sync(rt: IngestRuntime, job_id: str, enqueue: Callable[[int, int], None
             first = total - len(batch)
             for a, b in chunks(len(batch), rt.settings.ingest_chunk_size):
                 enqueue(first + a, first + b)
+            record.renew()
     except Conflict:  # cancelled meanwhile
         return
+    record.queued()
     open_jobs.close(job_id)
 
 

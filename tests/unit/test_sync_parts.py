@@ -3,8 +3,12 @@ the plan's item layout, and the debounce of `clipsearch sync --watch`."""
 
 from __future__ import annotations
 
+import redis
+
 from clipsearch.debounce import Debouncer
-from indexer.jobs.sync_record import SyncPlanned, sync_counts
+from indexer.jobs.open import OpenJobs
+from indexer.jobs.store import SYNC, JobState, JobStore, Outcome
+from indexer.jobs.sync_record import SyncPlanned, SyncRecord, sync_counts
 from indexer.sync.diff import Indexed, diff
 
 D = "/photos"
@@ -97,3 +101,51 @@ def test_debounce_runs_during_a_burst_that_never_pauses() -> None:
         runs += d.take(t)
         t += 0.5
     assert runs == 2  # at 10 s and 20.5 s: never starved, never one per event
+
+
+def test_one_delivery_queues_a_sync_and_a_dead_one_is_told_apart(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, ttl_s=3600)
+    job = store.create(SYNC, "trip", [], open_ended=True)
+    first, second = (SyncRecord(redis_client, store.keys(job)[0]) for _ in range(2))
+    assert first.claim()
+    assert not second.claim() and not second.interrupted()  # the first is at work: left alone
+    first.queued()
+    assert not second.claim() and not second.interrupted()  # the first finished
+    other = store.create(SYNC, "trip", [], open_ended=True)
+    dead, late = (SyncRecord(redis_client, store.keys(other)[0]) for _ in range(2))
+    assert dead.claim()
+    redis_client.delete(dead.key + ":sync_lease")  # its lease ran out: the worker died while queueing
+    assert not late.claim() and late.interrupted()
+
+
+def test_a_sync_report_carries_its_counts(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, ttl_s=3600)
+    job = store.create(SYNC, "trip", [], open_ended=True)
+    assert store.get(job).sync is None  # not planned yet
+    planned = SyncPlanned(
+        dry_run=False,
+        added=2,
+        replaced=1,
+        moved=0,
+        removed=4,
+        unchanged=0,
+        skipped=0,
+        replace_end=1,
+        add_end=3,
+    )
+    record = SyncRecord(redis_client, store.keys(job)[0])
+    record.save(planned)
+    record.save(planned.model_copy(update={"removed": 0}))  # a plan run again keeps the first counts
+    OpenJobs(store).append(job, [{"kind": "folder", "name": f"f{i}"} for i in range(3)])
+    store.record(job, 0, Outcome.INDEXED)
+    store.record(job, 1, Outcome.FAILED, "f1", "broken")
+    store.record(job, 2, Outcome.INDEXED)
+    OpenJobs(store).close(job)
+    for report in (store.get(job), store.get(job, with_errors=False)):
+        assert report.state is JobState.COMPLETED and report.sync is not None
+        assert (report.sync.added, report.sync.replaced, report.sync.removed, report.sync.failed) == (
+            1,
+            1,
+            4,
+            1,
+        )
