@@ -77,15 +77,16 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     api = _api(settings, args.url)
     api.ensure_collection(args.collection)
+    if args.watch:
+        return watch(api, args.collection, directory, args.dry_run, Debouncer(quiet_s=args.quiet_s))
     report = run_sync(api, args.collection, directory, args.dry_run)
     _print(report)
-    if not args.watch:
-        return 0 if report["state"] == "completed" and not report["sync"]["failed"] else 1
-    return watch(api, args.collection, directory, args.dry_run, Debouncer(quiet_s=args.quiet_s))
+    return 0 if report["state"] == "completed" and not report["sync"]["failed"] else 1
 
 
 def watch(api: ApiClient, collection: str, directory: str, dry_run: bool, debouncer: Debouncer) -> int:
-    """Follow the folder's file-system events (watchdog) until Ctrl-C; after each burst, one sync."""
+    """One sync, then one after each burst of the folder's file-system events (watchdog), until Ctrl-C.
+    The folder is watched from before the first sync, so that no change made meanwhile is missed."""
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
@@ -97,8 +98,9 @@ def watch(api: ApiClient, collection: str, directory: str, dry_run: bool, deboun
     observer = Observer()
     observer.schedule(Handler(), directory, recursive=True)
     observer.start()
-    print(f"watching {directory} (Ctrl-C to stop)", flush=True)
     try:
+        _print(run_sync(api, collection, directory, dry_run))
+        print(f"watching {directory} (Ctrl-C to stop)", flush=True)
         while observer.is_alive():
             time.sleep(WATCH_TICK_S)
             if debouncer.take(time.monotonic()):
