@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from indexer.errors import ClipsearchError, Conflict
 from indexer.jobs.open import MAX_APPEND, OpenJobs
@@ -18,6 +19,7 @@ from indexer.storage.gc import BlobCollector
 from indexer.store.collections import get_collection
 from indexer.store.folder_images import delete, images_under, move, stored_by_sha
 from indexer.store.images import ImageStore
+from indexer.sync import hash_cache
 from indexer.sync.diff import SyncDiff, diff
 from indexer.sync.files import FolderFiles, folder_files
 
@@ -38,10 +40,13 @@ def plan_sync(rt: IngestRuntime, job_id: str, enqueue: Callable[[int, int], None
     options = jobs.options(job_id)
     try:
         info = get_collection(rt.weaviate, jobs.get(job_id, with_errors=False).collection, with_count=False)
-        folder = folder_files(str(options["path"]), rt.settings)
+        resolved = str(Path(str(options["path"])).resolve())
+        folder = folder_files(str(options["path"]), rt.settings, hash_cache.load(jobs.redis, resolved))
     except ClipsearchError as exc:  # the folder or collection went away, or is no longer allowed
         jobs.fail(job_id, exc.message)
         return
+    hash_cache.save(jobs.redis, folder.folder, folder.known)
+    log.info("sync job %s: %d files, %d read and hashed", job_id, len(folder.files), folder.hashed)
     store = ImageStore(rt.weaviate, info.model_id)
     found = diff(
         folder.files,

@@ -3,13 +3,20 @@ the plan's item layout, and the debounce of `clipsearch sync --watch`."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import redis
 
 from clipsearch.debounce import Debouncer
 from indexer.jobs.open import OpenJobs
 from indexer.jobs.store import SYNC, JobState, JobStore, Outcome
 from indexer.jobs.sync_record import SyncPlanned, SyncRecord, sync_counts
+from indexer.settings import Settings
+from indexer.sync import hash_cache
 from indexer.sync.diff import Indexed, diff
+from indexer.sync.files import folder_files
+from tests.imagegen import make_image
 
 D = "/photos"
 
@@ -149,3 +156,25 @@ def test_a_sync_report_carries_its_counts(redis_client: redis.Redis) -> None:
             4,
             1,
         )
+
+
+def test_a_folder_is_read_again_only_where_it_changed(tmp_path: Path, redis_client: redis.Redis) -> None:
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    for i in range(4):
+        (root / ("sub" if i % 2 else "") / f"{i}.jpg").write_bytes(make_image(40 + i))
+    (root / "notes.txt").write_text("not an image")
+    (root / "bad\udcff.jpg").write_bytes(make_image(50))  # a name that is not UTF-8: refused, not a crash
+    settings = Settings(data_dir=tmp_path / "data", folder_roots=[root])
+    first = folder_files(str(root), settings, hash_cache.load(redis_client, str(root)))
+    assert (first.hashed, len(first.files), first.skipped) == (5, 4, 1)
+    assert [r.reason for r in first.refused] == ["file name is not valid UTF-8 (rename the file to index it)"]
+    assert first.files[str(root / "sub" / "1.jpg")] == hashlib.sha256(make_image(41)).hexdigest()
+    hash_cache.save(redis_client, first.folder, first.known)
+    second = folder_files(str(root), settings, hash_cache.load(redis_client, str(root)))
+    assert second.files == first.files and second.hashed == 1  # only the text file's head is read
+    (root / "0.jpg").write_bytes(make_image(60))
+    third = folder_files(str(root), settings, second.known)
+    assert (
+        third.hashed == 2 and third.files[str(root / "0.jpg")] == hashlib.sha256(make_image(60)).hexdigest()
+    )
