@@ -243,9 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from clipsearch.backup_cli import register as register_backup
     from clipsearch.models_cli import register
+    from clipsearch.sync_cli import register as register_sync
 
     register(sub)
     register_backup(sub)
+    register_sync(sub)
     return parser
 
 

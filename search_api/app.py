@@ -21,6 +21,7 @@ from search_api.routes import (
     jobs,
     search,
     similarity,
+    sync,
     upload_sessions,
     uploads,
 )
@@ -44,5 +45,6 @@ def create_app(settings: Settings | None = None, svc: Services | None = None) ->
     app.register_blueprint(upload_sessions.bp)  # the web page's folder upload (issue 16)
     app.register_blueprint(backups.bp)  # operators' backups and restores (issue 25)
     app.register_blueprint(folders.bp)  # clipsearch index registers a folder the service can read (issue 24)
+    app.register_blueprint(sync.bp)  # folder sync (issue 24)
     install_extensions(app, settings)  # request ids, metrics, API keys, OpenAPI, the web page
     return app

@@ -23,6 +23,7 @@ from indexer.services.queue import JobQueue
 from indexer.services.reembed import ReembedService
 from indexer.services.search import SearchService
 from indexer.services.similarity import SimilarityService
+from indexer.services.sync import SyncService
 from indexer.settings import Settings
 from workers.celery_factory import make_celery
 from workers.queue import CeleryJobQueue
@@ -42,6 +43,7 @@ class Services(Backends):
         self.job_service = JobsService(self.jobs, self.queue)
         self.ingest = IngestService(self, self.job_service)
         self.reembed = ReembedService(self, self.job_service)
+        self.sync = SyncService(self, self.queue)
         self.classify = ClassifyService(self, self.job_service)
         self.search = SearchService(self, self.text_cache)
         self.similarity = SimilarityService(self)

@@ -16,12 +16,14 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from indexer.errors import ServiceUnavailable, dependency_failure
 from indexer.services.chunks import ChunkService
 from indexer.services.queue import ChunkPayload, TaskKind
+from indexer.services.sync import SyncPlanService
 from workers.queue import CeleryJobQueue
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 RUNTIME = WorkerRuntime()
 CHUNKS = ChunkService(RUNTIME.get)
+SYNC = SyncPlanService(RUNTIME.get)
 TRANSIENT = (
     ServiceUnavailable,
     redis.ConnectionError,
@@ -156,3 +158,21 @@ def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> No
 def label_chunk(self: LabelChunkTask, job_id: str, start: int, end: int) -> None:
     """Label images [start, end) of a bulk-label job from their stored vectors. Idempotent."""
     _run_chunk(self, TaskKind.LABEL_CHUNK, job_id, start, end)
+
+
+class SyncTask(ChunkTask):
+    def fail_chunk(self, job_id: str, start: int, end: int, reason: str) -> None:
+        SYNC.fail(job_id, f"the sync could not be planned: {reason}")
+
+
+@shared_task(name=TaskKind.SYNC_FOLDER.value, base=SyncTask, bind=True)
+def sync_folder(self: SyncTask, job_id: str, start: int, end: int) -> None:
+    """Plan a folder sync (hash the folder, compare, move and remove) and queue its ingest chunks.
+    A second delivery of a plan that began fails the job rather than queue its files twice."""
+    queue = CeleryJobQueue(self.app, RUNTIME.settings())
+    _run(
+        lambda: SYNC.plan(
+            job_id,
+            lambda a, b: queue.enqueue(TaskKind.INGEST_CHUNK, ChunkPayload(job_id=job_id, start=a, end=b)),
+        )
+    )

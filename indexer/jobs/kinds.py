@@ -13,6 +13,7 @@ class JobKind(StrEnum):
     URLS = "urls"
     REEMBED = "reembed"  # moves a collection's images to another model
     LABEL = "label"  # labels a collection's images with a class set or classifier
+    SYNC = "sync"  # keeps a collection in step with a server-side folder (indexer/sync/)
 
     @property
     def has_final_step(self) -> bool:

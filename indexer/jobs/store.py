@@ -27,6 +27,8 @@ from pydantic import BaseModel, Field
 from indexer.errors import Conflict, NotFound
 from indexer.jobs import scripts
 from indexer.jobs.kinds import JobKind
+from indexer.jobs.sync_record import FIELD as SYNC_FIELD
+from indexer.jobs.sync_record import SyncCounts, sync_counts
 
 PREFIX = "clipsearch:job:"
 INDEX = "clipsearch:jobs"
@@ -101,6 +103,7 @@ class JobReport(BaseModel):
         default=None, description="why the job failed as a whole (state `failed`), e.g. a model mismatch"
     )
     errors: list[FileError] = Field(default_factory=list)
+    sync: SyncCounts | None = Field(default=None, description="a folder sync's counts (kind `sync`)")
 
 
 def _text(value: object) -> str:
@@ -382,10 +385,15 @@ class JobStore:
             rate = processed / elapsed
             eta = 0.0 if finished else (total - processed) / rate
         errors: list[FileError] = []
+        failed_at: list[int] = []
         if with_errors:
             entries = self.redis.hgetall(self._key(job_id, "errors"))
             ordered = sorted(entries.items(), key=lambda kv: int(kv[0]))
             errors = [FileError.model_validate_json(value) for _, value in ordered]
+            failed_at = [int(index) for index, _ in ordered]
+        elif fields.get(SYNC_FIELD):
+            failed_at = [int(index) for index in self.redis.hkeys(self._key(job_id, "errors"))]
+        sync = sync_counts(fields[SYNC_FIELD], failed_at, failed) if fields.get(SYNC_FIELD) else None
         return JobReport(
             id=job_id,
             kind=fields["kind"],
@@ -404,6 +412,7 @@ class JobStore:
             request_id=fields.get("request_id") or None,
             failure=fields.get("failure") or None,
             errors=errors,
+            sync=sync,
         )
 
     def list(self, limit: int = 100, offset: int = 0) -> list[JobReport]:

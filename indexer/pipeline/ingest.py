@@ -38,6 +38,11 @@ class IngestUseCase:
                 for p in fresh
             ]
         )
+        self.stored(chunk, [p for p in fresh if p.uuid not in errors])
+
+    def stored(self, chunk: Chunk, written: list[Pending]) -> None:
+        """After a batch's objects are written: nothing more for an ingest (a folder sync then deletes
+        the old versions of changed files, indexer/pipeline/sync.py)."""
 
     def finished(self, rt: IngestRuntime, report: JobReport) -> None:
         """No final step: an ingest job completes with its last outcome."""

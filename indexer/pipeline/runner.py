@@ -32,6 +32,7 @@ from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, 
 from indexer.pipeline.ingest import IngestUseCase
 from indexer.pipeline.labelling import LabelUseCase
 from indexer.pipeline.reembed import ReembedUseCase
+from indexer.pipeline.sync import SyncUseCase
 from indexer.settings import Settings
 from indexer.sources.items import check_item, item_name
 from indexer.sources.reader import ItemReader
@@ -95,6 +96,7 @@ USE_CASES: dict[JobKind, Callable[[], UseCase]] = {
     JobKind.URLS: IngestUseCase,
     JobKind.REEMBED: ReembedUseCase,
     JobKind.LABEL: LabelUseCase,
+    JobKind.SYNC: SyncUseCase,
 }
 
 

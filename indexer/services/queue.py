@@ -21,6 +21,7 @@ class TaskKind(StrEnum):
 
     INGEST_CHUNK = "clipsearch.ingest_chunk"  # ingest and re-embed: items [start, end) of a job
     LABEL_CHUNK = "clipsearch.label_chunk"  # bulk labelling: images [start, end) of a job
+    SYNC_FOLDER = "clipsearch.sync_folder"  # a folder sync's plan: hash, compare, queue its ingest chunks
     PING = "clipsearch.ping"
 
 

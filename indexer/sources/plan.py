@@ -96,6 +96,11 @@ def plan_zip(path: Path, display: str, settings: Settings) -> list[Item]:
     return items
 
 
+def printable(path: str) -> str:
+    """A path as text: bytes of a file name that are not UTF-8 (surrogate escapes) shown as U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _root_for(real: Path, roots: list[Path]) -> Path | None:
     for root in roots:
         resolved = root.resolve()
@@ -140,15 +145,23 @@ def plan_folder(folder: str, settings: Settings) -> list[Item]:
             )
 
     def walk_error(exc: OSError) -> None:
-        add(rejected(str(exc.filename or folder), f"cannot read directory: {exc.strerror or exc}"))
+        add(rejected(printable(str(exc.filename or folder)), f"cannot read directory: {exc.strerror or exc}"))
 
     for dirpath, dirnames, filenames in os.walk(real, onerror=walk_error, followlinks=False):
         dirnames.sort()
         for dirname in [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
             dirnames.remove(dirname)
-            add(rejected(str(Path(dirpath) / dirname), "symbolic link to a directory (not followed)"))
+            add(
+                rejected(
+                    printable(str(Path(dirpath) / dirname)), "symbolic link to a directory (not followed)"
+                )
+            )
         for filename in sorted(filenames):
             path = Path(dirpath) / filename
+            shown = printable(str(path))
+            if shown != str(path):  # an item's path is JSON text: it could not name this file
+                add(rejected(shown, "file name is not valid UTF-8 (rename the file to index it)"))
+                continue
             if path.is_symlink():
                 target, why = resolve_path(path)
                 if target is None:
