@@ -18,7 +18,7 @@ from indexer.services.backends import Backends
 from indexer.services.jobs import JobsService
 from indexer.services.queue import TaskKind
 from indexer.settings import Settings
-from indexer.sources.items import JobItem, RejectedItem
+from indexer.sources.items import MAX_ITEM_TEXT, JobItem, RejectedItem
 from indexer.sources.plan import plan_folder, plan_urls, plan_zip, rejected, stage, stage_zip_items
 from indexer.storage.objectstore import remove_staging
 from indexer.store.collections import CollectionInfo
@@ -56,6 +56,12 @@ def stage_uploads(settings: Settings, job_id: str, sub: str | None, files: list[
     items: list[JobItem] = []
     for index, upload in enumerate(files):
         shown = upload.filename or f"upload-{index}"
+        if len(shown) > MAX_ITEM_TEXT:  # refused as the part comes: the caller removes what was staged
+            raise InvalidInput(
+                f"file part {index}: its filename has {len(shown)} characters, over the limit of "
+                f"{MAX_ITEM_TEXT}",
+                {"reason": "filename_too_long", "part": index, "limit": MAX_ITEM_TEXT},
+            )
         try:
             check_content_type(upload.content_type or None)
         except UnsupportedMediaType as exc:
@@ -88,7 +94,11 @@ class IngestService:
         if not files:
             raise InvalidInput("no files: send multipart/form-data with one or more `files` parts")
         job_id = new_job_id()
-        items = stage_uploads(self.backends.settings, job_id, None, files)
+        try:
+            items = stage_uploads(self.backends.settings, job_id, None, files)
+        except Exception:  # a later part refused (or a disk error): the parts staged before it go too
+            remove_staging(self.backends.settings, job_id)
+            raise
         return self._start(info, "upload", items, options, job_id, request_id)
 
     def zip(

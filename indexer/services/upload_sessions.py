@@ -17,10 +17,11 @@ from weaviate.classes.query import Filter, Sort
 
 from indexer.errors import Conflict, InvalidInput
 from indexer.jobs.open import MAX_APPEND, OpenJobs
-from indexer.jobs.store import FINAL_STEP_KINDS, JobReport, chunks
+from indexer.jobs.store import FINAL_STEP_KINDS, JobReport, chunks, new_job_id
 from indexer.services.backends import Backends
 from indexer.services.ingest import Rejected, Upload, stage_uploads
 from indexer.services.jobs import JobsService
+from indexer.services.open_jobs import forget_open_job, reserve_open_job, touch_open_job
 from indexer.services.queue import ChunkPayload, TaskKind
 from indexer.sources.items import JobItem, RejectedItem
 from indexer.storage.objectstore import remove_staging, staging_store
@@ -49,9 +50,21 @@ class UploadSessions:
     def open(self, name: str, options: BaseModel, request_id: str | None = None) -> str:
         """An open upload job on a collection whose model this service runs (else 409)."""
         info = self.backends.encodable_collection(name)
-        return self.jobs.store.create(
-            UPLOAD_KIND, info.name, [], options=options.model_dump(), request_id=request_id, open_ended=True
-        )
+        store, job_id = self.jobs.store, new_job_id()
+        reserve_open_job(store, self.backends.settings, job_id)  # 429 past MAX_OPEN_JOBS
+        try:
+            return store.create(
+                UPLOAD_KIND,
+                info.name,
+                [],
+                options=options.model_dump(),
+                request_id=request_id,
+                job_id=job_id,
+                open_ended=True,
+            )
+        except Exception:  # Redis down mid-way: the slot is not held by a job that does not exist
+            forget_open_job(store, job_id)
+            raise
 
     def append(self, job_id: str, files: list[Upload]) -> Appended:
         """Stage the files, add them to the open job and queue their chunks. Files refused up front (type,
@@ -73,6 +86,7 @@ class UploadSessions:
         try:
             items = stage_uploads(settings, job_id, sub, files)
             total = opened.append(job_id, [item.to_json() for item in items])
+            touch_open_job(self.jobs.store, job_id)  # activity: the idle clock starts again
         except Exception:  # whatever failed, the request's staged files must not outlive it; re-raised
             shutil.rmtree(settings.staging_dir / job_id / sub, ignore_errors=True)
             if settings.blob_store_url:
@@ -94,6 +108,7 @@ class UploadSessions:
                 f"job {job_id} is a {kind} job: it ends by itself after its last step", {"reason": "not_open"}
             )
         self._open_jobs.close(job_id)
+        forget_open_job(self.jobs.store, job_id)
         report = self.jobs.report(job_id)
         if report.processed >= report.total:  # ended now: no chunk will run to clean the staging area
             remove_staging(self.backends.settings, job_id)
