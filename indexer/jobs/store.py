@@ -426,7 +426,7 @@ class JobStore:
             rate = processed / elapsed
             eta = 0.0 if finished else (total - processed) / rate
         errors: list[FileError] = []
-        errors_total, errors_next = 0, None
+        errors_total, errors_next = failed, None  # each failed outcome has a reason (record, fail_remaining)
         if with_errors:
             errors, errors_total, errors_next = self._errors_page(job_id, errors_offset, errors_limit)
         return JobReport(
