@@ -78,6 +78,7 @@ class UploadSessions:
             )
         opened = self._open_jobs
         opened.require_open(job_id)  # before staging anything; append checks again, atomically
+        touch_open_job(self.jobs.store, job_id)  # a request is coming in: not idle while it is staged
         # One staging folder per request: names of different requests (a/1.jpg, b/1.jpg) cannot clash, and
         # the worker's clean-up of the job's folder removes them all.
         settings = self.backends.settings

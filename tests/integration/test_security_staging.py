@@ -110,7 +110,7 @@ def test_an_idle_open_job_expires_and_its_staged_files_go(api: Api, data_root: P
     _processed(api, job["job_id"], 1)
     folder = data_root / "staging" / job["job_id"]
     assert folder.exists()
-    # No file and nothing waiting: the sweep ends it after OPEN_JOB_IDLE_S (6 s here), swept every 0.5 s.
+    # No file and nothing waiting: the sweep ends it after OPEN_JOB_IDLE_S (8 s here), swept every 0.5 s.
     deadline = time.monotonic() + idle_s + 20
     while (report := api.get(job["status_url"]).json())["state"] not in {"failed", "completed", "cancelled"}:
         assert time.monotonic() < deadline, report
