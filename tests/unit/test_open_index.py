@@ -13,7 +13,13 @@ from indexer.errors import TooManyRequests
 from indexer.jobs.open import OpenJobs
 from indexer.jobs.open_index import OPEN_INDEX, Expiry, OpenIndex
 from indexer.jobs.store import ItemOutcome, JobState, JobStore, Outcome, new_job_id
-from indexer.services.open_jobs import reserve_open_job, sweep_open_jobs
+from indexer.services.open_jobs import (
+    LOCK_SHARE,
+    SWEEP_LOCK,
+    reserve_open_job,
+    sweep_if_leader,
+    sweep_open_jobs,
+)
 from indexer.settings import Settings
 
 
@@ -93,3 +99,14 @@ def test_failed_items_come_a_page_at_a_time_with_their_total(store: JobStore) ->
     none = store.get(job, errors_limit=0)
     assert none.errors == [] and none.errors_total == 13 and none.errors_next_offset == 0
     assert store.get(job).errors_total == 13 and len(store.get(job).errors) == 13
+
+
+def test_one_sweeper_per_tick_takes_the_lock(redis_client: redis.Redis, tmp_path: Path) -> None:
+    redis_client.delete(SWEEP_LOCK)
+    settings = Settings(data_dir=tmp_path, open_job_sweep_s=30)
+    now = time.time()
+    assert sweep_if_leader(redis_client, settings, "worker-a", now) == []
+    assert sweep_if_leader(redis_client, settings, "worker-b", now) is None  # a's tick
+    assert 0 < redis_client.pttl(SWEEP_LOCK) <= 30_000 * LOCK_SHARE
+    redis_client.delete(SWEEP_LOCK)  # the tick is over
+    assert sweep_if_leader(redis_client, settings, "worker-b", now) == []
