@@ -58,6 +58,7 @@ def _wait_for_retry(state: RetryCallState) -> float:
 
 
 ENDED_STATES = frozenset(state.value for state in FINAL_STATES)
+FAILURES_PAGE = 1000  # failed items read per request once a job has ended (the server's largest page)
 FOLLOW_WAIT_S = 0.5  # a progress round: how long `follow` waits on a job before reading progress again
 
 FIRST_CONTACT_S = 5.0  # how long a first request retries a server that is not there
@@ -157,7 +158,19 @@ class ApiClient:
                 bar.refresh()
                 if reports[pending[0]]["state"] not in ENDED_STATES:  # the server may answer without waiting
                     time.sleep(max(0.0, FOLLOW_WAIT_S - (time.monotonic() - started)))
-        return [reports[j] for j in job_ids]
+        return [self.all_failures(reports[j]) for j in job_ids]
+
+    def all_failures(self, report: dict[str, Any]) -> dict[str, Any]:
+        """The report with every failed item in `errors`: the server lists them a page at a time
+        (`failures_offset`, `errors_next_offset`)."""
+        errors = list(report.get("errors", []))
+        offset = report.get("errors_next_offset")
+        while offset is not None:
+            params = {"failures_offset": offset, "failures_limit": FAILURES_PAGE}
+            page = self.call("GET", f"/jobs/{report['id']}", params=params)
+            errors.extend(page["errors"])
+            offset = page.get("errors_next_offset") if page["errors"] else None
+        return {**report, "errors": errors}
 
 
 def pack(paths: list[Path], max_files: int, max_bytes: int) -> Iterator[list[Path]]:

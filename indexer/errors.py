@@ -79,6 +79,13 @@ class DecodeLimitExceeded(ClipsearchError):
     code = "decode_limit_exceeded"
 
 
+class TooManyRequests(ClipsearchError):
+    """A bound on what one deployment holds at once is reached (MAX_OPEN_JOBS open upload jobs): 429,
+    ``details["reason"]`` says which."""
+
+    code = "too_many_requests"
+
+
 class Unauthorized(ClipsearchError):
     code = "unauthorized"
 

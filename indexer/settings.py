@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     upload_max_files_per_request: int = Field(default=100, ge=1, le=5000)
     upload_parallel_requests: int = Field(default=3, ge=1, le=16)
     upload_max_hash_lookup: int = Field(default=1000, ge=1, le=10_000)
+    # Open upload jobs (the page's folder upload, issue 23): at most MAX_OPEN_JOBS open at once (429 past
+    # it); one that has taken no file for OPEN_JOB_IDLE_S and has no item waiting is ended as failed and
+    # its staged files removed, by a sweep every OPEN_JOB_SWEEP_S in the workers (one at a time).
+    max_open_jobs: int = Field(default=100, ge=1, le=100_000)
+    open_job_idle_s: float = Field(default=3600.0, gt=0)
+    open_job_sweep_s: float = Field(default=60.0, gt=0)
     max_batch: int = 64
     # JSON request bodies (issue 23): refused (413) past MAX_JSON_BYTES before they are parsed, by
     # Content-Length or while streamed; the routes that carry base64 images or raw vectors (/embed/image,

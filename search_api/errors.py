@@ -24,6 +24,7 @@ STATUS_BY_ERROR: dict[type[errors.ClipsearchError], int] = {
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
+    errors.TooManyRequests: 429,
     errors.DecodeLimitExceeded: 422,
     errors.ServiceUnavailable: 503,
     errors.StartupError: 503,

@@ -40,7 +40,7 @@ class Services(Backends):
         self.celery = celery
         self.queue: JobQueue = queue or CeleryJobQueue(celery, settings)
         self.text_cache = TextEmbeddingCache()
-        self.job_service = JobsService(self.jobs, self.queue)
+        self.job_service = JobsService(self.jobs, self.queue, settings)
         self.ingest = IngestService(self, self.job_service)
         self.reembed = ReembedService(self, self.job_service)
         self.sync = SyncService(self, self.queue)

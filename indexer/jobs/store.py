@@ -102,7 +102,15 @@ class JobReport(BaseModel):
     failure: str | None = Field(
         default=None, description="why the job failed as a whole (state `failed`), e.g. a model mismatch"
     )
-    errors: list[FileError] = Field(default_factory=list)
+    errors: list[FileError] = Field(
+        default_factory=list,
+        description="a page of the failed items with their reasons, in plan order (`failures_offset`, "
+        "`failures_limit` of GET /jobs/<id>)",
+    )
+    errors_total: int = Field(default=0, description="how many failed items have a reason, in all pages")
+    errors_next_offset: int | None = Field(
+        default=None, description="the `failures_offset` of the next page of failed items (None: last page)"
+    )
     sync: SyncCounts | None = Field(default=None, description="a folder sync's counts (kind `sync`)")
 
 
@@ -298,7 +306,7 @@ class JobStore:
             raise NotFound(f"unknown job {job_id!r}")
         if JobState(old) in FINAL_STATES:
             raise Conflict(f"job {job_id} is already {old}")
-        return self.get(job_id)
+        return self.get(job_id, with_errors=False)
 
     def fail(self, job_id: str, reason: str) -> None:
         """End the job as failed; `reason` is what `get` reports as `failure`."""
@@ -367,7 +375,16 @@ class JobStore:
             raise NotFound(f"unknown job {job_id!r}")
         return _text(old)
 
-    def get(self, job_id: str, *, with_errors: bool = True) -> JobReport:
+    def get(
+        self,
+        job_id: str,
+        *,
+        with_errors: bool = True,
+        errors_offset: int = 0,
+        errors_limit: int | None = None,
+    ) -> JobReport:
+        """The job's report; with ``with_errors``, the failed items from ``errors_offset`` on, at most
+        ``errors_limit`` of them (None: all), and their total count."""
         raw = self.redis.hgetall(self._key(job_id))
         if not raw:
             raise NotFound(f"unknown job {job_id!r}")
@@ -385,15 +402,13 @@ class JobStore:
             rate = processed / elapsed
             eta = 0.0 if finished else (total - processed) / rate
         errors: list[FileError] = []
-        failed_at: list[int] = []
+        errors_total, errors_next = failed, None  # each failed outcome has a reason (record, fail_remaining)
         if with_errors:
-            entries = self.redis.hgetall(self._key(job_id, "errors"))
-            ordered = sorted(entries.items(), key=lambda kv: int(kv[0]))
-            errors = [FileError.model_validate_json(value) for _, value in ordered]
-            failed_at = [int(index) for index, _ in ordered]
-        elif fields.get(SYNC_FIELD):
+            errors, errors_total, errors_next = self._errors_page(job_id, errors_offset, errors_limit)
+        sync = None
+        if fields.get(SYNC_FIELD):
             failed_at = [int(index) for index in self.redis.hkeys(self._key(job_id, "errors"))]
-        sync = sync_counts(fields[SYNC_FIELD], failed_at, failed) if fields.get(SYNC_FIELD) else None
+            sync = sync_counts(fields[SYNC_FIELD], failed_at, failed)
         return JobReport(
             id=job_id,
             kind=fields["kind"],
@@ -413,7 +428,22 @@ class JobStore:
             failure=fields.get("failure") or None,
             errors=errors,
             sync=sync,
+            errors_total=errors_total,
+            errors_next_offset=errors_next,
         )
+
+    def _errors_page(
+        self, job_id: str, offset: int, limit: int | None
+    ) -> tuple[list[FileError], int, int | None]:
+        """A page of the failed items in plan order, their total, and the next page's offset (None: none).
+        Only the item indexes are read whole (HKEYS); the reasons of the page alone (HMGET)."""
+        key = self._key(job_id, "errors")
+        indexes = sorted(int(k) for k in self.redis.hkeys(key))
+        end = len(indexes) if limit is None else min(len(indexes), offset + limit)
+        page = indexes[offset:end]
+        values = self.redis.hmget(key, [str(i) for i in page]) if page else []
+        errors = [FileError.model_validate_json(v) for v in values if v is not None]
+        return errors, len(indexes), end if end < len(indexes) else None
 
     def list(self, limit: int = 100, offset: int = 0) -> list[JobReport]:
         ids = self.redis.zrevrange(INDEX, offset, offset + limit - 1)

@@ -61,7 +61,11 @@ class IngestService:
         if not files:
             raise InvalidInput("no files: send multipart/form-data with one or more `files` parts")
         job_id = new_job_id()
-        items = stage_uploads(self.backends.settings, job_id, None, files)
+        try:
+            items = stage_uploads(self.backends.settings, job_id, None, files)
+        except Exception:  # a later part refused (or a disk error): the parts staged before it go too
+            remove_staging(self.backends.settings, job_id)
+            raise
         return self._start(info, JobKind.UPLOAD, items, options, job_id, request_id)
 
     def zip(

@@ -9,12 +9,25 @@ from typing import Any
 
 from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import FINAL_STATES, JobReport, JobStore, chunks
+from indexer.services.open_jobs import forget_open_job
 from indexer.services.queue import ChunkPayload, JobQueue, TaskKind
+from indexer.settings import Settings
+from indexer.storage.staging import remove_staging
 
-__all__ = ["FINAL_STATES", "MAX_WAITERS", "MAX_WAIT_S", "JobReport", "JobsService"]
+__all__ = [
+    "FAILURES_LIMIT",
+    "FINAL_STATES",
+    "MAX_FAILURES_LIMIT",
+    "MAX_WAITERS",
+    "MAX_WAIT_S",
+    "JobReport",
+    "JobsService",
+]
 
 MAX_WAIT_S = 30.0  # the longest a report waits for its job to end (long polling)
 WAIT_POLL_S = 0.025  # how often a waiting report reads the job's state (one HGET)
+FAILURES_LIMIT = 100  # failed items in one report unless the caller asks for another page size
+MAX_FAILURES_LIMIT = 1000  # the largest page of failed items a report gives (a few hundred KB of JSON)
 MAX_WAITERS = 4  # reports waiting at once per process; the others answer at once (they hold API threads)
 
 
@@ -22,6 +35,7 @@ MAX_WAITERS = 4  # reports waiting at once per process; the others answer at onc
 class JobsService:
     store: JobStore
     queue: JobQueue
+    settings: Settings | None = None  # where staged files live: a cancel removes the job's (None: kept)
     _waiters: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(MAX_WAITERS), repr=False
     )
@@ -46,8 +60,15 @@ class JobsService:
             self.queue.enqueue(task, ChunkPayload(job_id=job_id, start=start, end=end))
         return job_id
 
-    def report(self, job_id: str, wait_s: float = 0.0) -> JobReport:
-        """State, counts, rate, ETA, every failed file with its reason, and why a failed job failed.
+    def report(
+        self,
+        job_id: str,
+        wait_s: float = 0.0,
+        failures_offset: int = 0,
+        failures_limit: int = FAILURES_LIMIT,
+    ) -> JobReport:
+        """State, counts, rate, ETA, a page of the failed files with their reasons (``failures_limit``
+        from ``failures_offset``, at most MAX_FAILURES_LIMIT; the total always), and why a failed job failed.
 
         With ``wait_s`` (at most MAX_WAIT_S), a job that has not ended is first waited on for up to that
         long, and the report comes as soon as it ends: a client learns of the end at once, without
@@ -59,13 +80,20 @@ class JobsService:
                     time.sleep(WAIT_POLL_S)
             finally:
                 self._waiters.release()
-        return self.store.get(job_id)
+        limit = max(0, min(failures_limit, MAX_FAILURES_LIMIT))
+        return self.store.get(job_id, errors_offset=max(0, failures_offset), errors_limit=limit)
 
     def list(self, limit: int, offset: int) -> list[JobReport]:
         return self.store.list(limit, offset)
 
     def cancel(self, job_id: str) -> JobReport:
-        return self.store.cancel(job_id)
+        """Cancel the job, free its open-job slot and remove its staged files: a chunk that still runs
+        stops at its next check of the state, and nothing else reads them."""
+        self.store.cancel(job_id)
+        forget_open_job(self.store, job_id)
+        if self.settings is not None:
+            remove_staging(self.settings, job_id)
+        return self.report(job_id)
 
     def fail(self, job_id: str, reason: str) -> None:
         self.store.fail(job_id, reason)

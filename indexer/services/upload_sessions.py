@@ -16,10 +16,11 @@ from weaviate.classes.query import Sort
 
 from indexer.errors import Conflict, InvalidInput
 from indexer.jobs.kinds import JobKind
-from indexer.jobs.store import MAX_APPEND, JobReport, chunks
+from indexer.jobs.store import MAX_APPEND, JobReport, chunks, new_job_id
 from indexer.services.backends import Collections
 from indexer.services.ingest import Rejected
 from indexer.services.jobs import JobsService
+from indexer.services.open_jobs import forget_open_job, reserve_open_job, touch_open_job
 from indexer.services.queue import ChunkPayload, TaskKind
 from indexer.sources.items import JobItem, RejectedItem
 from indexer.storage.staging import Upload, remove_staging, stage_uploads
@@ -44,9 +45,21 @@ class UploadSessions:
     def open(self, name: str, options: BaseModel, request_id: str | None = None) -> str:
         """An open upload job on a collection whose model this service runs (else 409)."""
         info = self.backends.encodable_collection(name)
-        return self.jobs.store.create(
-            UPLOAD_KIND, info.name, [], options=options.model_dump(), request_id=request_id, open_ended=True
-        )
+        store, job_id = self.jobs.store, new_job_id()
+        reserve_open_job(store, self.backends.settings, job_id)  # 429 past MAX_OPEN_JOBS
+        try:
+            return store.create(
+                UPLOAD_KIND,
+                info.name,
+                [],
+                options=options.model_dump(),
+                request_id=request_id,
+                job_id=job_id,
+                open_ended=True,
+            )
+        except Exception:  # Redis down mid-way: the slot is not held by a job that does not exist
+            forget_open_job(store, job_id)
+            raise
 
     def append(self, job_id: str, files: list[Upload]) -> Appended:
         """Stage the files, add them to the open job and queue their chunks. Files refused up front (type,
@@ -60,6 +73,7 @@ class UploadSessions:
             )
         opened = self.jobs.store
         opened.require_open(job_id)  # before staging anything; append checks again, atomically
+        touch_open_job(self.jobs.store, job_id)  # a request is coming in: not idle while it is staged
         # One staging folder per request: names of different requests (a/1.jpg, b/1.jpg) cannot clash, and
         # the worker's clean-up of the job's folder removes them all.
         settings = self.backends.settings
@@ -68,6 +82,7 @@ class UploadSessions:
         try:
             items = stage_uploads(settings, job_id, sub, files)
             total = opened.append(job_id, [item.to_json() for item in items])
+            touch_open_job(self.jobs.store, job_id)  # activity: the idle clock starts again
         except Exception:  # whatever failed, the request's staged files must not outlive it; re-raised
             remove_staging(settings, job_id, sub)
             raise
@@ -87,6 +102,7 @@ class UploadSessions:
                 f"job {job_id} is a {kind} job: it ends by itself after its last step", {"reason": "not_open"}
             )
         self.jobs.store.close(job_id)
+        forget_open_job(self.jobs.store, job_id)
         report = self.jobs.report(job_id)
         if report.processed >= report.total:  # ended now: no chunk will run to clean the staging area
             remove_staging(self.backends.settings, job_id)

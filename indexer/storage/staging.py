@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from indexer.errors import UnsupportedMediaType
+from indexer.errors import InvalidInput, UnsupportedMediaType
 from indexer.media.decode import check_content_type
 from indexer.media.formats import sniff_format
 from indexer.settings import Settings
-from indexer.sources.items import FileItem, JobItem, StagedItem, ZipItem, rejected
+from indexer.sources.items import MAX_ITEM_TEXT, FileItem, JobItem, StagedItem, ZipItem, rejected
 from indexer.storage.objectstore import LocalObjectStore, ObjectStore, open_store
 
 Item = JobItem
@@ -145,6 +145,12 @@ def stage_uploads(settings: Settings, job_id: str, sub: str | None, files: list[
     items: list[JobItem] = []
     for index, upload in enumerate(files):
         shown = upload.filename or f"upload-{index}"
+        if len(shown) > MAX_ITEM_TEXT:  # refused as the part comes: the caller removes what was staged
+            raise InvalidInput(
+                f"file part {index}: its filename has {len(shown)} characters, over the limit of "
+                f"{MAX_ITEM_TEXT}",
+                {"reason": "filename_too_long", "part": index, "limit": MAX_ITEM_TEXT},
+            )
         try:
             check_content_type(upload.content_type or None)
         except UnsupportedMediaType as exc:

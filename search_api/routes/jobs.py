@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.services.jobs import MAX_WAIT_S, MAX_WAITERS, JobReport
+from indexer.services.jobs import FAILURES_LIMIT, MAX_FAILURES_LIMIT, MAX_WAIT_S, MAX_WAITERS, JobReport
 from search_api.services import services
 from search_api.validation import endpoint, parse_query, respond
 
@@ -32,6 +32,18 @@ class JobQuery(BaseModel):
             "at once per API process; beyond that the answer comes at once"
         ),
     )
+    failures_limit: int = Field(
+        default=FAILURES_LIMIT,
+        ge=0,
+        le=MAX_FAILURES_LIMIT,
+        description="how many failed items to list (`errors`); `errors_total` always counts them all",
+    )
+    failures_offset: int = Field(
+        default=0,
+        ge=0,
+        le=100_000_000,
+        description="the first failed item to list: 0, or the `errors_next_offset` of the previous page",
+    )
 
 
 class JobList(BaseModel):
@@ -47,14 +59,18 @@ def list_jobs() -> tuple[Response, int]:
 
 @bp.get("/jobs/<job_id>")
 @endpoint(
-    "A job's state, counts, rate, ETA, every failed file with its reason, and why a failed job failed",
+    "A job's state, counts, rate, ETA, a page of the failed files with their reasons, and why a failed job "
+    "failed",
     query=JobQuery,
     response=JobReport,
     tags=["jobs"],
 )
 def get(job_id: str) -> tuple[Response, int]:
     query = parse_query(JobQuery)
-    return respond(services().job_service.report(job_id, wait_s=query.wait))
+    report = services().job_service.report(
+        job_id, wait_s=query.wait, failures_offset=query.failures_offset, failures_limit=query.failures_limit
+    )
+    return respond(report)
 
 
 @bp.delete("/jobs/<job_id>")

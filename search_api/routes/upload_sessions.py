@@ -30,6 +30,10 @@ class UploadLimits(BaseModel):
     parallel_requests: int = Field(description="UPLOAD_PARALLEL_REQUESTS: requests a client keeps in flight")
     max_hash_lookup: int = Field(description="UPLOAD_MAX_HASH_LOOKUP: sha256 values per /known request")
     chunk_size: int = Field(description="INGEST_CHUNK_SIZE: images per worker task")
+    max_open_jobs: int = Field(description="MAX_OPEN_JOBS: open upload jobs at once (429 past it)")
+    open_job_idle_s: float = Field(
+        description="OPEN_JOB_IDLE_S: an open job that takes no file this long (nothing waiting) expires"
+    )
 
 
 class OpenedUpload(BaseModel):
@@ -82,6 +86,8 @@ def limits() -> tuple[Response, int]:
             parallel_requests=settings.upload_parallel_requests,
             max_hash_lookup=settings.upload_max_hash_lookup,
             chunk_size=settings.ingest_chunk_size,
+            max_open_jobs=settings.max_open_jobs,
+            open_job_idle_s=settings.open_job_idle_s,
         )
     )
 

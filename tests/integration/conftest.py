@@ -77,6 +77,11 @@ def stack_env(
         # a scan bomb under JPEG_MAX_SCANS reaches the decode pool (test_security_untrusted.py).
         "DECODE_MAX_CPU_S": "1",
         "JPEG_MAX_SCAN_PIXELS": str(10**15),
+        # Open upload jobs (test_security_staging.py): at most 20 open, an idle one expires after 8 s
+        # (swept every 0.5 s). Other tests append and close within seconds of opening.
+        "MAX_OPEN_JOBS": "20",
+        "OPEN_JOB_IDLE_S": "8",
+        "OPEN_JOB_SWEEP_S": "0.5",
         # TEST ONLY: a worker process that reads these bytes kills itself (test_ingest_pipeline.py).
         "TEST_CRASH_SHA256": hashlib.sha256(POISON).hexdigest(),
     }

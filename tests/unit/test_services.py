@@ -131,7 +131,7 @@ class _EndingJob:
         ended = self.ends_at_read is not None and self.reads >= self.ends_at_read
         return JobState.COMPLETED if ended else JobState.RUNNING
 
-    def get(self, job_id: str) -> JobState:
+    def get(self, job_id: str, **_: object) -> JobState:
         ended = self.ends_at_read is not None and self.reads >= self.ends_at_read
         return JobState.COMPLETED if ended else JobState.RUNNING
 
@@ -180,7 +180,7 @@ class _HeldJob:
             assert self.release.wait(timeout=60), "the test never released its waiters"
         return JobState.COMPLETED
 
-    def get(self, job_id: str) -> str:
+    def get(self, job_id: str, **_: object) -> str:
         return "report"
 
 
