@@ -27,6 +27,7 @@ from indexer.errors import ClipsearchError, DependencyUnavailable, dependency_fa
 from indexer.jobs.store import FINAL_STATES, FINAL_STEP_KINDS, REEMBED, ItemOutcome, JobState, Outcome
 from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, record_outcome
 from indexer.pipeline.ingest import IngestUseCase
+from indexer.pipeline.photo import photo_fields
 from indexer.pipeline.reembed import ReembedUseCase
 from indexer.settings import Settings
 from indexer.sources.items import check_item, item_name
@@ -283,6 +284,8 @@ def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[Pending, NDArray
             p.data, settings.max_image_pixels, cfg, slot, min_side=min_side, thumbnail_size=thumbnail_size
         )
         p.format, p.width, p.height, p.thumbnail = meta.format, meta.width, meta.height, meta.thumbnail
+        if thumbnails:  # an ingest (a re-embed keeps the stored record's fields)
+            p.photo = photo_fields(p.data, meta.format, p.item)  # the header's metadata, no second decode
 
     return prepare
 
