@@ -43,7 +43,11 @@ from indexer.services.backends import Backends
 from indexer.storage.objectstore import ObjectMissing
 from indexer.store.collections import list_collections
 
-__all__ = ["BackupService", "Manifest", "RestoreStatus"]  # the manifest is what the routes answer with, through this door
+__all__ = [
+    "BackupService",
+    "Manifest",
+    "RestoreStatus",
+]  # the manifest is what the routes answer with, through this door
 
 log = logging.getLogger(__name__)
 

@@ -357,12 +357,7 @@ class ImageStore:
         common first, at most `limit` values; images without a value are not counted."""
         try:
             result = self.collection.aggregate.over_all(
-                filters=Filter.all_of(
-                    [
-                        Filter.by_property("collection").equal(collection),
-                        Filter.by_property(prop).is_none(False),
-                    ]
-                ),
+                filters=Filter.by_property("collection").equal(collection),
                 group_by=GroupByAggregate(prop=prop, limit=limit),
                 total_count=True,
             )
