@@ -6,12 +6,24 @@ hybrid and keyword modes of a text search."""
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from weaviate.classes.config import Configure
 
+from indexer.settings import Settings
+from indexer.store.connection import connect
+from indexer.store.images import ImageRecord, ImageStore, to_properties
+from indexer.store.schema import (
+    IMAGE_PROPERTIES,
+    PHOTO_PROPERTIES,
+    ensure_image_collection,
+    image_collection_name,
+    image_uuid,
+)
 from tests.imagegen import make_image
 from tests.integration.conftest import Api
 from tests.integration.helpers import new_collection, upload, wait_job
@@ -201,3 +213,34 @@ def test_a_file_name_query_finds_its_file_first_in_hybrid_mode(api: Api) -> None
         "/search/text", json={"collection": name, "query": "x", "mode": "keyword", "min_score": 0.1}
     )
     assert refused.status_code == 400
+
+
+def test_an_older_image_collection_gets_the_photo_properties(settings: Settings) -> None:
+    """A collection created before photo metadata existed: start-up adds the missing properties, and an
+    object stored before them reads back without them."""
+    model_id = f"old-model-{uuid.uuid4().hex[:6]}"
+    name = image_collection_name(model_id)
+    client = connect(settings)
+    try:
+        old = [p for p in IMAGE_PROPERTIES if p.name not in {q.name for q in PHOTO_PROPERTIES}]
+        client.collections.create(name, properties=old, vector_config=Configure.Vectors.self_provided())
+        before = ImageRecord(
+            id=image_uuid("c", "0" * 64),
+            collection="c",
+            filename="old.jpg",
+            sha256="0" * 64,
+            format="jpeg",
+            width=1,
+            height=1,
+            ingested_at=datetime.now(UTC),
+        )
+        props = {k: v for k, v in to_properties(before).items() if k in {p.name for p in old}}
+        client.collections.use(name).data.insert(props, uuid=before.id, vector=[0.1, 0.2])
+        assert ensure_image_collection(client, model_id) == name
+        have = {p.name for p in client.collections.use(name).config.get().properties}
+        assert {p.name for p in PHOTO_PROPERTIES} <= have
+        record, _ = ImageStore(client, model_id).get(before.id)
+        assert record.taken_at is None and record.location is None and record.camera == ""
+    finally:
+        client.collections.delete(name)
+        client.close()
