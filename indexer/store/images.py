@@ -118,7 +118,7 @@ def search_words(record: ImageRecord) -> str:
     """The text of a hybrid search's keyword half: file name, path, tags, places, camera, lens and the
     string values of the user's metadata."""
     parts = [record.filename, record.source, *record.tags, record.city, record.region, record.country]
-    parts += [record.camera, record.lens, *record.labels]
+    parts += [record.camera, record.lens]
     parts += [value for value in record.metadata.values() if isinstance(value, str)]
     return "\n".join(part for part in parts if part)
 
