@@ -244,3 +244,17 @@ def test_an_older_image_collection_gets_the_photo_properties(settings: Settings)
     finally:
         client.collections.delete(name)
         client.close()
+
+
+def test_keywords_find_places_and_cameras(api: Api, photos: dict[str, Any]) -> None:
+    name = photos["name"]
+
+    def first(query: str) -> str:
+        return _base(_search(api, name, query=query, mode="keyword")[0])
+
+    assert first("Tokyo") == "tokyo.heic"
+    assert first("nikon") == "sydney.tiff"
+    assert {_base(h) for h in _search(api, name, query="Île-de-France", mode="keyword")} == {
+        "paris.jpg",
+        "versailles.jpg",
+    }
