@@ -16,6 +16,7 @@ from indexer.services.classify import ClassifyService
 from indexer.services.collections import CollectionsService
 from indexer.services.embeddings import EmbeddingsService
 from indexer.services.export import ExportService
+from indexer.services.facets import FacetsService
 from indexer.services.images import ImagesService
 from indexer.services.ingest import IngestService
 from indexer.services.jobs import JobsService
@@ -50,6 +51,7 @@ class Services(Backends):
         self.collections = CollectionsService(
             lambda: self.weaviate, lambda: self.model_id, self.blob_collector
         )
+        self.facets = FacetsService(lambda: self.weaviate)
         self.images = ImagesService(settings, lambda: self.weaviate, lambda: self.blobs, self.blob_collector)
         self.export = ExportService(
             lambda: self.weaviate, self.encodable_collection, lambda: self.encoder.dim, settings.staging_dir

@@ -8,7 +8,7 @@ A use case receives a `Chunk` (what every stage of one chunk needs, and how to r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -50,6 +50,7 @@ class Pending:
     width: int = 0
     height: int = 0
     thumbnail: bytes = b""
+    photo: dict[str, Any] = field(default_factory=dict)  # ImageRecord fields (indexer/pipeline/photo.py)
 
 
 _COUNTERS = {

@@ -78,6 +78,7 @@ def _store(
                 job_id=job_id,
                 tags=list(options.get("tags") or []),
                 metadata=dict(options.get("metadata") or {}),
+                **p.photo,
             )
         )
     return store.insert(records, np.asarray(vectors))

@@ -31,6 +31,7 @@ from indexer.jobs.store import FINAL_STATES, ItemOutcome, JobState, Outcome
 from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, VectorUseCase, record_outcome
 from indexer.pipeline.ingest import IngestUseCase
 from indexer.pipeline.labelling import LabelUseCase
+from indexer.pipeline.photo import photo_fields
 from indexer.pipeline.reembed import ReembedUseCase
 from indexer.pipeline.sync import SyncUseCase
 from indexer.settings import Settings
@@ -327,6 +328,8 @@ def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[Pending, NDArray
             p.data, settings.max_image_pixels, cfg, slot, min_side=min_side, thumbnail_size=thumbnail_size
         )
         p.format, p.width, p.height, p.thumbnail = meta.format, meta.width, meta.height, meta.thumbnail
+        if thumbnails:  # an ingest (a re-embed keeps the stored record's fields)
+            p.photo = photo_fields(p.data, meta.format, p.item)  # the header's metadata, no second decode
 
     return prepare
 

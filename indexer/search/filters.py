@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from weaviate.classes.query import Filter
+from datetime import UTC, datetime
+
+from weaviate.classes.query import Filter, GeoCoordinate
 
 from indexer.search.requests import SearchFilters
 from indexer.store.images import in_collection, meta_kv
@@ -27,4 +29,40 @@ def build_filters(collection: str, filters: SearchFilters) -> WhereFilter:
         parts.append(Filter.by_property("ingested_at").greater_or_equal(filters.created_after))
     if filters.created_before:
         parts.append(Filter.by_property("ingested_at").less_than(filters.created_before))
+    parts += photo_filters(filters)
     return parts[0] if len(parts) == 1 else Filter.all_of(parts)
+
+
+def _utc(value: datetime) -> datetime:
+    """A time without a zone is UTC (Weaviate needs one)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def photo_filters(filters: SearchFilters) -> list[WhereFilter]:
+    """When (taken_after/before), with what (camera, lens) and where (country, region, city, near)."""
+    parts: list[WhereFilter] = []
+    if filters.taken_after:
+        parts.append(Filter.by_property("taken_at").greater_or_equal(_utc(filters.taken_after)))
+    if filters.taken_before:
+        parts.append(Filter.by_property("taken_at").less_than(_utc(filters.taken_before)))
+    for name in ("camera", "lens", "region", "city"):
+        value = getattr(filters, name)
+        if value:
+            parts.append(Filter.by_property(name).equal(value))
+    if filters.country:
+        parts.append(
+            Filter.any_of(
+                [
+                    Filter.by_property("country").equal(filters.country),
+                    Filter.by_property("country_code").equal(filters.country.upper()),
+                ]
+            )
+        )
+    if filters.near:
+        near = filters.near
+        parts.append(
+            Filter.by_property("location").within_geo_range(
+                coordinate=GeoCoordinate(latitude=near.lat, longitude=near.lon), distance=near.km * 1000.0
+            )
+        )
+    return parts

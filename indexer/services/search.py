@@ -29,6 +29,7 @@ from indexer.search.requests import (
     WEAVIATE_MAX_RESULTS,
     ImageSearchRequest,
     SearchFilters,
+    SearchMode,
     SearchOptions,
     TextSearchRequest,
     check_limits,
@@ -44,6 +45,7 @@ __all__ = [  # the request types that the routes use, through this door
     "WEAVIATE_MAX_RESULTS",
     "ImageSearchRequest",
     "SearchFilters",
+    "SearchMode",
     "SearchOptions",
     "SearchResult",
     "SearchService",
@@ -93,13 +95,18 @@ class SearchService:
         self._check(req, max_queries=self.settings.search_max_queries)
         info = self._collection(req.collection)
         encoder = self.backends.encoder
+        if req.mode is SearchMode.KEYWORD:
+            return SearchResult(encoder.model_id, self._run(info, req, self._hybrid(req, None)))
         texts, weights = zip(*req.weighted(), strict=True)
         vectors, cache_hit = self.text_cache.get_many(
             encoder.model_id, list(texts), lambda batch: encoder.encode_texts(batch)[0]
         )
         vector = combine(vectors, list(weights))
-        hits = self._run(info, req, self._near_vector(vector, req.min_score))
-        return SearchResult(encoder.model_id, hits, cache_hit)
+        if req.mode is SearchMode.HYBRID:
+            query = self._hybrid(req, vector)
+        else:
+            query = self._near_vector(vector, req.min_score)
+        return SearchResult(encoder.model_id, self._run(info, req, query), cache_hit)
 
     def by_upload(self, req: ImageSearchRequest, data: bytes) -> SearchResult:
         if req.image_id:
@@ -142,6 +149,15 @@ class SearchService:
     def _near_vector(vector: NDArray[np.float32], min_score: float | None) -> Query:
         def query(store: ImageStore, where: WhereFilter, limit: int, offset: int) -> list[ScoredImage]:
             return store.near_vector(vector, where, limit, offset, min_score)
+
+        return query
+
+    @staticmethod
+    def _hybrid(req: TextSearchRequest, vector: NDArray[np.float32] | None) -> Query:
+        text = req.keywords()
+
+        def query(store: ImageStore, where: WhereFilter, limit: int, offset: int) -> list[ScoredImage]:
+            return store.hybrid(text, vector, req.alpha, where, limit, offset)
 
         return query
 

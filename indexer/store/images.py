@@ -13,7 +13,7 @@ import weaviate
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 from weaviate.classes.aggregate import GroupByAggregate
-from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 from weaviate.exceptions import WeaviateQueryError
 
 from indexer.errors import InvalidInput, NotFound
@@ -24,7 +24,9 @@ from indexer.store.types import WhereFilter
 DELETE_BATCH = 10_000
 # What a search returns of each hit: every property but `meta_kv` (the filter index of `metadata`, which
 # the hit carries as JSON anyway): less to read on the server and to decode in the client.
-HIT_PROPERTIES = [p.name for p in IMAGE_PROPERTIES if p.name != "meta_kv"]
+# `search_text` (the words of a hybrid search's keyword half) is left out the same way.
+HIT_PROPERTIES = [p.name for p in IMAGE_PROPERTIES if p.name not in ("meta_kv", "search_text")]
+SEARCH_PROPERTIES = ["search_text"]  # what the keyword half of a hybrid search reads
 
 
 def is_missing_class(exc: BaseException) -> bool:
@@ -78,6 +80,11 @@ def in_collections(collections: Sequence[str]) -> WhereFilter:
     return Filter.by_property("collection").contains_any(list(collections))
 
 
+class GeoPoint(BaseModel):
+    latitude: float
+    longitude: float
+
+
 class ImageRecord(BaseModel):
     id: str
     collection: str
@@ -94,6 +101,29 @@ class ImageRecord(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     labels: list[str] = Field(default_factory=list)
     label_scores: dict[str, float] = Field(default_factory=dict)
+    # from the photo's EXIF/XMP (indexer/media/exif.py) and its GPS position's place (media/places.py)
+    taken_at: datetime | None = Field(
+        default=None, description="when the photo was taken (UTC; see taken_at_local), else the file's mtime"
+    )
+    taken_at_offset: str = Field(default="", description='the UTC offset the photo gave, e.g. "+02:00"')
+    taken_at_local: bool = Field(
+        default=False, description="no offset was given: taken_at is the camera's wall-clock time, as UTC"
+    )
+    taken_at_source: str = Field(default="", description="exif, xmp or mtime")
+    taken_month: str = Field(default="", description='"2019-06": the month of taken_at')
+    camera: str = ""
+    camera_make: str = ""
+    camera_model: str = ""
+    lens: str = ""
+    focal_length_mm: float | None = None
+    exposure_s: float | None = None
+    iso: float | None = None
+    altitude: float | None = Field(default=None, description="metres above sea level")
+    location: GeoPoint | None = None
+    country: str = ""
+    country_code: str = ""
+    region: str = ""
+    city: str = ""
 
     @classmethod
     def from_object(cls, uuid: object, props: dict[str, Any]) -> ImageRecord:
@@ -101,6 +131,10 @@ class ImageRecord(BaseModel):
         data["metadata"] = json.loads(data.get("metadata") or "{}")
         data["label_scores"] = json.loads(data.get("label_scores") or "{}")
         data.pop("meta_kv", None)
+        data.pop("search_text", None)
+        location = data.get("location")
+        if location is not None and not isinstance(location, dict):  # the client's GeoCoordinate
+            data["location"] = {"latitude": location.latitude, "longitude": location.longitude}
         return cls(id=str(uuid), **data)
 
 
@@ -111,11 +145,27 @@ def meta_kv(metadata: dict[str, Any]) -> list[str]:
     ]
 
 
+def search_words(record: ImageRecord) -> str:
+    """The text of a hybrid search's keyword half: file name, path, tags, places, camera, lens and the
+    string values of the user's metadata."""
+    parts = [record.filename, record.source, *record.tags, record.city, record.region, record.country]
+    parts += [record.camera, record.lens]
+    parts += [value for value in record.metadata.values() if isinstance(value, str)]
+    return "\n".join(part for part in parts if part)
+
+
 def to_properties(record: ImageRecord) -> dict[str, Any]:
-    props = record.model_dump(exclude={"id"})
+    from weaviate.classes.data import GeoCoordinate
+
+    props = record.model_dump(exclude={"id", "location"}, exclude_none=True)
     props["metadata"] = json.dumps(record.metadata)
     props["label_scores"] = json.dumps(record.label_scores)
     props["meta_kv"] = meta_kv(record.metadata)
+    props["search_text"] = search_words(record)
+    if record.location is not None:
+        props["location"] = GeoCoordinate(
+            latitude=record.location.latitude, longitude=record.location.longitude
+        )
     return props
 
 
@@ -209,6 +259,49 @@ class ImageStore:
         )
         return _scored(result.objects)
 
+    def hybrid(
+        self,
+        text: str,
+        vector: Sequence[float] | NDArray[np.float32] | None,
+        alpha: float,
+        filters: WhereFilter | None,
+        limit: int,
+        offset: int = 0,
+    ) -> list[ScoredImage]:
+        """Weaviate's hybrid query: BM25 over `search_text` (file name, path, tags, places, camera...)
+        fused with the near-vector ranking (relative score fusion, `alpha` 1 = vector only, 0 = keywords
+        only); score = the fused score. Without a vector, BM25 alone (score = its BM25 score)."""
+        if vector is None:
+            result = self.collection.query.bm25(
+                query=text,
+                query_properties=SEARCH_PROPERTIES,
+                limit=limit,
+                offset=offset or None,
+                filters=filters,
+                return_properties=HIT_PROPERTIES,
+                return_metadata=MetadataQuery(score=True),
+            )
+        else:
+            result = self.collection.query.hybrid(
+                query=text,
+                vector=vector.tolist() if isinstance(vector, np.ndarray) else list(vector),
+                alpha=alpha,
+                query_properties=SEARCH_PROPERTIES,
+                fusion_type=HybridFusion.RELATIVE_SCORE,
+                limit=limit,
+                offset=offset or None,
+                filters=filters,
+                return_properties=HIT_PROPERTIES,
+                return_metadata=MetadataQuery(score=True),
+            )
+        return [
+            ScoredImage(
+                image=ImageRecord.from_object(obj.uuid, dict(obj.properties)),
+                score=round(float(obj.metadata.score or 0.0), 6),
+            )
+            for obj in result.objects
+        ]
+
     def neighbour_ids(
         self, vector: Sequence[float], filters: WhereFilter | None, limit: int, min_score: float
     ) -> list[tuple[str, float]]:
@@ -274,6 +367,23 @@ class ImageStore:
             if name in counts:
                 counts[name] = int(group.total_count or 0)
         return counts
+
+    def value_counts(self, collection: str, prop: str, limit: int) -> dict[str, int]:
+        """How many images of the collection have each value of a text property (its facet), the most
+        common first, at most `limit` values; images without a value are not counted."""
+        try:
+            result = self.collection.aggregate.over_all(
+                filters=Filter.by_property("collection").equal(collection),
+                group_by=GroupByAggregate(prop=prop, limit=limit),
+                total_count=True,
+            )
+        except WeaviateQueryError as exc:
+            if is_missing_class(exc):
+                return {}
+            raise
+        counts = {str(g.grouped_by.value): int(g.total_count or 0) for g in result.groups}
+        counts.pop("", None)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def update_labels(self, uuid: str, labels: list[str], scores: dict[str, float]) -> None:
         self.collection.data.update(

@@ -52,6 +52,43 @@ def _texts(name: str) -> Property:
     return _text(name, array=True)
 
 
+def _number(name: str) -> Property:
+    return Property(name=name, data_type=DataType.NUMBER, index_range_filters=True)
+
+
+# What the photo says about itself (indexer/media/exif.py) and where it was taken (indexer/media/places.py),
+# added to existing image collections at start-up (`add_missing_properties`); images stored before have
+# none of them.
+PHOTO_PROPERTIES = [
+    Property(name="taken_at", data_type=DataType.DATE, index_range_filters=True),
+    _text("taken_at_offset", filterable=False),  # "+02:00"; "" when the photo gave none
+    Property(name="taken_at_local", data_type=DataType.BOOL),  # no offset: a wall-clock time kept as UTC
+    _text("taken_at_source"),  # exif | xmp | mtime
+    _text("taken_month"),  # "2019-06": the date facets' group (Weaviate aggregates group by value)
+    _text("camera"),  # "Make Model" without the make twice: the camera filter and facet
+    _text("camera_make"),
+    _text("camera_model"),
+    _text("lens"),
+    _number("focal_length_mm"),
+    _number("exposure_s"),
+    _number("iso"),
+    _number("altitude"),
+    Property(name="location", data_type=DataType.GEO_COORDINATES),
+    _text("country"),
+    _text("country_code"),
+    _text("region"),
+    _text("city"),
+    # Words of the file name, path, tags, places, camera and string metadata: the keyword half of a hybrid
+    # search (BM25). Word tokenization splits "IMG_2041.jpg" into img, 2041, jpg, so "IMG_2041" finds it.
+    Property(
+        name="search_text",
+        data_type=DataType.TEXT,
+        tokenization=Tokenization.WORD,
+        index_filterable=False,
+        index_searchable=True,
+    ),
+]
+
 IMAGE_PROPERTIES = [
     _text("collection"),
     _text("filename"),
@@ -68,7 +105,9 @@ IMAGE_PROPERTIES = [
     _texts("meta_kv"),  # "key=value" for each scalar of metadata, for equality filters
     _texts("labels"),
     _text("label_scores", filterable=False),  # JSON {label: score}
+    *PHOTO_PROPERTIES,
 ]
+IMAGE_PROPERTY_NAMES = frozenset(p.name for p in IMAGE_PROPERTIES)
 
 
 def replication(client: weaviate.WeaviateClient) -> dict[str, Any]:
@@ -120,9 +159,34 @@ def ensure_registry(client: weaviate.WeaviateClient) -> None:
     )
 
 
+_upgraded: set[str] = set()
+
+
+def add_missing_properties(client: weaviate.WeaviateClient, name: str) -> list[str]:
+    """Add the image properties that an existing collection (created by an older version) lacks; once per
+    collection and process. Objects stored before simply have no value for them."""
+    if name in _upgraded:
+        return []
+    collection = client.collections.use(name)
+    have = {p.name for p in collection.config.get().properties}
+    added = []
+    for prop in IMAGE_PROPERTIES:
+        if prop.name not in have:
+            try:
+                collection.config.add_property(prop)
+            except weaviate.exceptions.UnexpectedStatusCodeError as exc:
+                if "already exists" not in str(exc):  # another process added it first
+                    raise
+            added.append(prop.name)
+    _upgraded.add(name)
+    return added
+
+
 def ensure_image_collection(client: weaviate.WeaviateClient, model_id: str) -> str:
     name = image_collection_name(model_id)
-    if not client.collections.exists(name):
+    if client.collections.exists(name):
+        add_missing_properties(client, name)
+    else:
         try:
             client.collections.create(
                 name,

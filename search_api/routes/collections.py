@@ -6,6 +6,7 @@ from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.services.collections import CollectionInfo
+from indexer.services.facets import Facets
 from search_api.logs import current_request_id
 from search_api.routes.uploads import JobAccepted, accepted
 from search_api.services import services
@@ -49,6 +50,17 @@ def list_all() -> tuple[Response, int]:
 @endpoint("Get a collection with its image count", response=CollectionInfo, tags=["collections"])
 def get(name: str) -> tuple[Response, int]:
     return respond(services().collections.get(name))
+
+
+@bp.get("/collections/<name>/facets")
+@endpoint(
+    "Counts of a collection's images by the year and month they were taken, camera, lens, country, region "
+    "and city (the most common 500 values of each); images without a value are not counted",
+    response=Facets,
+    tags=["collections"],
+)
+def facets(name: str) -> tuple[Response, int]:
+    return respond(services().facets.facets(name))
 
 
 @bp.post("/collections/<name>/reembed")

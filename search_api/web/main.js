@@ -5,15 +5,16 @@
 import { onUnauthorized } from "./api.js";
 import { setupClasses, addExample, refreshClassSets } from "./classes.js";
 import { refreshCollections, selectCollection, setupCollections } from "./collections.js";
+import { clearFacets, refreshFacets, setupFacets } from "./facets.js";
 import { openKeyDialog, refreshHealth, setupKey } from "./header.js";
-import { clearResults, runSearch, searched, setupSearch, showNewest } from "./results.js";
+import { clearResults, refilter, runSearch, searched, setupSearch, showNewest } from "./results.js";
 import { setupUpload } from "./upload-view.js";
 
 const HEALTH_EVERY_MS = 15000;
 
-// The collections again, then the newest images unless a search is shown.
+// The collections again, then the newest images unless a search is shown, and the photo pickers' counts.
 function refreshGrid() {
-  return refreshCollections().then(() => { if (!searched()) showNewest(); });
+  return refreshCollections().then(() => { if (!searched()) showNewest(); refreshFacets(); });
 }
 
 function refreshAll() {
@@ -38,14 +39,15 @@ function applyUrlParams() {
 onUnauthorized(() => openKeyDialog("This server needs an API key."));
 setupKey(refreshAll);
 setupCollections({
-  onPicked: () => { clearResults(); showNewest(); },
+  onPicked: () => { clearResults(); clearFacets(); showNewest(); refreshFacets(); },
   onCreated: clearResults,
 });
 setupUpload(refreshGrid, refreshGrid); // the grid also grows while a job indexes
 setupSearch({ onExample: addExample });
+setupFacets({ onChange: refilter });
 setupClasses({ onJobEnded: refreshCollections });
 refreshHealth();
-refreshCollections().then(() => { if (!applyUrlParams() && !searched()) showNewest(); });
+refreshCollections().then(() => { if (!applyUrlParams() && !searched()) showNewest(); refreshFacets(); });
 refreshClassSets();
 setInterval(refreshHealth, HEALTH_EVERY_MS);
 // Let drops outside the zones do nothing rather than open the file in the tab.

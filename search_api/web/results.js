@@ -4,6 +4,7 @@
 import { api, fetchBlob } from "./api.js";
 import { currentCollection } from "./collections.js";
 import { $, el, setStatus, setupDrop } from "./dom.js";
+import { pickedFilters, pickedText, searchMode } from "./facets.js";
 import { formatBytes, splitName } from "./format.js";
 import { ObjectUrls, ThumbSlot } from "./thumbnails.js";
 
@@ -23,11 +24,11 @@ const viewThumbs = new ThumbSlot(objectUrls); // the original and the similar ca
 /** Whether a search is what the grid shows (rather than the newest images). */
 export function searched() { return state.last !== null; }
 
-function searchOptions(offset = 0) {
+function searchOptions(offset = 0, mode = "vector") {
   const options = { collection: currentCollection(), limit: PAGE, offset };
   const minScore = $("#min-score").value;
-  if (minScore !== "") options.min_score = Number(minScore);
-  const filters = {};
+  if (minScore !== "" && mode === "vector") options.min_score = Number(minScore); // a cosine cut-off
+  const filters = pickedFilters();
   if (state.filters.labels.size) filters.labels = [...state.filters.labels];
   if (state.filters.tags.size) filters.tags = [...state.filters.tags];
   if (Object.keys(filters).length) options.filters = filters;
@@ -38,12 +39,15 @@ export async function runSearch(search, offset = 0) {
   const collection = currentCollection();
   if (!collection) return setStatus("Pick or create a collection first.", true);
   state.last = search;
-  const options = searchOptions(offset);
+  const mode = search.kind === "text" ? searchMode() : "vector";
+  const options = searchOptions(offset, mode);
   setStatus("Searching…");
   try {
     let data;
     if (search.kind === "text") {
-      data = await api("/search/text", { method: "POST", json: { ...options, query: search.query } });
+      const body = { ...options, query: search.query };
+      if (mode !== "vector") body.mode = mode;
+      data = await api("/search/text", { method: "POST", json: body });
     } else if (search.kind === "image") {
       const form = new FormData();
       form.append("image", search.file, search.file.name || "image");
@@ -89,7 +93,20 @@ export function clearResults() {
   renderPager();
 }
 
+/** Run the shown search again with the picked photo filters; before any search, one for the query box's
+ * text, or for "a photo" when it is empty (the pickers then browse the collection). */
+export function refilter() {
+  if (state.last) return runSearch(state.last);
+  return runSearch({ kind: "text", query: $("#query").value.trim() || "a photo" });
+}
+
 function describe(search) {
+  const picked = pickedText();
+  const text = describeSearch(search);
+  return picked ? `${text} · ${picked}` : text;
+}
+
+function describeSearch(search) {
   if (search.kind === "text") return `“${search.query}”`;
   if (search.kind === "image") return `image ${search.file.name || ""}`.trim();
   return `images similar to ${search.filename || search.imageId}`;
@@ -152,6 +169,26 @@ function turnPage(step) {
   if (view.kind === "newest") showNewest(offset); else if (state.last) runSearch(state.last, offset);
 }
 
+// What the photo says about itself (EXIF) and where it was taken.
+function photoRows(record) {
+  const rows = [];
+  if (record.taken_at) {
+    // the wall-clock time where it was taken: shifted by the photo's own offset, or kept as the camera said
+    const [sign, hours, minutes] = (record.taken_at_offset.match(/^([+-])(\d\d):(\d\d)$/) || []).slice(1);
+    const shift = sign ? (sign === "-" ? -1 : 1) * (Number(hours) * 60 + Number(minutes)) * 60000 : 0;
+    const wall = new Date(Date.parse(record.taken_at) + shift).toISOString().slice(0, 19).replace("T", " ");
+    const zone = sign ? ` (UTC${record.taken_at_offset})` : record.taken_at_local ? " (camera's local time)" : " (UTC)";
+    const when = wall + zone;
+    rows.push(["taken", when + (record.taken_at_source === "mtime" ? " · file time" : "")]);
+  }
+  const exposure = record.exposure_s ? (record.exposure_s < 1 ? `1/${Math.round(1 / record.exposure_s)} s` : `${record.exposure_s} s`) : "";
+  const settings = [record.focal_length_mm ? `${record.focal_length_mm} mm` : "", exposure, record.iso ? `ISO ${record.iso}` : ""];
+  rows.push(["camera", [record.camera, record.lens].filter(Boolean).join(" · ")], ["exposure", settings.filter(Boolean).join(" · ")]);
+  rows.push(["place", [record.city, record.region, record.country].filter(Boolean).join(", ")]);
+  if (record.location) rows.push(["GPS", `${record.location.latitude.toFixed(5)}, ${record.location.longitude.toFixed(5)}`]);
+  return rows;
+}
+
 let opened = 0; // the newest image view asked for: an older, slower answer is not shown
 
 // The image view: the original, its stored details and labels, and its nearest images.
@@ -177,6 +214,7 @@ async function openImage(id) {
     ["file", record.filename], ["size", `${record.width} × ${record.height} · ${record.format} · ${formatBytes(record.bytes || 0)}`],
     ["added", new Date(record.ingested_at).toLocaleString()], ["source", record.source],
     ["sha256", record.sha256], ["tags", (record.tags || []).join(", ")],
+    ...photoRows(record),
   ];
   for (const [key, value] of Object.entries(record.metadata || {})) rows.push([key, typeof value === "object" ? JSON.stringify(value) : String(value)]);
   const table = el("table", { class: "meta" }, ...rows.filter(([, v]) => v).map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { text: v }))));
