@@ -63,8 +63,13 @@ class _Stages:
     budget: ByteBudget  # the raw bytes of the items in flight (INGEST_MAX_BYTES_IN_FLIGHT)
 
     def release(self, items: Sequence[Pending]) -> None:
-        """These items left the pipeline: their raw bytes go back to the budget."""
-        self.budget.give(sum(len(p.data) for p in items))
+        """These items left the pipeline: their raw bytes are dropped (a stage's variables may still
+        refer to the item for a while) and go back to the budget."""
+        size = 0
+        for p in items:
+            size += len(p.data)
+            p.data = b""
+        self.budget.give(size)
 
     def put(self, q: queue.Queue[Any], value: Any) -> None:
         while True:
@@ -247,6 +252,7 @@ def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
             sha = hashlib.sha256(data).hexdigest()
             _crash_hook(rt.settings, sha)
             batch.append(Pending(index, item, data, sha, image_uuid(chunk.collection, sha)))
+            del data  # the Pending holds the bytes now, and drops them when it leaves the pipeline
             if len(batch) >= size:
                 _hand_on(chunk, stages, batch)
                 handed += 1
@@ -307,9 +313,14 @@ def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[Pending, NDArray
 
     def prepare(p: Pending, slot: NDArray[np.float32]) -> None:
         # in a limited decode process (DECODE_ISOLATION): only the tensor and the thumbnail come back
-        meta = encoder.decoder.prepare(
-            p.data, settings.max_image_pixels, cfg, slot, min_side=min_side, thumbnail_size=thumbnail_size
-        )
+        try:
+            meta = encoder.decoder.prepare(
+                p.data, settings.max_image_pixels, cfg, slot, min_side=min_side, thumbnail_size=thumbnail_size
+            )
+        except ClipsearchError as exc:
+            # The item's failure outlives this call (until its outcome is recorded): without the frames
+            # below, which hold the raw bytes, it does not keep them past the byte budget.
+            raise exc.with_traceback(None) from None
         p.format, p.width, p.height, p.thumbnail = meta.format, meta.width, meta.height, meta.thumbnail
 
     return prepare

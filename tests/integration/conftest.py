@@ -77,6 +77,8 @@ def stack_env(
         # a scan bomb under JPEG_MAX_SCANS reaches the decode pool (test_security_untrusted.py).
         "DECODE_MAX_CPU_S": "1",
         "JPEG_MAX_SCAN_PIXELS": str(10**15),
+        # Raw bytes of a chunk's items in flight (test_untrusted_files.py: 8 zip entries of 24 MiB).
+        "INGEST_MAX_BYTES_IN_FLIGHT": str(32 * 1024 * 1024),
         # TEST ONLY: a worker process that reads these bytes kills itself (test_ingest_pipeline.py).
         "TEST_CRASH_SHA256": hashlib.sha256(POISON).hexdigest(),
     }
