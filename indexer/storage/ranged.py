@@ -14,7 +14,7 @@ from typing import BinaryIO, cast
 
 from indexer.storage.objectstore import ObjectStore
 
-BUFFER_BYTES = 16 * 1024
+BUFFER_BYTES = 4 * 1024
 
 
 class _RangedObject(io.RawIOBase):
