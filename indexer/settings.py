@@ -88,6 +88,9 @@ class Settings(BaseSettings):
 
     # Worker.
     worker_concurrency: int = 1
+    # The raw bytes of one chunk's items in flight (read, not yet stored or failed): the read stage waits
+    # while they are spent (issue 23: per-item caps multiply). One item larger than this still runs, alone.
+    ingest_max_bytes_in_flight: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     # Redis re-delivers a task whose worker vanished once this many seconds have passed.
     # (raised at start-up above the hard time limit of the largest ingest task, so that a task still
     # running is never handed to a second worker).

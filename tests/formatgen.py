@@ -103,9 +103,15 @@ def _srational(matrix: tuple[tuple[float, float, float], ...]) -> tuple[int, ...
     return tuple(v for row in matrix for x in row for v in (round(x * 10000), 10000))
 
 
-def dng(rgb: NDArray[np.uint8], orientation: int = 1, preview: NDArray[np.uint8] | None = None) -> bytes:
+def dng(
+    rgb: NDArray[np.uint8],
+    orientation: int = 1,
+    preview: NDArray[np.uint8] | None = None,
+    default_scale: tuple[int, int] | None = None,
+) -> bytes:
     """A DNG with an RGGB CFA of the (linearised) image, 12 bits, written by tifffile; with ``preview``,
-    IFD0 holds that JPEG preview and the raw sits in a SubIFD, as cameras write them."""
+    IFD0 holds that JPEG preview and the raw sits in a SubIFD, as cameras write them. ``default_scale``
+    (x, y) is the DefaultScale tag, by which LibRaw stretches its output (its pixel aspect, x / y)."""
     import tifffile
 
     lin = (rgb.astype(np.float32) / 255.0) ** 2.2 * 4000.0
@@ -131,6 +137,8 @@ def dng(rgb: NDArray[np.uint8], orientation: int = 1, preview: NDArray[np.uint8]
         (33422, "B", 4, (0, 1, 1, 2), True),  # CFAPattern: RGGB
         (50717, "I", 1, 4095, True),  # WhiteLevel
     ]
+    if default_scale is not None:
+        raw_tags.append((50718, "2I", 2, (default_scale[0], 1, default_scale[1], 1), True))  # DefaultScale
     buf = io.BytesIO()
     with tifffile.TiffWriter(buf) as tw:
         if preview is None:

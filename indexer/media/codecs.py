@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from indexer.errors import PayloadTooLarge, UnsupportedMediaType
+from indexer.media.budget import check_size
 from indexer.media.formats import corrupt, sniff_format
 
 HEIF_FORMATS: Final = ("heic", "heif", "avif")
@@ -240,25 +241,43 @@ class _Bits:
         self.u(1)
 
 
-def _jxl_codestream(data: bytes) -> int:
-    """Offset of the codestream: 0 when bare, else the payload of the container's jxlc or first jxlp."""
+_JXL_HEADER_BYTES: Final = 64 * 1024  # the SizeHeader and ImageMetadata lie well within this
+
+
+def _jxl_codestream(data: bytes) -> bytes:
+    """The start of the codestream: the bytes themselves when bare, else the payload of the container's
+    ``jxlc``, or the payloads of its ``jxlp`` boxes joined in order. A codestream may be split anywhere,
+    even right after its 2-byte signature, so the header is read from the joined parts (as libjxl
+    reads it), never from the first part alone."""
     if data[:2] == b"\xff\x0a":
-        return 0
-    for kind, start, _ in _boxes(data, 0, len(data)):
-        if kind == "jxlc":
-            return start
+        return data[:_JXL_HEADER_BYTES]
+    parts: list[bytes] = []
+    size = 0
+    for kind, start, end in _boxes(data, 0, len(data)):
+        if kind == "jxlc" and not parts:
+            return data[start : min(end, start + _JXL_HEADER_BYTES)]
         if kind == "jxlp":
-            return start + 4  # a 4-byte part index comes first
-    raise corrupt("jxl", "no codestream box")
+            if end - start < 4:
+                raise corrupt("jxl", "short jxlp box")
+            (index,) = struct.unpack(">I", data[start : start + 4])
+            if index & 0x7FFFFFFF != len(parts):
+                raise corrupt("jxl", "jxlp boxes out of order")
+            parts.append(data[start + 4 : end])
+            size += end - start - 4
+            if index & 0x80000000 or size >= _JXL_HEADER_BYTES:  # the last part, or enough for the header
+                break
+    if not parts:
+        raise corrupt("jxl", "no codestream box")
+    return b"".join(parts)[:_JXL_HEADER_BYTES]
 
 
 def _jxl_header(data: bytes) -> tuple[int, int, int]:
     """Width and height (SizeHeader, stored orientation) and bits per sample (ImageMetadata)."""
     try:
-        pos = _jxl_codestream(data)
-        if data[pos : pos + 2] != b"\xff\x0a":
+        stream = _jxl_codestream(data)
+        if stream[:2] != b"\xff\x0a":
             raise corrupt("jxl", "bad codestream signature")
-        bits = _Bits(data, pos + 2)
+        bits = _Bits(stream, 2)
         width, height = bits.size()
         depth = 8
         if not bits.u(1):  # all_default
@@ -303,23 +322,27 @@ def _to_rgb8(pixels: NDArray[Any], fmt: str, bits: int = 16) -> NDArray[np.uint8
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
-def decode(data: bytes, fmt: str) -> NDArray[np.uint8]:
-    """RGB uint8 in display orientation. The caller has checked the header's pixel count already."""
+def decode(data: bytes, fmt: str, max_pixels: int) -> NDArray[np.uint8]:
+    """RGB uint8 in display orientation. The caller has checked the header's pixel count already; the
+    size that the library reports once it has parsed the file is checked here again, before it decodes
+    (an AVIF sequence's track is not the primary item whose ``ispe`` the header check read)."""
     if fmt == "heic":
-        return _decode_heic(data)
+        return _decode_heic(data, max_pixels)
     if fmt == "avif":
-        return _decode_avif(data)
+        return _decode_avif(data, max_pixels)
     if fmt == "jxl":
-        return _decode_jxl(data)
+        return _decode_jxl(data, max_pixels)
     raise UnsupportedMediaType(f"no decoder for {fmt}", {"reason": "unsupported_format", "format": fmt})
 
 
-def _decode_heic(data: bytes) -> NDArray[np.uint8]:
+def _decode_heic(data: bytes, max_pixels: int) -> NDArray[np.uint8]:
     import pi_heif
 
     try:
         heif = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
         image = heif[heif.primary_index]
+        width, height = image.size
+        check_size("heic", width, height, max_pixels)  # libheif's word, before it decodes
         # A copy while the HeifFile lives: np.asarray alone is a view of libheif's buffer, which goes
         # with the HeifFile (read back as garbage once it is collected).
         pixels = np.array(image, copy=True)
@@ -328,11 +351,15 @@ def _decode_heic(data: bytes) -> NDArray[np.uint8]:
     return _to_rgb8(pixels, "heic")
 
 
-def _decode_avif(data: bytes) -> NDArray[np.uint8]:
+def _decode_avif(data: bytes, max_pixels: int) -> NDArray[np.uint8]:
     from PIL import Image, ImageOps
 
     try:
         with Image.open(io.BytesIO(data), formats=["AVIF"]) as opened:
+            # libavif's word after parsing, before any pixel: an image sequence (brand avis) decodes its
+            # track, whose size the primary item's ispe need not tell
+            width, height = opened.size
+            check_size("avif", width, height, max_pixels)
             opened.load()
             image = ImageOps.exif_transpose(opened)
             pixels = np.asarray(image)
@@ -343,7 +370,7 @@ def _decode_avif(data: bytes) -> NDArray[np.uint8]:
     return _to_rgb8(pixels, "avif")
 
 
-def _decode_jxl(data: bytes) -> NDArray[np.uint8]:
+def _decode_jxl(data: bytes, max_pixels: int) -> NDArray[np.uint8]:
     import imagecodecs
 
     _, _, depth = _jxl_header(data)  # libjxl hands back deeper samples at their own depth, in uint16
@@ -351,4 +378,6 @@ def _decode_jxl(data: bytes) -> NDArray[np.uint8]:
         pixels = imagecodecs.jpegxl_decode(data, index=0)
     except (imagecodecs.JpegxlError, ValueError, RuntimeError) as exc:
         raise corrupt("jxl", str(exc)[:200]) from exc
-    return _to_rgb8(np.asarray(pixels), "jxl", depth)
+    out = np.asarray(pixels)
+    check_size("jxl", out.shape[1], out.shape[0], max_pixels)  # libjxl's word (it has no header call here)
+    return _to_rgb8(out, "jxl", depth)

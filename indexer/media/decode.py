@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from indexer.errors import InvalidInput, UnsupportedMediaType
 from indexer.media import codecs, raw, tiff
+from indexer.media.budget import check_size
 from indexer.media.formats import corrupt, sniff_format
 
 # HEIF/HEIC, AVIF and JPEG XL decode in indexer.media.codecs, camera RAW in indexer.media.raw; the
@@ -75,6 +76,9 @@ class ImageHeader:
     format: str
     width: int
     height: int
+    # A buffer the decoder allocates besides the image, when it can be larger: a TIFF's tile (width,
+    # height), which libtiff allocates whole however small the image is.
+    buffer: tuple[int, int] | None = None
 
     @property
     def pixels(self) -> int:
@@ -238,8 +242,28 @@ _TIFF_INT_TYPES: Final[dict[int, str]] = {
 TIFF_MAX_IFD_ENTRIES: Final = tiff.MAX_ENTRIES
 
 
+_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
+_TIFF_SIZE_TAGS: Final = frozenset({256, 257, _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH})
+
+
 def _tiff_size(data: bytes) -> tuple[int, int]:
-    """ImageWidth and ImageLength of the first IFD, the one page that OpenCV's imdecode decodes.
+    found = _tiff_tags(data)
+    return found[256], found[257]
+
+
+def _tiff_tile(data: bytes) -> tuple[int, int] | None:
+    """TileWidth and TileLength of the first IFD when it is tiled: libtiff allocates a whole tile to
+    decode into (and OpenCV a tile buffer of its own), whatever the image's size. Strips need no such
+    bound: libtiff clamps RowsPerStrip to the image's height."""
+    found = _tiff_tags(data)
+    if _TIFF_TILE_WIDTH in found or _TIFF_TILE_LENGTH in found:
+        return found.get(_TIFF_TILE_WIDTH, 0), found.get(_TIFF_TILE_LENGTH, 0)
+    return None
+
+
+def _tiff_tags(data: bytes) -> dict[int, int]:
+    """ImageWidth and ImageLength (and TileWidth, TileLength when present) of the first IFD, the one
+    page that OpenCV's imdecode decodes.
 
     Read the way libtiff reads them, so that the pixel cap sees what the decoder will allocate: the
     FIRST entry of a tag counts (libtiff ignores later duplicates), the value must be one integer of a
@@ -266,7 +290,7 @@ def _tiff_size(data: bytes) -> tuple[int, int]:
             raise corrupt("tiff", "short IFD")
         found: dict[int, int] = {}
         for tag, entry in tiff.directory(data, layout, ifd).items():
-            if tag not in (256, 257):
+            if tag not in _TIFF_SIZE_TAGS:  # tiff.directory keeps the first of duplicate tags, as libtiff
                 continue
             fmt = _TIFF_INT_TYPES.get(entry.type)
             if fmt is None or entry.count != 1:
@@ -279,7 +303,7 @@ def _tiff_size(data: bytes) -> tuple[int, int]:
         raise corrupt("tiff", "short IFD") from exc
     if 256 not in found or 257 not in found:
         raise corrupt("tiff", "no image dimensions")
-    return found[256], found[257]
+    return found
 
 
 _SIZE_READERS = {
@@ -318,23 +342,14 @@ def read_header(data: bytes) -> ImageHeader:
         raise corrupt(fmt, "short header") from exc
     if width <= 0 or height <= 0:
         raise corrupt(fmt, f"invalid dimensions {width}x{height}")
-    return ImageHeader(fmt, width, height)
+    return ImageHeader(fmt, width, height, _tiff_tile(data) if fmt == "tiff" else None)
 
 
 def check_pixels(header: ImageHeader, max_pixels: int) -> None:
-    if header.pixels > max_pixels:
-        raise PayloadTooLarge(
-            f"image is {header.width}x{header.height} = {header.pixels} pixels, "
-            f"over the limit of {max_pixels}",
-            {
-                "reason": "too_many_pixels",
-                "format": header.format,
-                "width": header.width,
-                "height": header.height,
-                "pixels": header.pixels,
-                "limit": max_pixels,
-            },
-        )
+    """The header's image, and any larger buffer the decoder would set up for it, within the budget."""
+    check_size(header.format, header.width, header.height, max_pixels)
+    if header.buffer is not None:
+        check_size(header.format, *header.buffer, max_pixels, what="one tile of the image")
 
 
 # ---------------------------------------------------------------------------------------- decoding
@@ -421,7 +436,9 @@ def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: i
             height=image.height,
             reduction=max(1, round(min(image.width, image.height) / max(short, 1))),
         )
-    pixels = codecs.decode(data, header.format)  # always full resolution, transforms (irot, clap) applied
+    pixels = codecs.decode(
+        data, header.format, max_pixels
+    )  # always full resolution, transforms (irot, clap) applied
     width, height = pixels.shape[1], pixels.shape[0]
     reduction = 1
     if min_side is not None:

@@ -3,8 +3,10 @@
 - Recognised by their bytes: CR3, RAF and ORF by their own magic, CR2 by its TIFF header's ``CR`` mark,
   and DNG, NEF, ARW (TIFF files to the first bytes) by a DNGVersion tag or a CFA/LinearRaw image in the
   first IFD or its SubIFDs. A plain TIFF stays a TIFF.
-- The pixel cap is checked on LibRaw's ``raw_width x raw_height``, read when LibRaw opens the file (it
-  parses the metadata, it does not unpack the sensor data), before anything is decoded.
+- The pixel cap is checked on the larger of LibRaw's ``raw_width x raw_height`` and the output size its
+  postprocess will produce (the visible area stretched by the pixel aspect, a DNG's DefaultScale: up
+  to about 10x), read when LibRaw opens the file (it parses the metadata, it does not unpack the sensor
+  data), before anything is decoded.
 - The embedded preview JPEG (the camera's own rendering) is used when it is large enough for the model
   (shorter side >= ``min_side``) and has the sensor image's aspect ratio; it is decoded like any JPEG
   (header check, reduced DCT decode) and turned by the RAW's orientation (LibRaw's ``flip``). Otherwise,
@@ -23,8 +25,9 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer.errors import InvalidInput, PayloadTooLarge
+from indexer.errors import InvalidInput
 from indexer.media import tiff
+from indexer.media.budget import check_size
 from indexer.media.formats import corrupt
 
 FORMAT_MIME: Final[dict[str, str]] = {
@@ -94,11 +97,33 @@ def _display_size(raw: Any) -> tuple[int, int]:
     return (sizes.height, sizes.width) if sizes.flip & 4 else (sizes.width, sizes.height)
 
 
+def output_size(sizes: Any) -> tuple[int, int]:
+    """The image LibRaw's postprocess will produce (before its flip), from the metadata alone: the
+    visible area stretched by the pixel aspect (a DNG's DefaultScale), as LibRaw's ``stretch`` does,
+    the height when the aspect is below 1, the width when above."""
+    width, height, aspect = int(sizes.width), int(sizes.height), float(sizes.pixel_aspect)
+    if aspect <= 0 or aspect != aspect:  # LibRaw treats a missing or broken aspect as square pixels
+        return width, height
+    if aspect < 1:
+        return width, min(int(height / aspect + 0.5), 0xFFFF)
+    if aspect > 1:
+        return min(int(width * aspect + 0.5), 0xFFFF), height
+    return width, height
+
+
+def budget_size(sizes: Any) -> tuple[int, int]:
+    """What the pixel cap checks: the larger of the sensor buffer LibRaw unpacks into (``raw_width x
+    raw_height``, margins included) and the image its postprocess produces (``output_size``)."""
+    raw_dims = int(sizes.raw_width), int(sizes.raw_height)
+    out_dims = output_size(sizes)
+    return max(raw_dims, out_dims, key=lambda dims: dims[0] * dims[1])
+
+
 def raw_size(data: bytes, fmt: str) -> tuple[int, int]:
-    """Sensor width and height as LibRaw allocates them (margins included), from the metadata alone."""
+    """The size the pixel cap checks (``budget_size``), from the metadata alone."""
     raw = _open(data, fmt)
     try:
-        return int(raw.sizes.raw_width), int(raw.sizes.raw_height)
+        return budget_size(raw.sizes)
     finally:
         raw.close()
 
@@ -138,21 +163,7 @@ def decode(
 
     raw = _open(data, fmt)
     try:
-        sizes = raw.sizes
-        pixels = int(sizes.raw_width) * int(sizes.raw_height)
-        if pixels > max_pixels:
-            raise PayloadTooLarge(
-                f"image is {sizes.raw_width}x{sizes.raw_height} = {pixels} pixels, "
-                f"over the limit of {max_pixels}",
-                {
-                    "reason": "too_many_pixels",
-                    "format": fmt,
-                    "width": int(sizes.raw_width),
-                    "height": int(sizes.raw_height),
-                    "pixels": pixels,
-                    "limit": max_pixels,
-                },
-            )
+        check_size(fmt, *budget_size(raw.sizes), max_pixels)  # LibRaw's word, before it unpacks
         width, height = _display_size(raw)
         preview = _preview(raw, fmt, width, height, min_side, decode_jpeg)
         if preview is not None:

@@ -10,6 +10,7 @@ the content hash, so nothing is stored or counted twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -29,6 +30,7 @@ from indexer.errors import ClipsearchError, DependencyUnavailable, dependency_fa
 from indexer.jobs.kinds import FINAL_STEP_KINDS, JobKind
 from indexer.jobs.store import FINAL_STATES, ItemOutcome, JobState, Outcome
 from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, VectorUseCase, record_outcome
+from indexer.pipeline.inflight import ByteBudget
 from indexer.pipeline.ingest import IngestUseCase
 from indexer.pipeline.labelling import LabelUseCase
 from indexer.pipeline.photo import photo_fields
@@ -64,6 +66,16 @@ class _Stages:
     stop: threading.Event
     to_infer: queue.Queue[list[Pending] | None]
     to_store: queue.Queue[tuple[Sequence[Pending], list[Any]] | None]
+    budget: ByteBudget  # the raw bytes of the items in flight (INGEST_MAX_BYTES_IN_FLIGHT)
+
+    def release(self, items: Sequence[Pending]) -> None:
+        """These items left the pipeline: their raw bytes are dropped (a stage's variables may still
+        refer to the item for a while) and go back to the budget."""
+        size = 0
+        for p in items:
+            size += len(p.data)
+            p.data = b""
+        self.budget.give(size)
 
     def put(self, q: queue.Queue[Any], value: Any) -> None:
         while True:
@@ -202,7 +214,8 @@ def _run_stages(
         return
     store = ImageStore(rt.weaviate, model_id, ensure=True)  # a re-embed may be the first writer of a model
     chunk = Chunk(rt, job_id, info.name, options, store, use)
-    stages = _Stages(threading.Event(), queue.Queue(maxsize=1), queue.Queue(maxsize=1))
+    budget = ByteBudget(rt.settings.ingest_max_bytes_in_flight)
+    stages = _Stages(threading.Event(), queue.Queue(maxsize=1), queue.Queue(maxsize=1), budget)
     with ThreadPoolExecutor(2, thread_name_prefix="ingest-stage") as pool:
         reader = pool.submit(_guarded, stages, _read_stage, chunk, stages, start, end)
         writer = pool.submit(_guarded, stages, _store_stage, chunk, stages)
@@ -276,9 +289,15 @@ def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
                 reason = f"cannot read: {exc.__class__.__name__}: {exc}"
                 chunk.record(index, Outcome.FAILED, item_name(raw, index), reason)
                 continue
+            if batch and not stages.budget.fits(len(data)):
+                _hand_on(chunk, stages, batch)  # the budget comes back only from items handed on
+                handed += 1
+                batch, size = [], rt.encoder.stream_batch_size(handed)
+            _take_budget(stages, len(data))
             sha = hashlib.sha256(data).hexdigest()
             _crash_hook(rt.settings, sha)
             batch.append(Pending(index, item, data, sha, image_uuid(chunk.collection, sha)))
+            del data  # the Pending holds the bytes now, and drops them when it leaves the pipeline
             if len(batch) >= size:
                 _hand_on(chunk, stages, batch)
                 handed += 1
@@ -290,6 +309,17 @@ def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
     stages.put(stages.to_infer, None)
 
 
+def _take_budget(stages: _Stages, n: int) -> None:
+    """Wait until ``n`` more raw bytes fit in the budget. The inference stage holds a batch while it
+    waits for the next one (so that preparation overlaps inference): an empty batch moves it on, so
+    that the batches it holds reach the store stage and give their bytes back."""
+    while not stages.budget.take(n, _STAGE_POLL_S):
+        if stages.stop.is_set():
+            raise _Stopped
+        with contextlib.suppress(queue.Full):
+            stages.to_infer.put_nowait([])
+
+
 def _hand_on(chunk: Chunk, stages: _Stages, batch: list[Pending]) -> None:
     """Claim the batch's contents (a later item of the job with the same bytes is a duplicate); objects
     this job already wrote (before a crash) count as indexed, those an earlier upload wrote as
@@ -297,20 +327,24 @@ def _hand_on(chunk: Chunk, stages: _Stages, batch: list[Pending]) -> None:
     owners = chunk.rt.jobs.claim_contents(chunk.job_id, [(p.sha256, p.index) for p in batch])
     claimed: list[Pending] = []
     outcomes: list[ItemOutcome] = []
+    done: list[Pending] = []
     for p, owner in zip(batch, owners, strict=True):
         if owner == p.index:
             claimed.append(p)
         else:
             outcomes.append(ItemOutcome(p.index, Outcome.DUPLICATE))
+            done.append(p)
     existing = chunk.store.existing([p.uuid for p in claimed]) if claimed else {}
     fresh: list[Pending] = []
     for p in claimed:
         if p.uuid in existing:
             outcome = Outcome.INDEXED if existing[p.uuid] == chunk.job_id else Outcome.DUPLICATE
             outcomes.append(ItemOutcome(p.index, outcome))
+            done.append(p)
         else:
             fresh.append(p)
     chunk.record_many(outcomes)
+    stages.release(done)
     if fresh:
         stages.put(stages.to_infer, fresh)
 
@@ -324,9 +358,14 @@ def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[Pending, NDArray
 
     def prepare(p: Pending, slot: NDArray[np.float32]) -> None:
         # in a limited decode process (DECODE_ISOLATION): only the tensor and the thumbnail come back
-        meta = encoder.decoder.prepare(
-            p.data, settings.max_image_pixels, cfg, slot, min_side=min_side, thumbnail_size=thumbnail_size
-        )
+        try:
+            meta = encoder.decoder.prepare(
+                p.data, settings.max_image_pixels, cfg, slot, min_side=min_side, thumbnail_size=thumbnail_size
+            )
+        except ClipsearchError as exc:
+            # The item's failure outlives this call (until its outcome is recorded): without the frames
+            # below, which hold the raw bytes, it does not keep them past the byte budget.
+            raise exc.with_traceback(None) from None
         p.format, p.width, p.height, p.thumbnail = meta.format, meta.width, meta.height, meta.thumbnail
         if thumbnails:  # an ingest (a re-embed keeps the stored record's fields)
             p.photo = photo_fields(p.data, meta.format, p.item)  # the header's metadata, no second decode
@@ -348,11 +387,11 @@ def _store_stage(chunk: Chunk, stages: _Stages) -> None:
                 fresh.append(p)
                 vectors.append(outcome)
         chunk.record_many(failed)
-        if not fresh:
-            continue
-        if jobs.state(job_id) is JobState.CANCELLED:
-            raise _Cancelled
-        chunk.use.store(chunk, fresh, np.stack(vectors))
+        if fresh:
+            if jobs.state(job_id) is JobState.CANCELLED:
+                raise _Cancelled
+            chunk.use.store(chunk, fresh, np.stack(vectors))
+        stages.release(batch)
 
 
 def _finish(rt: IngestRuntime, job_id: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from indexer.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from indexer.settings import Settings
 from indexer.sources import ziparchive
+from indexer.sources.folderfile import not_regular, too_large
 from indexer.sources.items import (
     FolderItem,
     JobItem,
@@ -162,19 +163,36 @@ def plan_folder(folder: str, settings: Settings) -> list[Item]:
             if shown != str(path):  # an item's path is JSON text: it could not name this file
                 add(rejected(shown, "file name is not valid UTF-8 (rename the file to index it)"))
                 continue
+            target = path
             if path.is_symlink():
-                target, why = resolve_path(path)
-                if target is None:
+                resolved, why = resolve_path(path)
+                if resolved is None:
                     add(rejected(str(path), why))
                     continue
-                if _root_for(target, [root]) is None:
+                if _root_for(resolved, [root]) is None:
                     add(rejected(str(path), "symbolic link that points outside the allowed root"))
                     continue
-                if not target.is_file():
-                    add(rejected(str(path), "symbolic link to something that is not a regular file"))
-                    continue
-            add(FolderItem(path=str(path), root=str(root), name=str(path)))
+                target = resolved  # the worker opens the target itself, following no link
+            if problem := _folder_file_problem(target, settings):
+                add(rejected(str(path), problem))
+                continue
+            add(FolderItem(path=str(target), root=str(root), name=str(path)))
     return items
+
+
+def _folder_file_problem(path: Path, settings: Settings) -> str | None:
+    """Why a folder's file is refused at planning: not a regular file (a named pipe would block its
+    reader) or over the per-file byte cap (MAX_UPLOAD_BYTES). The worker checks both again on what it
+    opens (indexer/sources/folderfile.py)."""
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        return f"cannot read file: {exc.strerror or exc}"
+    if why := not_regular(st.st_mode):
+        return why
+    if st.st_size > settings.max_upload_bytes:
+        return too_large(st.st_size, settings.max_upload_bytes).message
+    return None
 
 
 def plan_urls(urls: list[str], settings: Settings) -> list[Item]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import os
 from pathlib import Path
+from typing import BinaryIO
 
 from indexer.errors import InvalidInput
 from indexer.settings import Settings
 from indexer.sources import ziparchive
+from indexer.sources.folderfile import read_folder_file
 from indexer.sources.items import (
     FileItem,
     FolderItem,
@@ -24,6 +25,7 @@ from indexer.sources.plan import zip_problem
 from indexer.sources.urls import fetch_url
 from indexer.storage.blobs import BlobStore
 from indexer.storage.objectstore import ObjectMissing
+from indexer.storage.ranged import open_ranged
 from indexer.storage.staging import staging_store
 
 
@@ -34,8 +36,9 @@ class ItemReader:
     def __init__(self, settings: Settings, job_id: str | None = None) -> None:
         self.settings = settings
         self.job_id = job_id
-        self._archives: dict[str, Path] = {}  # staged_zip: archives fetched from the object store
-        self._tmp: str | None = None
+        # staged_zip: archives in the object store, read by ranged reads (never downloaded whole),
+        # each opened once per reader with its directory record read once
+        self._archives: dict[str, tuple[BinaryIO, ziparchive.Directory]] = {}
 
     def read(self, item: JobItem) -> bytes:
         match item:
@@ -50,17 +53,22 @@ class ItemReader:
                     max_redirects=self.settings.url_max_redirects,
                 )
             case ZipItem():
-                return self._read_zip(item, Path(item.path))
+                return self._read_local_zip(item, Path(item.path))
             case StagedItem():
                 try:
                     return staging_store(self.settings).get_bytes(item.key)
                 except ObjectMissing as exc:
                     raise InvalidInput("file disappeared before it could be read") from exc
             case StagedZipItem():
-                return self._read_zip(item, self._archive(item.key))
+                try:
+                    return self._read_zip(item, *self._archive(item.key))
+                except ObjectMissing as exc:
+                    raise InvalidInput("archive disappeared before it could be read") from exc
             case StoredItem():  # re-embedding: the original kept at ingest
                 return BlobStore.from_settings(self.settings).read_original(item.sha256)
-            case FileItem() | FolderItem():
+            case FolderItem():
+                return read_folder_file(Path(item.root), Path(item.path), self.settings.max_upload_bytes)
+            case FileItem():
                 try:
                     return Path(item.path).read_bytes()
                 except FileNotFoundError as exc:
@@ -68,41 +76,44 @@ class ItemReader:
                 except OSError as exc:
                     raise InvalidInput(f"cannot read file: {exc.strerror}") from exc
 
-    def _archive(self, key: str) -> Path:
-        """A staged archive copied from the object store once per reader (removed by `close`)."""
-        path = self._archives.get(key)
-        if path is None:
-            if self._tmp is None:
-                self._tmp = tempfile.mkdtemp(prefix="clipsearch-zip-")
-            path = Path(self._tmp) / f"{len(self._archives)}.zip"
+    def _archive(self, key: str) -> tuple[BinaryIO, ziparchive.Directory]:
+        """A staged archive opened for ranged reads, with its directory record, once per reader."""
+        opened = self._archives.get(key)
+        if opened is None:
+            f, size = open_ranged(staging_store(self.settings), key)
             try:
-                staging_store(self.settings).download(key, path)
-            except ObjectMissing as exc:
-                raise InvalidInput("archive disappeared before it could be read") from exc
-            self._archives[key] = path
-        return path
+                opened = f, ziparchive.read_directory(f, size)
+            except BaseException:
+                f.close()
+                raise
+            self._archives[key] = opened
+        return opened
 
-    def _read_zip(self, item: ZipItem | StagedZipItem, path: Path) -> bytes:
-        """The entry whose directory record planning found at `record`: only this entry's damage
-        (a corrupt stream, a CRC mismatch) fails it, never the chunk."""
+    def _read_local_zip(self, item: ZipItem, path: Path) -> bytes:
         try:
             with path.open("rb") as f:
-                directory = ziparchive.read_directory(f, path.stat().st_size)
-                entry = ziparchive.entry_at(f, directory, item.record)
-                if entry.name != item.entry:
-                    raise InvalidInput("malformed job item: the entry at that offset has another name")
-                problem = zip_problem(entry, self.settings)
-                if problem:
-                    raise InvalidInput(problem)
-                return ziparchive.read_entry(f, entry, self.settings.zip_max_entry_bytes)
+                return self._read_zip(item, f, ziparchive.read_directory(f, os.fstat(f.fileno()).st_size))
         except FileNotFoundError as exc:
             raise InvalidInput("archive disappeared before it could be read") from exc
         except OSError as exc:
             raise InvalidInput(f"cannot read archive: {exc.strerror or exc}") from exc
 
+    def _read_zip(self, item: ZipItem | StagedZipItem, f: BinaryIO, directory: ziparchive.Directory) -> bytes:
+        """The entry whose directory record planning found at `record`: only this entry's damage
+        (a corrupt stream, a CRC mismatch) fails it, never the chunk."""
+        try:
+            entry = ziparchive.entry_at(f, directory, item.record)
+            if entry.name != item.entry:
+                raise InvalidInput("malformed job item: the entry at that offset has another name")
+            problem = zip_problem(entry, self.settings)
+            if problem:
+                raise InvalidInput(problem)
+            return ziparchive.read_entry(f, entry, self.settings.zip_max_entry_bytes)
+        except OSError as exc:
+            raise InvalidInput(f"cannot read archive: {exc.strerror or exc}") from exc
+
     def close(self) -> None:
-        """Nothing is held open between items; archives copied from the object store are removed."""
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-            self._archives.clear()
+        """Archives opened from the object store are closed; nothing else is held between items."""
+        for f, _ in self._archives.values():
+            f.close()
+        self._archives.clear()

@@ -109,6 +109,13 @@ def read_directory(f: BinaryIO, file_size: int, display: str = "archive") -> Dir
             record_end, zip64 = eocd64_at, True
     if disk != 0 or cd_disk != 0 or disk_entries != entries:
         raise _invalid(display, "archives that span several disks are not supported")
+    # An offset past the end of the file (a zip64 offset may claim up to 2^64 - 1) is damage, refused
+    # before anything seeks to it.
+    if offset > record_end:
+        raise _invalid(
+            display,
+            f"the central directory's offset {offset} lies past the end of the file ({file_size} bytes)",
+        )
     # Bytes prepended to the archive (a self-extractor) shift every offset. A directory that claims
     # more bytes than precede the EOCD is caught by `iter_entries`, after the caps (`check_directory`).
     shift = max(record_end - size - offset, 0)
@@ -205,9 +212,11 @@ def _entry_problem(entry: Entry, directory: Directory) -> str | None:
 def iter_entries(f: BinaryIO, directory: Directory, display: str = "archive") -> list[Entry]:
     """Every central-directory record, each with its own problem (or None). Call `check_directory` first:
     this reads the whole directory (`directory.size` bytes) in one go."""
+    if directory.offset + directory.size > directory.end:
+        raise _invalid(display, "the central directory lies outside the file")
     f.seek(directory.offset)
     data = f.read(directory.size)
-    if directory.offset + directory.size > directory.end or len(data) != directory.size:
+    if len(data) != directory.size:
         raise _invalid(display, "the central directory lies outside the file")
     entries: list[Entry] = []
     pos = 0
@@ -276,7 +285,11 @@ def entry_at(f: BinaryIO, directory: Directory, record_offset: int, display: str
     if not directory.offset <= record_offset < directory.offset + directory.size:
         raise InvalidInput("archive entry offset is outside the central directory")
     f.seek(record_offset)
-    data = f.read(min(_CENTRAL.size + 3 * 0xFFFF, directory.offset + directory.size - record_offset))
+    available = directory.offset + directory.size - record_offset
+    data = f.read(min(_CENTRAL.size, available))  # the fixed part, then just its name, extra and comment
+    if len(data) == _CENTRAL.size:
+        name_len, extra_len, comment_len = struct.unpack_from("<3H", data, 28)
+        data += f.read(min(name_len + extra_len + comment_len, available - _CENTRAL.size))
     entry, _ = _parse_record(data, 0, -1, directory, display)
     return Entry(**{**entry.__dict__, "record_offset": record_offset})
 

@@ -76,6 +76,14 @@ class ObjectStore(ABC):
         """Copy the object to a local file; ObjectMissing when there is none."""
 
     @abstractmethod
+    def size(self, key: str) -> int:
+        """The object's length in bytes; ObjectMissing when there is none."""
+
+    @abstractmethod
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``start`` (fewer at the end); ObjectMissing when there is none."""
+
+    @abstractmethod
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
@@ -159,6 +167,20 @@ class LocalObjectStore(ObjectStore):
     def download(self, key: str, path: Path) -> None:
         try:
             shutil.copyfile(self.path(key), path)
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise ObjectMissing(key) from exc
+
+    def size(self, key: str) -> int:
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise ObjectMissing(key) from exc
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            with self.path(key).open("rb") as f:
+                f.seek(start)
+                return f.read(length)
         except (FileNotFoundError, IsADirectoryError) as exc:
             raise ObjectMissing(key) from exc
 
@@ -254,6 +276,31 @@ class S3ObjectStore(ObjectStore):
         except Exception as exc:  # s3transfer wraps botocore's errors; only a 404 is translated
             if self._missing(exc):
                 raise ObjectMissing(key) from exc
+            raise
+
+    def size(self, key: str) -> int:
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except Exception as exc:  # as in get_bytes: a 404 is ObjectMissing, anything else is re-raised
+            if self._missing(exc):
+                raise ObjectMissing(key) from exc
+            raise
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """One GetObject with a Range header: only these bytes cross the network."""
+        if length <= 0:
+            return b""
+        try:
+            reply = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{start + length - 1}"
+            )
+            return reply["Body"].read()
+        except Exception as exc:  # as in get_bytes; a range past the end (416) reads as nothing
+            if self._missing(exc):
+                raise ObjectMissing(key) from exc
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if code in ("416", "InvalidRange"):
+                return b""
             raise
 
     def exists(self, key: str) -> bool:

@@ -82,6 +82,8 @@ def stack_env(
         "MAX_OPEN_JOBS": "20",
         "OPEN_JOB_IDLE_S": "8",
         "OPEN_JOB_SWEEP_S": "0.5",
+        # Raw bytes of a chunk's items in flight (test_untrusted_files.py: 8 zip entries of 24 MiB).
+        "INGEST_MAX_BYTES_IN_FLIGHT": str(32 * 1024 * 1024),
         # TEST ONLY: a worker process that reads these bytes kills itself (test_ingest_pipeline.py).
         "TEST_CRASH_SHA256": hashlib.sha256(POISON).hexdigest(),
     }
