@@ -84,7 +84,10 @@ class DecodedImage:
     """An RGB image in display orientation.
 
     ``width`` and ``height`` are the full-resolution display dimensions. ``pixels`` may be smaller when
-    the caller allowed a reduced JPEG decode (``reduction`` is then 2, 4 or 8).
+    the caller allowed a reduced decode (``reduction`` is then 2, 4 or 8, or about the ratio of the sides
+    for a RAW's preview). Preprocessing must then be told the full size and ``pixel_step`` (see
+    ``indexer.preprocess.Source``): it plans the resize from the full size, as the reference does on the
+    full decode; planned from the reduced pixels' own size, the crop shifts by up to a model pixel.
     """
 
     pixels: NDArray[np.uint8] = field(repr=False)
@@ -92,6 +95,14 @@ class DecodedImage:
     width: int
     height: int
     reduction: int = 1
+    step: tuple[float, float] | None = None  # see pixel_step; None: ``reduction`` along both axes
+
+    @property
+    def pixel_step(self) -> tuple[float, float]:
+        """How many full-resolution pixels one decoded pixel covers along x and y: ``reduction`` for
+        libjpeg's DCT scaling and for area averaging (decoded pixel i covers [i*k, (i+1)*k) of the full
+        image, the last one partial or left out), the ratio of the sides for a RAW's preview."""
+        return self.step or (float(self.reduction), float(self.reduction))
 
     @property
     def content_type(self) -> str:
@@ -435,9 +446,11 @@ def area_by_whole_factor(pixels: NDArray[np.uint8], k: int) -> NDArray[np.uint8]
 def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: int | None) -> DecodedImage:
     """HEIF/HEIC, AVIF and JPEG XL (indexer.codecs), camera RAW (indexer.raw); header already checked."""
     if header.format in raw.FORMATS:
+        previews: list[DecodedImage] = []
 
         def preview(jpeg: bytes, side: int | None) -> NDArray[np.uint8]:
-            return decode_image(jpeg, max_pixels, min_side=side, exif_orientation=False).pixels
+            previews.append(decode_image(jpeg, max_pixels, min_side=side, exif_orientation=False))
+            return previews[-1].pixels
 
         image = raw.decode(data, header.format, max_pixels, min_side, preview)
         short = min(image.pixels.shape[:2])
@@ -447,6 +460,7 @@ def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: i
             width=image.width,
             height=image.height,
             reduction=max(1, round(min(image.width, image.height) / max(short, 1))),
+            step=_preview_step(image, previews[-1]) if image.preview else None,
         )
     pixels = codecs.decode(data, header.format)  # always full resolution, transforms (irot, clap) applied
     width, height = pixels.shape[1], pixels.shape[0]
@@ -454,6 +468,14 @@ def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: i
     if min_side is not None:
         pixels, reduction = area_reduce(pixels, min_side)
     return DecodedImage(pixels=pixels, format=header.format, width=width, height=height, reduction=reduction)
+
+
+def _preview_step(image: raw.RawImage, preview: DecodedImage) -> tuple[float, float]:
+    """A RAW preview spans the sensor image (the aspect is checked in indexer.raw): full-resolution pixels
+    per preview pixel, times the preview's own DCT reduction. LibRaw's flip may have transposed it."""
+    turned = image.pixels.shape[:2] != preview.pixels.shape[:2]
+    pw, ph = (preview.height, preview.width) if turned else (preview.width, preview.height)
+    return image.width / pw * preview.reduction, image.height / ph * preview.reduction
 
 
 def make_thumbnail(image: DecodedImage | NDArray[np.uint8], max_side: int, quality: int = 85) -> bytes:

@@ -39,9 +39,8 @@ from indexer.jobs import (
     JobStore,
     Outcome,
 )
-from indexer.model.encoder import ClipEncoder
+from indexer.model.encoder import ClipEncoder, preprocess_decoded
 from indexer.objectstore import remove_staging
-from indexer.preprocess import preprocess
 from indexer.reembed import ReembedUseCase
 from indexer.settings import Settings
 from indexer.sources import ItemReader
@@ -396,7 +395,7 @@ def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[_Pending, NDArra
         p.format, p.width, p.height = image.format, image.width, image.height
         if thumbnails:
             p.thumbnail = make_thumbnail(image, settings.thumbnail_size)
-        preprocess(image.pixels, cfg, out=slot)
+        preprocess_decoded(image, cfg, slot)
 
     return prepare
 

@@ -140,8 +140,8 @@ def image_inputs(
         )
     if boxes is None:
         if data is not None:
-            pixels = decode_image(data, max_pixels, min_side=encoder.min_decode_side).pixels
-            return Inputs(encoder.encode_images([pixels]), None)
+            decoded = decode_image(data, max_pixels, min_side=encoder.min_decode_side)
+            return Inputs(encoder.encode_images([decoded]), None)
         assert image_id is not None
         return Inputs(stored_vector(images, image_id)[None, :], None)
     if data is None:
@@ -228,7 +228,7 @@ def reencode(
         built.append((stored, np.stack([found[r.image_id] for r in stored])))
     uploads = [r for r in refs if r.kind is RefKind.IMAGE and not r.image_id]
     if uploads:
-        pixels = []
+        decodes = []
         for ref in uploads:
             try:
                 data = blobs.read_original(ref.sha256)
@@ -238,9 +238,8 @@ def reencode(
                     f"{ref.filename or ref.sha256} is missing from the blob store",
                     exc.details,
                 ) from exc
-            decoded = decode_image(data, max_pixels, min_side=encoder.min_decode_side)
-            pixels.append(decoded.pixels)
-        built.append((uploads, encoder.encode_images(pixels)))
+            decodes.append(decode_image(data, max_pixels, min_side=encoder.min_decode_side))
+        built.append((uploads, encoder.encode_images(decodes)))
     new_refs, vectors = concat(built, encoder.dim)
     dropped: dict[str, int] = {}
     for ref in refs:
