@@ -426,7 +426,8 @@ def area_reduce(pixels: NDArray[np.uint8], min_side: int) -> tuple[NDArray[np.ui
     at once by the largest factor of 2, 4 or 8 that keeps its shorter side >= ``min_side`` (area
     averaging, as libjpeg's DCT scaling does), so that only the small copy is kept: an 8000x8000 PNG's
     192 MB of pixels live for one resize instead of through preprocessing, whose float planes would
-    take 768 MB more. Returns the pixels and the factor (1: unchanged)."""
+    take 768 MB more. Returns the pixels and the factor (1: unchanged). Preprocessing takes the result as
+    the full-size image it stands for (``DecodedImage.pixel_step``), which keeps parity (issue 26)."""
     h, w = pixels.shape[:2]
     for factor, _ in _JPEG_REDUCED:
         if min(h, w) // factor >= min_side:

@@ -13,11 +13,14 @@ on at most 0.04% of pixels (exact rounding ties: float32 sums vs Pillow's fixed 
 pixels by a level on some shapes (cosine of the embeddings still >= 0.99999). Cost is about that of
 ``cv2.resize(INTER_AREA)``.
 
-For big JPEGs the caller may decode at reduced scale first (libjpeg's DCT scaling, see
-``indexer.images.decode_image(min_side=...)``): ``PreprocessConfig.min_decode_side`` keeps the decoded
-shorter side at >= 1.5x the model input. On 36 photos of 460-2000 px against the full-resolution PIL
-transform (tiny model): 1x gives cosine >= 0.99995, 1.5x >= 0.99998, 2x >= 0.999997; 1.5x saves ~1.3 ms per
-1.4 MP JPEG over 2x (decode 2.9 vs 3.6 ms, resample 1.2 vs 1.8 ms).
+For big images the caller may decode at reduced scale first (libjpeg's DCT scaling, area reduction of
+the other formats, a RAW's preview; see ``indexer.images.decode_image(min_side=...)``):
+``PreprocessConfig.min_decode_side`` keeps the decoded shorter side at >= 1.5x the model input (1.5x saves
+~1.3 ms per 1.4 MP JPEG over 2x: decode 2.9 vs 3.6 ms, resample 1.2 vs 1.8 ms). Such a decode is
+preprocessed as the full-resolution image it stands for (``Source``): the resize and crop are planned from
+the full size, so they match the reference's to the pixel, and only the reduction's own averaging remains,
+mostly taken back (see ``_bands``). Planned from the reduced pixels' own size instead, the crop stretched by
+up to a model pixel (cosine 0.9990 for a 2688x1792 JPEG, tiny model). benchmarks/parity.py has the table.
 """
 
 from __future__ import annotations
