@@ -85,9 +85,9 @@ class DecodedImage:
 
     ``width`` and ``height`` are the full-resolution display dimensions. ``pixels`` may be smaller when
     the caller allowed a reduced decode (``reduction`` is then 2, 4 or 8, or about the ratio of the sides
-    for a RAW's preview). Preprocessing must then be told the full size and ``pixel_step`` (see
-    ``indexer.preprocess.Source``): it plans the resize from the full size, as the reference does on the
-    full decode; planned from the reduced pixels' own size, the crop shifts by up to a model pixel.
+    for a RAW's preview). Preprocess it with ``preprocess(image.pixels, cfg, source=image)`` (a
+    ``indexer.preprocess.Source``): the resize is then planned from the full size, as the reference does on
+    the full decode; planned from the reduced pixels' own size, the crop shifts by up to a model pixel.
     """
 
     pixels: NDArray[np.uint8] = field(repr=False)

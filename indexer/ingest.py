@@ -39,8 +39,9 @@ from indexer.jobs import (
     JobStore,
     Outcome,
 )
-from indexer.model.encoder import ClipEncoder, preprocess_decoded
+from indexer.model.encoder import ClipEncoder
 from indexer.objectstore import remove_staging
+from indexer.preprocess import preprocess
 from indexer.reembed import ReembedUseCase
 from indexer.settings import Settings
 from indexer.sources import ItemReader
@@ -395,7 +396,7 @@ def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[_Pending, NDArra
         p.format, p.width, p.height = image.format, image.width, image.height
         if thumbnails:
             p.thumbnail = make_thumbnail(image, settings.thumbnail_size)
-        preprocess_decoded(image, cfg, slot)
+        preprocess(image.pixels, cfg, out=slot, source=image)
 
     return prepare
 

@@ -13,14 +13,18 @@ on at most 0.04% of pixels (exact rounding ties: float32 sums vs Pillow's fixed 
 pixels by a level on some shapes (cosine of the embeddings still >= 0.99999). Cost is about that of
 ``cv2.resize(INTER_AREA)``.
 
-For big images the caller may decode at reduced scale first (libjpeg's DCT scaling, area reduction of
-the other formats, a RAW's preview; see ``indexer.images.decode_image(min_side=...)``):
-``PreprocessConfig.min_decode_side`` keeps the decoded shorter side at >= 1.5x the model input (1.5x saves
-~1.3 ms per 1.4 MP JPEG over 2x: decode 2.9 vs 3.6 ms, resample 1.2 vs 1.8 ms). Such a decode is
-preprocessed as the full-resolution image it stands for (``Source``): the resize and crop are planned from
-the full size, so they match the reference's to the pixel, and only the reduction's own averaging remains,
-mostly taken back (see ``_bands``). Planned from the reduced pixels' own size instead, the crop stretched by
-up to a model pixel (cosine 0.9990 for a 2688x1792 JPEG, tiny model). benchmarks/parity.py has the table.
+For big JPEGs the caller may decode at reduced scale first (libjpeg's DCT scaling, see
+``indexer.images.decode_image(min_side=...)``): ``PreprocessConfig.min_decode_side`` keeps the decoded
+shorter side at >= 1.5x the model input. On 36 photos of 460-2000 px against the full-resolution PIL
+transform (tiny model): 1x gives cosine >= 0.99995, 1.5x >= 0.99998, 2x >= 0.999997; 1.5x saves ~1.3 ms per
+1.4 MP JPEG over 2x (decode 2.9 vs 3.6 ms, resample 1.2 vs 1.8 ms).
+
+Any reduced decode (that DCT scaling, the area reduction of the other formats, a RAW's preview) is
+preprocessed as the full-resolution image it stands for (``source``, see ``Source``): the resize and crop
+are planned from the full size, so they match the reference's to the pixel, and only the reduction's own
+averaging remains, mostly taken back (see ``_bands``). Planned from the reduced pixels' own size instead,
+the crop stretched by up to a model pixel (cosine 0.9990 for a 2688x1792 JPEG, tiny model; issue 26).
+benchmarks/parity.py prints the table for every format.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import cv2
 import numpy as np
@@ -126,26 +130,24 @@ class PreprocessConfig:
 Band = tuple[int, int, int, int, NDArray[np.float32]]  # out0, out1, in0, in1, weights
 
 
-@dataclass(frozen=True)
-class Source:
-    """The full-resolution image that a reduced decode stands for: its size (display orientation) and, when
-    known, how many of its pixels each decoded pixel covers along x and y (``step``: 2, 4 or 8 for libjpeg's
-    DCT scaling and for area averaging, both of which keep the decoded pixel k covering full-resolution
-    pixels [k*step, (k+1)*step) and may leave out or pad a partial last one). Without ``step`` the decoded
-    pixels are taken to span the full image exactly (a RAW's embedded preview).
+class Source(Protocol):
+    """The full-resolution image that a reduced decode stands for (``indexer.images.DecodedImage`` is one):
+    its size in display orientation, and how many of its pixels one decoded pixel covers along x and y
+    (2, 4 or 8 for libjpeg's DCT scaling and for area averaging, where decoded pixel i covers full-resolution
+    pixels [i*step, (i+1)*step), the last one partial or left out; the ratio of the sides for a preview).
 
     Preprocessing then plans the resize and crop from the full-resolution size, exactly as the reference
     transform does on the full decode, and samples its filter at the reduced pixels' centres: only the
     reduction's own averaging remains as a difference, never a shift or a stretch of the crop."""
 
-    width: int
-    height: int
-    step: tuple[float, float] | None = None
+    @property
+    def width(self) -> int: ...
 
-    def steps(self, decoded_width: int, decoded_height: int) -> tuple[float, float]:
-        if self.step is not None:
-            return self.step
-        return self.width / decoded_width, self.height / decoded_height
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def pixel_step(self) -> tuple[float, float]: ...
 
 
 @lru_cache(maxsize=512)
@@ -220,10 +222,11 @@ def resample(
     h, w = rgb.shape[:2]
     new_w, new_h = new_size
     left, top, out_w, out_h = box
-    full = source or Source(w, h)
-    step_x, step_y = full.steps(w, h)
-    bx = _bands(full.width, new_w, left, out_w, interpolation, _H_BLOCK, step_x, w)
-    by = _bands(full.height, new_h, top, out_h, interpolation, _V_BLOCK, step_y, h)
+    full_w, full_h, (step_x, step_y) = (w, h, (1.0, 1.0))
+    if source is not None:
+        full_w, full_h, (step_x, step_y) = source.width, source.height, source.pixel_step
+    bx = _bands(full_w, new_w, left, out_w, interpolation, _H_BLOCK, step_x, w)
+    by = _bands(full_h, new_h, top, out_h, interpolation, _V_BLOCK, step_y, h)
     r0 = min(b[2] for b in by)
     r1 = max(b[3] for b in by)
     rows = r1 - r0

@@ -24,7 +24,6 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from indexer.images import DecodedImage, decode_image
-from indexer.model.encoder import preprocess_decoded
 from indexer.preprocess import PreprocessConfig, preprocess
 from tests import formatgen as g
 from tests.unit.clip_helpers import IMAGES
@@ -139,7 +138,7 @@ def case(name: str, fmt: str, short: int, cfg: PreprocessConfig, min_side: int) 
     data = ENCODERS[fmt](rgb)
     decoded = decode_image(data, MAX_PIXELS, min_side=min_side)
     ours = np.empty((3, *cfg.size), np.float32)
-    preprocess_decoded(decoded, cfg, ours)
+    preprocess(decoded.pixels, cfg, ours, source=decoded)
     before = preprocess(decoded.pixels, cfg)
     reference = _normalised(pil_transform(reference_pixels(data, fmt, rgb, decoded), cfg), cfg)
     preview = fmt == "dng-preview" and decoded.step is not None

@@ -45,7 +45,7 @@ from indexer.model.files import (
     resolve_model,
 )
 from indexer.model.sessions import CUDA, TextualEncoder, VisualEncoder, default_providers
-from indexer.preprocess import PreprocessConfig, Source, preprocess
+from indexer.preprocess import PreprocessConfig, preprocess
 from indexer.settings import Settings
 from indexer.tokenizer import TokenBatch
 
@@ -257,8 +257,8 @@ class ClipEncoder:
 
         def prepare(i: int, slot: NDArray[np.float32]) -> tuple[str | None, int, int]:
             image = images[i]
-            if isinstance(image, DecodedImage):
-                preprocess_decoded(image, cfg, slot)
+            if isinstance(image, DecodedImage):  # maybe a reduced decode: preprocessed as its full size
+                preprocess(image.pixels, cfg, out=slot, source=image)
                 return image.format, image.width, image.height
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise InvalidInput(f"image {i} is not an RGB uint8 array", {"index": i})
@@ -291,7 +291,7 @@ class ClipEncoder:
             decoded = decode_image(items[i], max_pixels, min_side=min_side)
             if on_decoded is not None:
                 on_decoded(i, decoded)
-            preprocess_decoded(decoded, cfg, slot)
+            preprocess(decoded.pixels, cfg, out=slot, source=decoded)
             return decoded.format, decoded.width, decoded.height
 
         return self._pipeline(len(items), prepare, normalize)
@@ -451,12 +451,6 @@ class ClipEncoder:
 
 
 _PENDING = np.empty(0, dtype=np.float32)  # a placeholder until the batch's vectors exist
-
-
-def preprocess_decoded(image: DecodedImage, cfg: PreprocessConfig, out: NDArray[np.float32]) -> None:
-    """Preprocess a decode, reduced or not, as the reference transform does its full-resolution decode."""
-    source = Source(image.width, image.height, image.pixel_step)
-    preprocess(image.pixels, cfg, out=out, source=source)
 
 
 def _slices(n: int, pieces: int) -> list[slice]:
