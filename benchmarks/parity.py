@@ -16,6 +16,24 @@ the reduced pixels' own size), on two image towers of the same random-weight kin
   open_clip builds it with ``pretrained=None``, run here in numpy (torch is not a dependency).
 
 The bar: cosine >= 0.9999 at every size, for every format.
+
+Measured (2026-12-05, 2 cores, the defaults: 6 photos x 20 sides of 224-1792 px; the ViT-B/32 on 2 photos
+at the 7 sides around the thresholds, for the three kinds of shortcut), lowest cosine, before -> now:
+
+| format | tiny | ViT-B/32 |
+|---|---|---|
+| jpeg (DCT scaling) | 0.999034 -> 0.999986 | 0.999942 -> 0.999994 |
+| png | 0.998851 -> 0.999990 | - |
+| webp | 0.998857 -> 0.999991 | 0.999508 -> 0.999995 |
+| tiff | 0.998851 -> 0.999990 | - |
+| heic | 0.998866 -> 0.999989 | - |
+| avif | 0.998937 -> 0.999990 | - |
+| jxl | 0.998852 -> 0.999988 | - |
+| dng-preview (a 0.4x Lanczos preview) | 0.998706 -> 0.999953 | 0.998783 -> 0.999980 |
+
+Every full-resolution decode (short side < 672, or a RAW demosaic) is 1.000000 both ways. This random
+ViT-B/32 is less sensitive than the tiny model, whose attention is sharpened to trained ViT-B/32's
+sensitivity. The RAW preview's remaining gap is the camera's filter (here Lanczos) against bicubic.
 """
 
 from __future__ import annotations

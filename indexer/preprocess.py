@@ -166,11 +166,13 @@ def _bands(
 
     The pixels at hand may be a reduced decode of the in_size ones: ``available`` pixels (0: in_size), each
     standing for ``step`` full-resolution pixels. The geometry stays the full-resolution one, and the filter
-    is sampled at the centres of the reduced pixels (step 1 is Pillow's own arithmetic, to the bit). A
-    reduced pixel is (about) the mean of the ``step`` pixels it covers, which blurs: the box's variance,
-    (1 - 1/step**2)/12 in reduced pixels, is taken back by a three-tap sharpening [-e, 1 + 2e, -e] folded
-    into the weights (e = that variance / 2). On the parity photos it halves 1 - cosine against the
-    full-resolution resize (tiny model, worst over 1.5-8x the input: 2.0e-5 -> 1.2e-5).
+    is sampled at the centres of the reduced pixels (step 1 is Pillow's own arithmetic, to the bit). After
+    a whole-factor reduction (DCT scaling, area averaging) a reduced pixel is (about) the mean of the
+    ``step`` pixels it covers, which blurs: the box's variance, (1 - 1/step**2)/12 in reduced pixels, is
+    taken back by a three-tap sharpening [-e, 1 + 2e, -e] folded into the weights (e = that variance / 2).
+    On the parity photos it halves 1 - cosine against the full-resolution resize (tiny model, worst over
+    1.5-8x the input: 2.0e-5 -> 1.2e-5). A RAW preview (any other step) was made by the camera's own
+    filter, which is no box: its pixels are taken as they are.
 
     Vectorised over the outputs: a new image size costs about 0.1 ms here, where a loop over the outputs
     cost about 6 ms (every photo of a collection with mixed sizes misses the cache)."""
@@ -181,7 +183,7 @@ def _bands(
     center = (np.arange(first, first + count, dtype=np.float64) + 0.5) * scale
     # Pillow: xmin = max((int)(center - support + 0.5), 0); truncation equals floor wherever it matters
     size = available or in_size
-    sharpen = (1.0 - 1.0 / step**2) / 24.0 if step > 1.0 else 0.0
+    sharpen = (1.0 - 1.0 / step**2) / 24.0 if step > 1.0 and float(step).is_integer() else 0.0
     reach = 1 if sharpen else 0  # the sharpening's taps widen the window by one reduced pixel a side
     xmin = np.maximum(np.floor((center - support) / step + 0.5) - reach, 0).astype(np.int64)
     xmax = np.minimum(np.floor((center + support) / step + 0.5).astype(np.int64) + reach, size)
