@@ -46,8 +46,8 @@ def image_inputs(
         )
     if boxes is None:
         if data is not None:
-            pixels = encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side).pixels
-            return Inputs(encoder.encode_images([pixels]), None)
+            decoded = encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side)
+            return Inputs(encoder.encode_images([decoded]), None)
         assert image_id is not None
         return Inputs(stored_vector(images, image_id)[None, :], None)
     if data is None:

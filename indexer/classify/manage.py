@@ -243,7 +243,7 @@ def reencode(
         built.append((stored, np.stack([found[r.image_id] for r in stored])))
     uploads = [r for r in refs if r.kind is RefKind.IMAGE and not r.image_id]
     if uploads:
-        pixels = []
+        decodes = []
         for ref in uploads:
             try:
                 data = blobs.read_original(ref.sha256)
@@ -253,9 +253,8 @@ def reencode(
                     f"{ref.filename or ref.sha256} is missing from the blob store",
                     exc.details,
                 ) from exc
-            decoded = encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side)
-            pixels.append(decoded.pixels)
-        built.append((uploads, encoder.encode_images(pixels)))
+            decodes.append(encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side))
+        built.append((uploads, encoder.encode_images(decodes)))
     new_refs, vectors = concat(built, encoder.dim)
     dropped: dict[str, int] = {}
     for ref in refs:

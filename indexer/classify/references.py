@@ -15,6 +15,7 @@ from weaviate.classes.query import Filter
 from indexer.classify.prompts import ensemble, normalise_rows, rendered
 from indexer.classify.store import Reference, RefKind, raw_key, validate_class_name
 from indexer.errors import InvalidInput
+from indexer.media.decode import DecodedImage
 from indexer.media.decoder import Decoder
 from indexer.storage.blobs import BlobStore
 from indexer.store.images import ImageStore, check_image_id
@@ -34,7 +35,7 @@ class Encoder(Protocol):
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]: ...
 
-    def encode_images(self, images: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]: ...
+    def encode_images(self, images: Sequence[NDArray[np.uint8] | DecodedImage]) -> NDArray[np.float32]: ...
 
     @property
     def image_size(self) -> int: ...
@@ -192,8 +193,8 @@ def parse_raw_upload(data: Any) -> dict[str, list[list[float]]]:
     return out
 
 
-def decode_for_model(data: bytes, encoder: Encoder, max_pixels: int) -> NDArray[np.uint8]:
-    return encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side).pixels
+def decode_for_model(data: bytes, encoder: Encoder, max_pixels: int) -> DecodedImage:
+    return encoder.decoder.decode(data, max_pixels, min_side=encoder.min_decode_side)
 
 
 def upload_references(
@@ -207,17 +208,17 @@ def upload_references(
     be re-encoded for another model."""
     if not files:
         raise InvalidInput("no example images: send multipart `files`")
-    pixels = []
+    decodes = []
     refs = []
     for filename, data in files:
         try:
-            pixels.append(decode_for_model(data, encoder, max_pixels))
+            decodes.append(decode_for_model(data, encoder, max_pixels))
         except InvalidInput as exc:
             raise InvalidInput(f"{filename}: {exc.message}", {"file": filename, **exc.details}) from exc
         sha = hashlib.sha256(data).hexdigest()
         blobs.put_original(sha, data)
         refs.append(Reference(class_name=class_name, kind=RefKind.IMAGE, sha256=sha, filename=filename))
-    return refs, normalise_rows(encoder.encode_images(pixels))
+    return refs, normalise_rows(encoder.encode_images(decodes))
 
 
 def build_classes(

@@ -90,7 +90,10 @@ class DecodedImage:
     """An RGB image in display orientation.
 
     ``width`` and ``height`` are the full-resolution display dimensions. ``pixels`` may be smaller when
-    the caller allowed a reduced JPEG decode (``reduction`` is then 2, 4 or 8).
+    the caller allowed a reduced decode (``reduction`` is then 2, 4 or 8, or about the ratio of the sides
+    for a RAW's preview). Preprocess it with ``preprocess(image.pixels, cfg, source=image)`` (a
+    ``indexer.preprocess.Source``): the resize is then planned from the full size, as the reference does on
+    the full decode; planned from the reduced pixels' own size, the crop shifts by up to a model pixel.
     """
 
     pixels: NDArray[np.uint8] = field(repr=False)
@@ -98,6 +101,14 @@ class DecodedImage:
     width: int
     height: int
     reduction: int = 1
+    step: tuple[float, float] | None = None  # see pixel_step; None: ``reduction`` along both axes
+
+    @property
+    def pixel_step(self) -> tuple[float, float]:
+        """How many full-resolution pixels one decoded pixel covers along x and y: ``reduction`` for
+        libjpeg's DCT scaling and for area averaging (decoded pixel i covers [i*k, (i+1)*k) of the full
+        image, the last one partial or left out), the ratio of the sides for a RAW's preview."""
+        return self.step or (float(self.reduction), float(self.reduction))
 
     @property
     def content_type(self) -> str:
@@ -402,7 +413,8 @@ def area_reduce(pixels: NDArray[np.uint8], min_side: int) -> tuple[NDArray[np.ui
     at once by the largest factor of 2, 4 or 8 that keeps its shorter side >= ``min_side`` (area
     averaging, as libjpeg's DCT scaling does), so that only the small copy is kept: an 8000x8000 PNG's
     192 MB of pixels live for one resize instead of through preprocessing, whose float planes would
-    take 768 MB more. Returns the pixels and the factor (1: unchanged)."""
+    take 768 MB more. Returns the pixels and the factor (1: unchanged). Preprocessing takes the result as
+    the full-size image it stands for (``DecodedImage.pixel_step``), which keeps parity (issue 26)."""
     h, w = pixels.shape[:2]
     for factor, _ in _JPEG_REDUCED:
         if min(h, w) // factor >= min_side:
@@ -423,9 +435,11 @@ def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: i
     """HEIF/HEIC, AVIF and JPEG XL (indexer.media.codecs), camera RAW (indexer.media.raw); header
     already checked."""
     if header.format in raw.FORMATS:
+        previews: list[DecodedImage] = []
 
         def preview(jpeg: bytes, side: int | None) -> NDArray[np.uint8]:
-            return decode_image(jpeg, max_pixels, min_side=side, exif_orientation=False).pixels
+            previews.append(decode_image(jpeg, max_pixels, min_side=side, exif_orientation=False))
+            return previews[-1].pixels
 
         image = raw.decode(data, header.format, max_pixels, min_side, preview)
         short = min(image.pixels.shape[:2])
@@ -435,6 +449,7 @@ def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: i
             width=image.width,
             height=image.height,
             reduction=max(1, round(min(image.width, image.height) / max(short, 1))),
+            step=_preview_step(image, previews[-1]) if image.preview else None,
         )
     pixels = codecs.decode(
         data, header.format, max_pixels
@@ -444,6 +459,14 @@ def _decode_other(data: bytes, header: ImageHeader, max_pixels: int, min_side: i
     if min_side is not None:
         pixels, reduction = area_reduce(pixels, min_side)
     return DecodedImage(pixels=pixels, format=header.format, width=width, height=height, reduction=reduction)
+
+
+def _preview_step(image: raw.RawImage, preview: DecodedImage) -> tuple[float, float]:
+    """A RAW preview spans the sensor image (the aspect is checked in indexer.raw): full-resolution pixels
+    per preview pixel, times the preview's own DCT reduction. LibRaw's flip may have transposed it."""
+    turned = image.pixels.shape[:2] != preview.pixels.shape[:2]
+    pw, ph = (preview.height, preview.width) if turned else (preview.width, preview.height)
+    return image.width / pw * preview.reduction, image.height / ph * preview.reduction
 
 
 def make_thumbnail(image: DecodedImage | NDArray[np.uint8], max_side: int, quality: int = 85) -> bytes:

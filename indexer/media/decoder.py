@@ -116,9 +116,12 @@ class PooledDecoder(InlineDecoder):
                 raise ProtocolError(f"pixels of shape {shape}")
             pixels = np.frombuffer(payload, dtype=np.uint8).reshape(shape)
             reduction = int(reply.get("reduction", 1))
+            step = _step(reply.get("step"))
         except (KeyError, TypeError, ValueError, ProtocolError) as exc:
             raise _bad_reply(exc) from exc
-        return DecodedImage(pixels=pixels, format=fmt, width=width, height=height, reduction=reduction)
+        return DecodedImage(
+            pixels=pixels, format=fmt, width=width, height=height, reduction=reduction, step=step
+        )
 
     def prepare(
         self,
@@ -153,6 +156,18 @@ def _meta(reply: dict[str, object]) -> tuple[str, int, int]:
     if fmt not in FORMAT_MIME or width <= 0 or height <= 0:
         raise ProtocolError(f"an image {fmt!r} of {width}x{height}")
     return fmt, width, height
+
+
+def _step(value: object) -> tuple[float, float] | None:
+    """A RAW preview's full-resolution pixels per decoded pixel (DecodedImage.pixel_step), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise ProtocolError(f"a pixel step of {value!r}")
+    x, y = (float(v) for v in value)
+    if not (0 < x < 1e6 and 0 < y < 1e6):
+        raise ProtocolError(f"a pixel step of {value!r}")
+    return x, y
 
 
 def _bad_reply(exc: Exception) -> DecodeLimitExceeded:

@@ -60,7 +60,7 @@ def prepare(
     """Decode, thumbnail (``thumbnail_size`` > 0) and preprocess into ``out``; the pixels die on return."""
     image = decode(data, checks, min_side=min_side)
     thumbnail = make_thumbnail(image, thumbnail_size) if thumbnail_size > 0 else b""
-    preprocess(image.pixels, cfg, out=out)
+    preprocess(image.pixels, cfg, out=out, source=image)  # a reduced decode as the full size (issue 26)
     return Prepared(image.format, image.width, image.height, thumbnail)
 
 

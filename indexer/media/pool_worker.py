@@ -96,7 +96,8 @@ def _answer(out: IO[bytes], header: dict[str, Any], data: bytes) -> None:
     image = decode(data, checks, min_side=min_side, exif_orientation=bool(header.get("exif", True)))
     pixels = np.ascontiguousarray(image.pixels)
     reply = {"ok": True, "format": image.format, "width": image.width, "height": image.height}
-    write_frame(out, {**reply, "reduction": image.reduction, "shape": list(pixels.shape)}, pixels.data)
+    extra = {"reduction": image.reduction, "step": image.step, "shape": list(pixels.shape)}
+    write_frame(out, {**reply, **extra}, pixels.data)
 
 
 def serve(inp: IO[bytes], out: IO[bytes], cpu_s: float, memory_mb: int) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from indexer.errors import ClipsearchError, InvalidInput
+from indexer.media.decode import DecodedImage
 from indexer.media.decoder import Decoder, InlineDecoder
 from indexer.model import batching
 from indexer.model.catalogue import BUNDLED_MODEL_IDS
@@ -172,13 +173,17 @@ class ClipEncoder:
         return self.visual.run(batch, normalize)
 
     def encode_images(
-        self, images: Sequence[NDArray[np.uint8]], normalize: bool = True
+        self, images: Sequence[NDArray[np.uint8] | DecodedImage], normalize: bool = True
     ) -> NDArray[np.float32]:
-        """RGB uint8 arrays -> vectors [n, dim]; preprocessing overlaps inference."""
+        """RGB uint8 arrays, or decoded images (reduced decodes among them), -> vectors [n, dim];
+        preprocessing overlaps inference."""
         cfg = self.preprocess_cfg
 
         def prepare(i: int, slot: NDArray[np.float32]) -> _Meta:
             image = images[i]
+            if isinstance(image, DecodedImage):  # maybe a reduced decode: preprocessed as its full size
+                preprocess(image.pixels, cfg, out=slot, source=image)
+                return image.format, image.width, image.height
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise InvalidInput(f"image {i} is not an RGB uint8 array", {"index": i})
             preprocess(image, cfg, out=slot)

@@ -18,6 +18,13 @@ For big JPEGs the caller may decode at reduced scale first (libjpeg's DCT scalin
 shorter side at >= 1.5x the model input. On 36 photos of 460-2000 px against the full-resolution PIL
 transform (tiny model): 1x gives cosine >= 0.99995, 1.5x >= 0.99998, 2x >= 0.999997; 1.5x saves ~1.3 ms per
 1.4 MP JPEG over 2x (decode 2.9 vs 3.6 ms, resample 1.2 vs 1.8 ms).
+
+Any reduced decode (that DCT scaling, the area reduction of the other formats, a RAW's preview) is
+preprocessed as the full-resolution image it stands for (``source``, see ``Source``): the resize and crop
+are planned from the full size, so they match the reference's to the pixel, and only the reduction's own
+averaging remains, mostly taken back (see ``_bands``). Planned from the reduced pixels' own size instead,
+the crop stretched by up to a model pixel (cosine 0.9990 for a 2688x1792 JPEG, tiny model; issue 26).
+benchmarks/parity.py prints the table for every format.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import cv2
 import numpy as np
@@ -123,12 +130,49 @@ class PreprocessConfig:
 Band = tuple[int, int, int, int, NDArray[np.float32]]  # out0, out1, in0, in1, weights
 
 
+class Source(Protocol):
+    """The full-resolution image that a reduced decode stands for (``indexer.images.DecodedImage`` is one):
+    its size in display orientation, and how many of its pixels one decoded pixel covers along x and y
+    (2, 4 or 8 for libjpeg's DCT scaling and for area averaging, where decoded pixel i covers full-resolution
+    pixels [i*step, (i+1)*step), the last one partial or left out; the ratio of the sides for a preview).
+
+    Preprocessing then plans the resize and crop from the full-resolution size, exactly as the reference
+    transform does on the full decode, and samples its filter at the reduced pixels' centres: only the
+    reduction's own averaging remains as a difference, never a shift or a stretch of the crop."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def pixel_step(self) -> tuple[float, float]: ...
+
+
 @lru_cache(maxsize=512)
 def _bands(
-    in_size: int, out_size: int, first: int, count: int, interpolation: str, block: int
+    in_size: int,
+    out_size: int,
+    first: int,
+    count: int,
+    interpolation: str,
+    block: int,
+    step: float = 1.0,
+    available: int = 0,
 ) -> tuple[Band, ...]:
     """Pillow's resampling coefficients for outputs [first, first+count) of an in_size -> out_size resize,
     grouped into dense blocks of ``block`` outputs (each block spans only the inputs it reads).
+
+    The pixels at hand may be a reduced decode of the in_size ones: ``available`` pixels (0: in_size), each
+    standing for ``step`` full-resolution pixels. The geometry stays the full-resolution one, and the filter
+    is sampled at the centres of the reduced pixels (step 1 is Pillow's own arithmetic, to the bit). After
+    a whole-factor reduction (DCT scaling, area averaging) a reduced pixel is (about) the mean of the
+    ``step`` pixels it covers, which blurs: the box's variance, (1 - 1/step**2)/12 in reduced pixels, is
+    taken back by a three-tap sharpening [-e, 1 + 2e, -e] folded into the weights (e = that variance / 2).
+    On the parity photos it halves 1 - cosine against the full-resolution resize (tiny model, worst over
+    1.5-8x the input: 2.0e-5 -> 1.2e-5). A RAW preview (any other step) was made by the camera's own
+    filter, which is no box: its pixels are taken as they are.
 
     Vectorised over the outputs: a new image size costs about 0.1 ms here, where a loop over the outputs
     cost about 6 ms (every photo of a collection with mixed sizes misses the cache)."""
@@ -138,17 +182,25 @@ def _bands(
     support *= filterscale
     center = (np.arange(first, first + count, dtype=np.float64) + 0.5) * scale
     # Pillow: xmin = max((int)(center - support + 0.5), 0); truncation equals floor wherever it matters
-    xmin = np.maximum(np.floor(center - support + 0.5), 0).astype(np.int64)
-    xmax = np.minimum(np.floor(center + support + 0.5).astype(np.int64), in_size)
-    taps = int((xmax - xmin).max())
+    size = available or in_size
+    sharpen = (1.0 - 1.0 / step**2) / 24.0 if step > 1.0 and float(step).is_integer() else 0.0
+    reach = 1 if sharpen else 0  # the sharpening's taps widen the window by one reduced pixel a side
+    xmin = np.maximum(np.floor((center - support) / step + 0.5) - reach, 0).astype(np.int64)
+    xmax = np.minimum(np.floor((center + support) / step + 0.5).astype(np.int64) + reach, size)
+    taps = max(1, int((xmax - xmin).max()))
     x = xmin[:, None] + np.arange(taps)
     inside = x < xmax[:, None]
-    w = np.where(inside, kernel((x - center[:, None] + 0.5) / filterscale), 0.0)
+    w = kernel((x * step - center[:, None] + 0.5 * step) / filterscale)
+    if sharpen:
+        near = kernel((x * step - center[:, None] - 0.5 * step) / filterscale)
+        far = kernel((x * step - center[:, None] + 1.5 * step) / filterscale)
+        w = (1.0 + 2.0 * sharpen) * w - sharpen * (near + far)
+    w = np.where(inside, w, 0.0)
     total = w.sum(axis=1, keepdims=True)
     w = np.divide(w, total, out=w.copy(), where=total != 0.0)
     # Every output's weights in one dense matrix, written at once; each block is then a copy of its own
     # window (xmin and xmax never decrease with the output, so a block spans xmin[b0] to xmax[b1 - 1]).
-    dense = np.zeros((count, in_size), dtype=np.float32)
+    dense = np.zeros((count, size), dtype=np.float32)
     dense[np.nonzero(inside)[0], x[inside]] = w[inside]
     bands: list[Band] = []
     for b0 in range(0, count, block):
@@ -163,15 +215,20 @@ def resample(
     new_size: tuple[int, int],
     box: tuple[int, int, int, int],
     interpolation: str = "bicubic",
+    source: Source | None = None,
 ) -> NDArray[np.float32]:
     """Pillow-exact antialiased resize of ``rgb`` (H, W, 3) to ``new_size`` (width, height), computing only
     the output window ``box`` = (left, top, width, height). Returns planar (3, height, width) float32
-    holding integral values 0..255 (Pillow's uint8 result)."""
+    holding integral values 0..255 (Pillow's uint8 result). ``source``: ``rgb`` is a reduced decode of an
+    image of that size, resized as that image would be (see ``Source``)."""
     h, w = rgb.shape[:2]
     new_w, new_h = new_size
     left, top, out_w, out_h = box
-    bx = _bands(w, new_w, left, out_w, interpolation, _H_BLOCK)
-    by = _bands(h, new_h, top, out_h, interpolation, _V_BLOCK)
+    full_w, full_h, (step_x, step_y) = (w, h, (1.0, 1.0))
+    if source is not None:
+        full_w, full_h, (step_x, step_y) = source.width, source.height, source.pixel_step
+    bx = _bands(full_w, new_w, left, out_w, interpolation, _H_BLOCK, step_x, w)
+    by = _bands(full_h, new_h, top, out_h, interpolation, _V_BLOCK, step_y, h)
     r0 = min(b[2] for b in by)
     r1 = max(b[3] for b in by)
     rows = r1 - r0
@@ -232,18 +289,24 @@ def plan_resize(
 
 
 def preprocess(
-    rgb: NDArray[np.uint8], cfg: PreprocessConfig, out: NDArray[np.float32] | None = None
+    rgb: NDArray[np.uint8],
+    cfg: PreprocessConfig,
+    out: NDArray[np.float32] | None = None,
+    source: Source | None = None,
 ) -> NDArray[np.float32]:
     """RGB uint8 (H, W, 3) -> normalised float32 (3, H', W') model input; written into ``out`` if given
-    (for example a slot of a batch array)."""
+    (for example a slot of a batch array). ``source``: ``rgb`` is a reduced decode of an image of that
+    size, preprocessed as that full-resolution image would be (see ``Source``)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
     target_h, target_w = cfg.size
     if out is None:
         out = np.empty((3, target_h, target_w), dtype=np.float32)
     height, width = rgb.shape[:2]
+    if source is not None:
+        width, height = source.width, source.height
     new_size, box, (dx, dy) = plan_resize(width, height, cfg)
-    pixels = resample(rgb, new_size, box, cfg.interpolation)
+    pixels = resample(rgb, new_size, box, cfg.interpolation, source)
     scale, offset = cfg._scale_offset
     if (dx, dy, box[2], box[3]) == (0, 0, target_w, target_h):
         np.multiply(pixels, scale, out=out)

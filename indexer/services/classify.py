@@ -471,13 +471,13 @@ class ClassifyService:
 
     def _encode_uploads(self, files: Files) -> NDArray[np.float32]:
         encoder = self.backends.encoder
-        pixels = []
+        decodes = []
         for filename, data in files:
             try:
-                pixels.append(decode_for_model(data, encoder, self.backends.settings.max_image_pixels))
+                decodes.append(decode_for_model(data, encoder, self.backends.settings.max_image_pixels))
             except InvalidInput as exc:
                 raise InvalidInput(f"{filename}: {exc.message}", {"file": filename}) from exc
-        return encoder.encode_images(pixels)
+        return encoder.encode_images(decodes)
 
     def _collection_matches(
         self, scorer: Scorer, collection: str, threshold: float, limit: int, offset: int

@@ -115,7 +115,7 @@ class SearchService:
         info = self._collection(req.collection)
         encoder = self.backends.encoder
         image = encoder.decoder.decode(data, self.settings.max_image_pixels, min_side=encoder.min_decode_side)
-        vector = encoder.encode_images([image.pixels])[0]
+        vector = encoder.encode_images([image])[0]
         return SearchResult(encoder.model_id, self._run(info, req, self._near_vector(vector, req.min_score)))
 
     def by_image_id(self, req: ImageSearchRequest) -> SearchResult:

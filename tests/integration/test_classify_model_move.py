@@ -18,6 +18,7 @@ from weaviate.classes.query import Filter
 from indexer.classify.manage import ensure_model
 from indexer.classify.scorer import load_scorer
 from indexer.classify.store import ClassStore, Kind, RefKind
+from indexer.media.decode import DecodedImage
 from indexer.model.encoder import ClipEncoder
 from indexer.model.files import tiny_model_dir
 from indexer.model.loader import load_encoder
@@ -51,7 +52,7 @@ class RotatedEncoder:
         vectors, truncated = self.base.encode_texts(texts)
         return (vectors @ self.rotation.T).astype(np.float32), truncated
 
-    def encode_images(self, images: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
+    def encode_images(self, images: Sequence[NDArray[np.uint8] | DecodedImage]) -> NDArray[np.float32]:
         return (self.base.encode_images(images) @ self.rotation.T).astype(np.float32)
 
 

@@ -67,6 +67,7 @@ def test_twelve_8000px_pngs_in_one_upload_index_within_bounded_worker_memory(
     for hit in hits["results"]:  # the original's size is recorded, not the reduced decode's
         assert (hit["width"], hit["height"]) == (8000, 8000), hit
     peaks = {pid: _status_kb(pid, "VmHWM") * 1024 for pid in _pool_pids(stack)}
+    print(f"worker pool peak RSS (VmHWM): {max(peaks.values()) / 2**20:.0f} MiB")
     # 8000x8000 RGB is 192 MB; held by each of 12 images (or turned into float planes) it would be GBs
     assert max(peaks.values()) < MAX_WORKER_RSS, {p: f"{v / 2**20:.0f} MiB" for p, v in peaks.items()}
 
