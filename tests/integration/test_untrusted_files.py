@@ -27,8 +27,9 @@ from clipsearch.stack import LocalStack
 from indexer.jobs.store import JobStore, new_job_id
 from indexer.settings import Settings
 from indexer.sources.items import StagedZipItem
-from indexer.sources.plan import ItemReader
-from indexer.storage.objectstore import S3ObjectStore, make_s3_client, staging_store
+from indexer.sources.reader import ItemReader
+from indexer.storage.objectstore import S3ObjectStore, make_s3_client
+from indexer.storage.staging import staging_store
 from tests import formatgen
 from tests.craft import tiff
 from tests.imagegen import make_image
