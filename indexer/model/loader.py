@@ -58,9 +58,9 @@ def load_encoder(
     )
 
 
-def tiny_encoder(settings: Settings | None = None, **kwargs: Any) -> ClipEncoder:
+def tiny_encoder(settings: Settings, **kwargs: Any) -> ClipEncoder:
     """The bundled random-weight test model, explicitly (what ``up`` falls back to)."""
-    return load_encoder(settings or Settings(), model_id=TINY_MODEL_ID, **kwargs)
+    return load_encoder(settings, model_id=TINY_MODEL_ID, **kwargs)
 
 
 def _int8_dir(settings: Settings, resolved: ResolvedModel) -> Path:

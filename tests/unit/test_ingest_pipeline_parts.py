@@ -34,7 +34,7 @@ def test_large_png_decodes_reduced_but_reports_its_own_size() -> None:
 
 @pytest.mark.parametrize("lanes", [1, 2, 3])
 def test_embed_stream_yields_each_batch_with_vectors_and_errors_in_place(lanes: int) -> None:
-    encoder = tiny_encoder(lanes=lanes)
+    encoder = tiny_encoder(Settings(), lanes=lanes)
     assert encoder.lanes == lanes
     images = [np.full((64, 80, 3), i * 20, dtype=np.uint8) for i in range(7)]
 
@@ -110,6 +110,6 @@ def test_visibility_timeout_stays_above_the_hard_limit(chunk: int) -> None:
 
 def test_a_stream_starts_with_one_short_batch_per_lane() -> None:
     two = tiny_encoder(lanes=2, settings=Settings(onnx_threads=2))
-    one = tiny_encoder(lanes=1)
+    one = tiny_encoder(Settings(), lanes=1)
     assert [two.stream_batch_size(k) for k in range(4)] == [4, 4, two.batch_size, two.batch_size]
     assert [one.stream_batch_size(k) for k in range(3)] == [4, one.batch_size, one.batch_size]
