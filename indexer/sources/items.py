@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -136,10 +137,7 @@ class StoredItem(_Item):
     @field_validator("sha256")
     @classmethod
     def _hash(cls, value: str) -> str:
-        try:
-            return check_sha256(value)
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from exc
+        return _field_check(check_sha256, value)
 
 
 class _StagedKey(_Item):
@@ -148,10 +146,7 @@ class _StagedKey(_Item):
     @field_validator("key")
     @classmethod
     def _key(cls, value: str) -> str:
-        try:
-            return check_key(value)
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from exc
+        return _field_check(check_key, value)
 
     def checked(self, settings: Settings, job_id: str | None = None) -> Self:
         if job_id and not self.key.startswith(f"{job_id}/"):
@@ -223,6 +218,14 @@ def _reason(exc: ValidationError, raw: dict[Any, Any], tagged: bool = True) -> s
     return f"malformed job item: `{field}`: {message}"[:300]
 
 
+def _field_check(check: Callable[[str], str], value: str) -> str:
+    """``check`` as a pydantic field validator: its InvalidInput becomes the field's ValueError."""
+    try:
+        return check(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from exc
+
+
 def _staging(settings: Settings, job_id: str | None) -> Path:
     return settings.staging_dir / job_id if job_id else settings.staging_dir
 
@@ -271,10 +274,7 @@ class LabelItem(BaseModel):
     @field_validator("id")
     @classmethod
     def _image_id(cls, value: str) -> str:
-        try:
-            return check_image_id(value)
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from exc
+        return _field_check(check_image_id, value)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
