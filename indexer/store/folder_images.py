@@ -9,17 +9,12 @@ from collections.abc import Mapping, Sequence
 from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateQueryError
 
-from indexer.store.images import ImageStore, is_missing_class
+from indexer.store.images import ImageStore, in_collection, is_missing_class
 from indexer.store.scan import scan
 from indexer.store.schema import image_uuid
-from indexer.store.types import WhereFilter
 from indexer.sync.diff import Indexed
 
 LIKE_SPECIAL = ("*", "?")
-
-
-def _in_collection(collection: str) -> WhereFilter:
-    return Filter.by_property("collection").equal(collection)
 
 
 def images_under(store: ImageStore, collection: str, folder: str) -> list[Indexed]:
@@ -28,7 +23,7 @@ def images_under(store: ImageStore, collection: str, folder: str) -> list[Indexe
     # `like` narrows the scan on the server; its wildcards (`*`, `?`) in a path only widen it, and the
     # prefix is checked here exactly.
     cut = min([prefix.find(c) for c in LIKE_SPECIAL if c in prefix] or [len(prefix)])
-    where = Filter.all_of([_in_collection(collection), Filter.by_property("source").like(prefix[:cut] + "*")])
+    where = Filter.all_of([in_collection(collection), Filter.by_property("source").like(prefix[:cut] + "*")])
     found: list[Indexed] = []
     for page in scan(store.collection, where, "sha256", properties=["source", "sha256"]):
         for obj in page:
@@ -59,7 +54,7 @@ def replaced_by(store: ImageStore, collection: str, new: Mapping[str, str]) -> l
     images at those paths, i.e. the old versions of changed files."""
     if not new:
         return []
-    where = Filter.all_of([_in_collection(collection), Filter.by_property("source").contains_any(list(new))])
+    where = Filter.all_of([in_collection(collection), Filter.by_property("source").contains_any(list(new))])
     try:
         result = store.collection.query.fetch_objects(
             filters=where, limit=len(new) * 4 + 100, return_properties=["source", "sha256"]

@@ -373,7 +373,7 @@ class ImageStore:
         common first, at most `limit` values; images without a value are not counted."""
         try:
             result = self.collection.aggregate.over_all(
-                filters=Filter.by_property("collection").equal(collection),
+                filters=in_collection(collection),
                 group_by=GroupByAggregate(prop=prop, limit=limit),
                 total_count=True,
             )
