@@ -18,8 +18,7 @@ from indexer.errors import InvalidInput
 from indexer.media.decode import DecodedImage
 from indexer.media.decoder import Decoder
 from indexer.storage.blobs import BlobStore
-from indexer.store.images import ImageStore, check_image_id
-from indexer.store.scan import vector_of
+from indexer.store.images import ImageStore, check_image_id, vector_of
 
 MAX_REFS_PER_CLASS = 1000
 

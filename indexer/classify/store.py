@@ -32,8 +32,8 @@ from indexer.classify.calibration import CalibrationResult, ThresholdStats
 from indexer.classify.prompts import DEFAULT_TEMPLATES
 from indexer.classify.scoring import OTHER
 from indexer.errors import Conflict, InvalidInput, NotFound
-from indexer.store.images import fetch_or_none, in_collection, is_missing_class
-from indexer.store.scan import scan, vector_of
+from indexer.store.images import fetch_or_none, in_collection, is_missing_class, vector_of
+from indexer.store.scan import scan
 from indexer.store.schema import (
     CLASS_REGISTRY,
     IMAGE_ID_NAMESPACE,

@@ -28,8 +28,8 @@ from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import JobReport, JobStore, Outcome
 from indexer.pipeline.chunk import IngestRuntime
 from indexer.sources.items import LabelItem, item_name, parse_label_item
-from indexer.store.images import ImageStore, in_collection
-from indexer.store.scan import scan, vector_of
+from indexer.store.images import ImageStore, in_collection, vector_of
+from indexer.store.scan import scan
 
 JOB_KIND = JobKind.LABEL
 UPDATE_THREADS = 4

@@ -31,8 +31,8 @@ from numpy.typing import NDArray
 
 from indexer.classify.prompts import normalise_rows
 from indexer.errors import InvalidInput
-from indexer.store.images import ImageStore, in_collection
-from indexer.store.scan import scan, vector_of
+from indexer.store.images import ImageStore, in_collection, vector_of
+from indexer.store.scan import scan
 
 BLOCK = 1024
 BLOCK_FLOATS = 1 << 25  # one block of similarities: at most 128 MB

@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from indexer.store.images import ImageRecord, ImageStore, in_collection
-from indexer.store.scan import scan, vector_of
+from indexer.store.images import ImageRecord, ImageStore, in_collection, vector_of
+from indexer.store.scan import scan
 
 ExportFormat = Literal["parquet", "npy"]
 META_FIELDS = ("id", "collection", "filename", "sha256", "format", "width", "height", "ingested_at")

@@ -61,6 +61,12 @@ def _is_missing_object(exc: BaseException) -> bool:
     return isinstance(exc, WeaviateQueryError) and "search-object with id" in str(exc)
 
 
+def vector_of(obj: Any) -> list[float] | None:
+    """A fetched object's vector (its default named vector, or the plain one), or None without one."""
+    raw = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
+    return list(raw) if raw is not None else None
+
+
 def check_image_id(image_id: str) -> str:
     """A stored image id is a UUID; anything else is refused before it reaches Weaviate."""
     try:
@@ -240,7 +246,7 @@ class ImageStore:
             raise NotFound(f"unknown image {uuid!r}")
         vector = None
         if include_vector:
-            raw = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
+            raw = vector_of(obj)
             vector = [float(x) for x in raw] if raw is not None else None
         return ImageRecord.from_object(obj.uuid, dict(obj.properties)), vector
 

@@ -13,6 +13,7 @@ import weaviate
 from weaviate.classes.query import Filter, Sort
 from weaviate.exceptions import WeaviateQueryError
 
+from indexer.store.images import is_missing_class
 from indexer.store.types import WhereFilter
 
 PAGE = 1000
@@ -44,7 +45,7 @@ def scan(
                 return_properties=properties,
             )
         except WeaviateQueryError as exc:
-            if "could not find class" in str(exc):  # no such index (yet): nothing to read
+            if is_missing_class(exc):  # no such index (yet): nothing to read
                 return
             raise
         objects = list(result.objects)
@@ -54,8 +55,3 @@ def scan(
         if len(objects) < page:
             return
         last = str(objects[-1].properties[key])
-
-
-def vector_of(obj: Any) -> list[float] | None:
-    raw = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
-    return list(raw) if raw is not None else None
