@@ -137,9 +137,10 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def chunks(total: int, size: int) -> list[tuple[int, int]]:
-    """[start, end) ranges that split `total` items into tasks of `size`."""
-    return [(start, min(start + size, total)) for start in range(0, total, size)]
+def chunks(total: int, size: int, first: int = 0) -> list[tuple[int, int]]:
+    """[start, end) ranges that split `total` items into tasks of `size`; ``first``: the plan's index of
+    the first item (items just appended to an open job start at its old total)."""
+    return [(first + start, first + min(start + size, total)) for start in range(0, total, size)]
 
 
 class JobStore:

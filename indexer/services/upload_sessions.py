@@ -86,9 +86,9 @@ class UploadSessions:
         except Exception:  # whatever failed, the request's staged files must not outlive it; re-raised
             remove_staging(settings, job_id, sub)
             raise
-        start = total - len(items)
-        for a, b in chunks(len(items), self.backends.settings.ingest_chunk_size):
-            payload = ChunkPayload(job_id=job_id, start=start + a, end=start + b)
+        first = total - len(items)
+        for start, end in chunks(len(items), self.backends.settings.ingest_chunk_size, first):
+            payload = ChunkPayload(job_id=job_id, start=start, end=end)
             self.jobs.queue.enqueue(TaskKind.INGEST_CHUNK, payload)
         refused = [Rejected(file=i.name, reason=i.reason) for i in items if isinstance(i, RejectedItem)]
         return Appended(job_id=job_id, accepted=len(items) - len(refused), rejected=refused, total=total)

@@ -72,9 +72,8 @@ def plan_sync(rt: IngestRuntime, job_id: str, enqueue: Callable[[int, int], None
         for start in range(0, len(items), MAX_APPEND):
             batch = items[start : start + MAX_APPEND]
             total = open_jobs.append(job_id, [item.to_json() for item in batch])
-            first = total - len(batch)
-            for a, b in chunks(len(batch), rt.settings.ingest_chunk_size):
-                enqueue(first + a, first + b)
+            for a, b in chunks(len(batch), rt.settings.ingest_chunk_size, total - len(batch)):
+                enqueue(a, b)
             record.renew()
     except Conflict:  # cancelled meanwhile
         return
