@@ -73,9 +73,12 @@ def stack_env(
         # task after 74 s (the visibility timeout is raised above the hard limit; test_crash waits for it).
         "TASK_TIME_LIMIT_BASE_S": "10",
         "TASK_TIME_LIMIT_PER_ITEM_S": "3",
-        # Decodes past 1 s of CPU fail (DECODE_MAX_CPU_S), and the scans x pixels check is off, so that
-        # a scan bomb under JPEG_MAX_SCANS reaches the decode pool (test_security_untrusted.py).
-        "DECODE_MAX_CPU_S": "1",
+        # Decodes past 3 s of CPU fail (DECODE_MAX_CPU_S; a 64 MP PNG of test_ingest_pipeline.py takes
+        # 0.5 to 0.9 s), and the scans x pixels check is off, so that a scan bomb under JPEG_MAX_SCANS
+        # (raised to 3000: a 62 MP bomb of 2000 scans costs about 9 s of CPU) reaches the decode pool
+        # (test_security_untrusted.py).
+        "DECODE_MAX_CPU_S": "3",
+        "JPEG_MAX_SCANS": "3000",
         "JPEG_MAX_SCAN_PIXELS": str(10**15),
         # Open upload jobs (test_security_staging.py): at most 20 open, an idle one expires after 8 s
         # (swept every 0.5 s). Other tests append and close within seconds of opening.
