@@ -6,6 +6,7 @@ from indexer.settings import Settings
 from workers.celery_factory import make_celery
 from workers.heartbeat import install_heartbeat
 from workers.observability import install_worker_observability
+from workers.sweeper import install_sweeper
 
 settings = Settings()
 app = make_celery(settings)
@@ -13,3 +14,5 @@ app = make_celery(settings)
 install_worker_observability(app, settings)
 # A heartbeat in Redis from ready to shutdown: /health reads it instead of pinging workers.
 install_heartbeat(app, settings)
+# One sweeper among the workers (a Redis lock): lost chunks are found and run again (no job hangs).
+install_sweeper(app, settings)

@@ -13,7 +13,7 @@ from celery import Task, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from indexer.errors import ServiceUnavailable, dependency_failure
+from indexer.errors import QuorumUnavailable, ServiceUnavailable, dependency_failure
 from indexer.services.chunks import ChunkService
 from indexer.services.queue import ChunkPayload, TaskKind
 from workers.queue import CeleryJobQueue
@@ -33,7 +33,13 @@ TRANSIENT = (
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT) or dependency_failure(exc) is not None
+    """An outage worth re-running the chunk in place for; a lost quorum is not one (the job pauses)."""
+    return (isinstance(exc, TRANSIENT) or dependency_failure(exc) is not None) and _no_quorum(exc) is None
+
+
+def _no_quorum(exc: BaseException) -> QuorumUnavailable | None:
+    down = dependency_failure(exc)
+    return down if isinstance(down, QuorumUnavailable) else None
 
 
 def _through_outages(run: Callable[[], None]) -> None:
@@ -145,6 +151,16 @@ def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> No
                 ),
             )
         )
+    except Exception as exc:
+        lost = _no_quorum(exc)
+        if lost is None:
+            raise
+        # The vector store lost its quorum: the job waits (and says why) rather than fail items or spend
+        # retries; the chunk comes back in JOB_PAUSE_RETRY_S as a new task (its own retries untouched).
+        delay = RUNTIME.settings().job_pause_retry_s
+        log.warning("chunk %s[%d:%d] paused: %s", job_id, start, end, lost.message)
+        CHUNKS.pause(job_id, lost.message, 3 * delay)
+        queue.enqueue(TaskKind.INGEST_CHUNK, ChunkPayload(job_id=job_id, start=start, end=end), delay)
     finally:
         with contextlib.suppress(Exception):  # Redis away: a later delivery counts one crash too many
             CHUNKS.end_delivery(job_id, start, end)

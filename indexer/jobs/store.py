@@ -37,6 +37,9 @@ INDEX = "clipsearch:jobs"
 # time) whose entries older than the TTL are pruned as jobs finish.
 ACTIVE = "clipsearch:jobs:active"
 ENDED = "clipsearch:jobs:ended:"
+# The hash keys of the jobs not yet in a final state (queued or running): what the sweeper walks
+# (indexer/jobs/sweep.py). A job joins it when created and leaves it in the script that ends it.
+OPEN_JOBS = "clipsearch:jobs:open"
 PARTS = ("", "items", "outcome", "errors", "sha")  # every Redis key of a job: PREFIX + id [+ ":" + part]
 DEFAULT_TTL_S = 7 * 24 * 3600  # Settings.job_ttl_s
 PRUNE_BATCH = 100
@@ -94,6 +97,11 @@ class JobReport(BaseModel):
     failure: str | None = Field(
         default=None, description="why the job failed as a whole (state `failed`), e.g. a model mismatch"
     )
+    paused: str | None = Field(
+        default=None,
+        description="why a running job is waiting and makes no progress now (e.g. `vector store has no "
+        "quorum: ...`); it resumes by itself once the cause is gone",
+    )
     errors: list[FileError] = Field(default_factory=list)
 
 
@@ -110,6 +118,7 @@ local function finish(keys, state, now, ttl, prefix, ended)
     redis.call('ZREM', ended .. old, keys[1])
   end
   redis.call('HSET', keys[1], 'state', state, 'finished_at', now)
+  redis.call('SREM', '{open_jobs}', keys[1])
   local set = ended .. state
   redis.call('ZADD', set, now, keys[1])
   redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. (tonumber(now) - tonumber(ttl)))
@@ -121,7 +130,7 @@ local function finish(keys, state, now, ttl, prefix, ended)
     if redis.call('EXISTS', prefix .. id) == 0 then redis.call('ZREM', keys[7], id) end
   end
 end
-""".replace("{batch}", str(PRUNE_BATCH))
+""".replace("{batch}", str(PRUNE_BATCH)).replace("{open_jobs}", OPEN_JOBS)
 
 # KEYS: as _FINISH_LUA. ARGV: item index, outcome, error JSON or "", now, ttl, PREFIX, ENDED.
 _RECORD = (
@@ -130,6 +139,9 @@ _RECORD = (
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+-- progress: what the sweeper measures a stall by; a job that records outcomes is no longer paused
+redis.call('HSET', KEYS[1], 'progress_at', ARGV[4])
+redis.call('HDEL', KEYS[1], 'paused', 'paused_until')
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[3]) end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
 local seen = redis.call('HLEN', KEYS[3])
@@ -269,6 +281,7 @@ class JobStore:
                 Outcome.FAILED.value: 0,
                 Outcome.DUPLICATE.value: 0,
                 "created_at": now,
+                "progress_at": now,
                 "request_id": request_id or "",
                 "options": json.dumps(options or {}),
                 **({"open": "1"} if open_ended else {}),
@@ -279,6 +292,7 @@ class JobStore:
             pipe.rpush(self._key(job_id, "items"), *[json.dumps(item) for item in items])
         pipe.zadd(INDEX, {job_id: now})
         pipe.hincrby(ACTIVE, JobState.QUEUED.value, 1)
+        pipe.sadd(OPEN_JOBS, self._key(job_id))
         pipe.execute()
         if not items and not open_ended:
             self._end_job(job_id, JobState.COMPLETED)
@@ -408,6 +422,9 @@ class JobStore:
             elapsed = max((finished or time.time()) - started, 1e-6)
             rate = processed / elapsed
             eta = 0.0 if finished else (total - processed) / rate
+        state = JobState(fields["state"])
+        paused_until = float(fields.get("paused_until") or 0)
+        paused = fields.get("paused") if state not in FINAL_STATES and paused_until > time.time() else None
         errors: list[FileError] = []
         if with_errors:
             entries = self.redis.hgetall(self._key(job_id, "errors"))
@@ -417,7 +434,7 @@ class JobStore:
             id=job_id,
             kind=fields["kind"],
             collection=fields["collection"],
-            state=JobState(fields["state"]),
+            state=state,
             total=total,
             done=indexed,
             failed=failed,
@@ -430,6 +447,7 @@ class JobStore:
             eta_s=round(eta, 1) if eta is not None else None,
             request_id=fields.get("request_id") or None,
             failure=fields.get("failure") or None,
+            paused=paused or None,
             errors=errors,
         )
 

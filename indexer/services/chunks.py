@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from indexer.jobs.pause import pause
 from indexer.pipeline import labelling
 from indexer.pipeline.chunk import IngestRuntime
 from indexer.pipeline.runner import fail_remaining, run_chunk
@@ -31,6 +32,11 @@ class ChunkService:
         """Items [start, end) of an ingest or re-embed job (split into one task per item past the crash
         limit)."""
         run_chunk(self.runtime(), job_id, start, end, crashes, split)
+
+    def pause(self, job_id: str, reason: str, for_s: float) -> None:
+        """The job waits on something outside it (a vector store without quorum): `reason` shows in its
+        report for `for_s` seconds, or until its next outcome."""
+        pause(self.runtime().jobs, job_id, reason, for_s)
 
     def fail_ingest(self, job_id: str, start: int, end: int, reason: str) -> None:
         fail_remaining(self.runtime(), job_id, start, end, reason)
