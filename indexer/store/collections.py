@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateQueryError
 
-from indexer.errors import Conflict, InvalidInput, NotFound
+from indexer.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from indexer.sources.items import StoredItem
 from indexer.storage.gc import BlobCollector, delete_images
 from indexer.store.images import ImageStore, is_missing_class
@@ -61,6 +61,13 @@ def create_collection(
     return info
 
 
+def registry_not_loaded(exc: BaseException) -> DependencyUnavailable:
+    return DependencyUnavailable(
+        f"the vector store has no collection registry ({REGISTRY}) yet: {str(exc)[:200]}",
+        dependency="weaviate",
+    )
+
+
 def get_collection(client: weaviate.WeaviateClient, name: str, *, with_count: bool = True) -> CollectionInfo:
     """One request (no schema check: the registry is created at start-up and by `create_collection`;
     where it is missing, no collection exists)."""
@@ -69,7 +76,10 @@ def get_collection(client: weaviate.WeaviateClient, name: str, *, with_count: bo
     except WeaviateQueryError as exc:
         if not is_missing_class(exc):
             raise
-        obj = None
+        # The registry is created at start-up and never dropped: a server without it has not loaded its
+        # schema yet (a node just restarted) or lost its data. Either way not "no such collection",
+        # which would fail a running job's items for good: an outage, retried.
+        raise registry_not_loaded(exc) from exc
     if obj is None:
         raise NotFound(f"unknown collection {name!r}")
     info = _info(dict(obj.properties))

@@ -145,6 +145,19 @@ def _all_images(api: Api, name: str) -> list[dict[str, Any]]:
             return found
 
 
+def _search(api: Api, name: str) -> Any:
+    return api.post("/search/text", json={"collection": name, "query": "a photo", "limit": 5}, timeout=30)
+
+
+def _wait_search_answers(api: Api, name: str, timeout_s: float = 60) -> None:
+    """Until a search answers 200; meanwhile only a 503 with Retry-After is acceptable, never a 500."""
+    deadline = time.monotonic() + timeout_s
+    while (response := _search(api, name)).status_code != 200:
+        assert response.status_code == 503 and response.headers.get("Retry-After"), response.text
+        assert time.monotonic() < deadline, f"searches did not answer again: {response.text}"
+        time.sleep(0.2)
+
+
 def test_cluster_survives_a_node_killed_mid_ingest(cluster_stack: LocalStack) -> None:
     api = Api(cluster_stack.api_url)
     cluster = cluster_stack.weaviate
@@ -167,22 +180,24 @@ def test_cluster_survives_a_node_killed_mid_ingest(cluster_stack: LocalStack) ->
     while done() < IMAGES // 4:
         assert time.monotonic() < deadline, "the ingest did not start"
         time.sleep(0.2)
-    # Kill the node the API and the worker talk to first (node 0): both must fail over.
-    victim = cluster.nodes[0]
-    assert victim.process.process is not None
-    os.kill(victim.process.process.pid, signal.SIGKILL)
-    victim.process.process.wait(10)
-    killed_at_done = done()
-    assert killed_at_done < IMAGES, "the ingest ended before the node was killed; use more images"
-
-    answered = 0
-    for _ in range(20):
-        response = api.post(
-            "/search/text", json={"collection": name, "query": "a photo", "limit": 5}, timeout=20
-        )
-        answered += response.status_code == 200
-        time.sleep(0.25)
-    assert answered >= 19, f"only {answered} of 20 searches answered during the outage"
+    # The worker is frozen while the node dies, so the ingest is certainly mid-way (whatever the load),
+    # and resumes only once the API has failed over: every step waits on a state, not on a delay.
+    worker = cluster_stack.workers[0]
+    assert worker.process is not None
+    os.killpg(worker.process.pid, signal.SIGSTOP)
+    try:
+        killed_at_done = done()
+        assert killed_at_done < IMAGES, "the ingest ended before the worker was frozen"
+        # Kill the node the API and the worker talk to first (node 0): both must fail over.
+        victim = cluster.nodes[0]
+        assert victim.process.process is not None
+        os.kill(victim.process.process.pid, signal.SIGKILL)
+        victim.process.process.wait(10)
+        _wait_search_answers(api, name)  # the API has moved to a live node
+        answered = [_search(api, name).status_code for _ in range(20)]
+        assert answered == [200] * 20, f"searches failed after the API failed over: {answered}"
+    finally:
+        os.killpg(worker.process.pid, signal.SIGCONT)
 
     reports = [wait_job(api, job, timeout_s=300) for job in jobs]
     assert all(r["state"] == "completed" for r in reports), reports
@@ -207,3 +222,94 @@ def test_cluster_survives_a_node_killed_mid_ingest(cluster_stack: LocalStack) ->
     assert len(counts) == 3 and set(counts.values()) == {IMAGES}, counts
     health = api.get("/health").json()["parts"]["weaviate"]["nodes"]
     assert [n["status"] for n in health] == ["HEALTHY"] * 3, health
+
+
+# -- the same cluster losing its quorum: 2 of 3 nodes killed mid-ingest, restarted 15 s later ----------
+OUTAGE_S = 15
+
+
+def _wait_nodes_healthy(api: Api, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = api.get("/health")
+        nodes = response.json().get("parts", {}).get("weaviate", {}).get("nodes", [])
+        if [n.get("status") for n in nodes] == ["HEALTHY"] * 3:
+            return
+        assert time.monotonic() < deadline, f"the cluster is not whole again: {nodes}"
+        time.sleep(0.5)
+
+
+def _count_at_one(node_url: str, settings: Settings, collection: str) -> int:
+    """The images that one node answers with at consistency ONE (its own replica)."""
+    from weaviate.classes.config import ConsistencyLevel
+
+    with connect(settings.model_copy(update={"weaviate_url": node_url})) as client:
+        images = client.collections.use(collection).with_consistency_level(ConsistencyLevel.ONE)
+        return len(images.query.fetch_objects(limit=IMAGES + 10, return_properties=["sha256"]).objects)
+
+
+def test_a_lost_quorum_pauses_the_jobs_then_they_resume(cluster_stack: LocalStack) -> None:
+    api = Api(cluster_stack.api_url)
+    cluster = cluster_stack.weaviate
+    assert isinstance(cluster, WeaviateCluster)
+    _wait_nodes_healthy(api)
+    name = new_collection(api, "quorum")
+    images = [make_image(20_000 + i, 40, 40) for i in range(IMAGES)]
+    jobs = [
+        upload(api, name, [(f"{i + j}.jpg", images[i + j]) for j in range(BATCH)])["job_id"]
+        for i in range(0, IMAGES, BATCH)
+    ]
+
+    def reports() -> list[dict[str, Any]]:
+        return [api.get(f"/jobs/{job}").json() for job in jobs]
+
+    deadline = time.monotonic() + 120
+    while sum(r["done"] for r in reports()) < IMAGES // 4:
+        assert time.monotonic() < deadline, "the ingest did not start"
+        time.sleep(0.2)
+    victims = cluster.nodes[:2]  # the API and the worker talk to node 0 first
+    for node in victims:
+        assert node.process.process is not None
+        os.kill(node.process.process.pid, signal.SIGKILL)
+    for node in victims:
+        assert node.process.process is not None
+        node.process.process.wait(10)
+    killed = time.monotonic()
+
+    paused: set[str] = set()
+    statuses: list[int] = []
+    while time.monotonic() - killed < OUTAGE_S:  # the outage itself: observe the jobs and searches
+        current = reports()
+        assert all(r["state"] in {"queued", "running"} for r in current), current
+        assert not [e for r in current for e in r["errors"]], "an item failed during the outage"
+        paused |= {r["paused"] for r in current if r.get("paused")}
+        response = _search(api, name)
+        statuses.append(response.status_code)
+        if response.status_code == 503:
+            assert response.headers.get("Retry-After"), response.text
+        time.sleep(0.5)
+    assert set(statuses) <= {200, 503}, statuses  # never a 500
+    assert any("vector store has no quorum" in reason for reason in paused), paused
+
+    for node in victims:
+        node.launch(check_ports=False)
+    for node in victims:
+        node.wait(120)
+    final = [wait_job(api, job, timeout_s=300) for job in jobs]
+    assert all(r["state"] == "completed" and r["paused"] is None for r in final), final
+    errors = [e for r in final for e in r["errors"]]
+    assert sum(r["done"] for r in final) == IMAGES and not errors, errors[:3]
+    shas = [img["sha256"] for img in _all_images(api, name)]
+    assert len(shas) == IMAGES and len(set(shas)) == IMAGES  # every image exactly once
+    _wait_search_answers(api, name)
+
+    settings = cluster_stack.service_settings()
+    collection = image_collection_name(api.get(f"/collections/{name}").json()["model_id"])
+    deadline = time.monotonic() + 180
+    counts: list[int] = []
+    while time.monotonic() < deadline:
+        counts = [_count_at_one(node.grpc_url, settings, collection) for node in cluster.nodes]
+        if counts == [IMAGES] * 3:
+            break
+        time.sleep(2)
+    assert counts == [IMAGES] * 3, counts  # every node converged on the same count
