@@ -166,6 +166,8 @@ _GRPC_TRANSIENT = (
     "failed to connect",
     "RST_STREAM",
     "Socket closed",
+    # a node that just restarted has its schema but not yet the class's index (shards load after ready)
+    "tried to browse non-existing index",
 )
 
 

@@ -49,3 +49,9 @@ def test_a_quorum_outage_is_a_503_with_retry_after() -> None:
         assert response.status_code == 503, path
         assert response.headers["Retry-After"].isdigit()
         assert response.get_json()["error"]["code"] == "no_quorum"
+
+
+def test_an_index_not_loaded_yet_after_a_restart_is_an_outage() -> None:
+    message = "explorer: list class: search: tried to browse non-existing index for ClipsearchCollection"
+    down = dependency_failure(wvx.WeaviateQueryError(message, "GRPC search"))
+    assert down is not None and not isinstance(down, QuorumUnavailable) and down.dependency == "weaviate"
