@@ -11,9 +11,9 @@ import redis
 import weaviate.exceptions as wvx
 from celery import Task, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from indexer.errors import QuorumUnavailable, ServiceUnavailable, dependency_failure
+from indexer.errors import QuorumUnavailable, ServiceUnavailable, dependency_failure, quorum_lost
 from indexer.services.chunks import ChunkService
 from indexer.services.queue import ChunkPayload, TaskKind
 from workers.queue import CeleryJobQueue
@@ -38,22 +38,39 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _no_quorum(exc: BaseException) -> QuorumUnavailable | None:
+    """The lost quorum that this error means: Weaviate said so, or the vector store is away and a majority
+    of the cluster's nodes does not answer (a write to a node that just died fails with a reset stream or
+    a deadline long before the survivors call their peers dead)."""
     down = dependency_failure(exc)
-    return down if isinstance(down, QuorumUnavailable) else None
+    if isinstance(down, QuorumUnavailable) or down is None or down.dependency != "weaviate":
+        return down if isinstance(down, QuorumUnavailable) else None
+    with contextlib.suppress(Exception):
+        reason = CHUNKS.quorum_lost()
+        if reason is not None:
+            return quorum_lost(f"{reason} ({exc.__class__.__name__})", down.retry_after_s)
+    return None
 
 
-def _through_outages(run: Callable[[], None]) -> None:
+def _through_outages(run: Callable[[], None], job_id: str | None = None) -> None:
     """Run a chunk, re-running it in this process (it is idempotent) while Redis or Weaviate is briefly
     away, for up to TASK_OUTAGE_RETRY_S. Celery's own retry must publish a message to Redis, so during a
-    Redis outage it cannot, and the chunk would be dropped; past this budget it is Celery's turn."""
+    Redis outage it cannot, and the chunk would be dropped; past this budget it is Celery's turn. While
+    it waits on the vector store, the job says so (`paused` in its report)."""
     budget = RUNTIME.settings().task_outage_retry_s
+
+    def waiting(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("dependency unavailable, re-running the chunk: %s", exc)
+        down = dependency_failure(exc) if exc is not None else None
+        if job_id is not None and down is not None and down.dependency == "weaviate":
+            with contextlib.suppress(Exception):  # the report is a courtesy: never a reason to fail
+                CHUNKS.pause(job_id, f"waiting for the vector store: {exc}"[:400], budget)
+
     for attempt in Retrying(
         retry=retry_if_exception(_is_transient),
         wait=wait_exponential(multiplier=0.5, max=5),
         stop=stop_after_delay(budget),
-        before_sleep=lambda state: log.warning(
-            "dependency unavailable, re-running the chunk: %s", state.outcome and state.outcome.exception()
-        ),
+        before_sleep=waiting,
         reraise=True,
     ):
         with attempt:
@@ -69,11 +86,11 @@ def _warm_up(**_: object) -> None:
         log.exception("could not prepare the worker runtime at start-up")
 
 
-def _run(chunk: Callable[[], None]) -> None:
+def _run(chunk: Callable[[], None], job_id: str | None = None) -> None:
     """Run a chunk through short outages (above); an outage that outlasts them is raised as transient,
     so that Celery's own retry (autoretry_for, with backoff) takes over."""
     try:
-        _through_outages(chunk)
+        _through_outages(chunk, job_id)
     except TRANSIENT:
         raise
     except Exception as exc:  # any client's error may mean an outage: dependency_failure decides; re-raised
@@ -149,7 +166,8 @@ def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> No
                 lambda a, b: queue.enqueue(
                     TaskKind.INGEST_CHUNK, ChunkPayload(job_id=job_id, start=a, end=b)
                 ),
-            )
+            ),
+            job_id,
         )
     except Exception as exc:
         lost = _no_quorum(exc)

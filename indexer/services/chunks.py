@@ -11,6 +11,7 @@ from indexer.jobs.pause import pause
 from indexer.pipeline import labelling
 from indexer.pipeline.chunk import IngestRuntime
 from indexer.pipeline.runner import fail_remaining, run_chunk
+from indexer.store.connection import nodes_without_quorum
 
 __all__ = ["ChunkService", "IngestRuntime"]
 
@@ -37,6 +38,10 @@ class ChunkService:
         """The job waits on something outside it (a vector store without quorum): `reason` shows in its
         report for `for_s` seconds, or until its next outcome."""
         pause(self.runtime().jobs, job_id, reason, for_s)
+
+    def quorum_lost(self) -> str | None:
+        """Why the vector store's cluster has no quorum now (a majority of its nodes does not answer)."""
+        return nodes_without_quorum(self.runtime().settings)
 
     def fail_ingest(self, job_id: str, start: int, end: int, reason: str) -> None:
         fail_remaining(self.runtime(), job_id, start, end, reason)

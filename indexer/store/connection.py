@@ -182,6 +182,17 @@ class FailoverClient:
         self._client = self._node = None
 
 
+def nodes_without_quorum(settings: Settings) -> str | None:
+    """With a cluster in WEAVIATE_URL: why a majority of its nodes does not answer ("1 of 3 nodes
+    answer"), or None while it does (or with a single node). Connection probes only, so a lost quorum is
+    told at once, before the surviving node's own failure detection marks its peers dead."""
+    nodes = weaviate_nodes(settings)
+    if len(nodes) < 2:
+        return None
+    up = sum(node.reachable() for node in nodes)
+    return None if 2 * up > len(nodes) else f"{up} of {len(nodes)} nodes answer"
+
+
 def node_answers(settings: Settings, client: weaviate.WeaviateClient) -> bool:
     """Whether the node this client talks to still answers; always True with a single node (the client
     reconnects to it by itself), so only a cluster pays the probe."""
