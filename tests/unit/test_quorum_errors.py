@@ -55,3 +55,27 @@ def test_an_index_not_loaded_yet_after_a_restart_is_an_outage() -> None:
     message = "explorer: list class: search: tried to browse non-existing index for ClipsearchCollection"
     down = dependency_failure(wvx.WeaviateQueryError(message, "GRPC search"))
     assert down is not None and not isinstance(down, QuorumUnavailable) and down.dependency == "weaviate"
+
+
+def test_a_cluster_without_a_majority_of_answering_nodes_has_no_quorum() -> None:
+    import socket
+
+    from clipsearch.processes import free_port
+    from indexer.settings import Settings
+    from indexer.store.connection import nodes_without_quorum
+
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(4)]
+    try:
+        up = [s.getsockname()[1] for s in listeners]  # two nodes' HTTP and gRPC ports
+        alive = [f"http://127.0.0.1:{up[0]}?grpc_port={up[1]}", f"http://127.0.0.1:{up[2]}?grpc_port={up[3]}"]
+        dead = f"http://127.0.0.1:{free_port()}?grpc_port={free_port()}"
+
+        def lost(*nodes: str) -> str | None:
+            return nodes_without_quorum(Settings(weaviate_url=",".join(nodes)))
+
+        assert lost(alive[0]) is None  # a single node: no quorum to lose
+        assert lost(*alive, dead) is None  # 2 of 3 answer
+        assert lost(alive[0], dead, dead) == "1 of 3 nodes answer"
+    finally:
+        for s in listeners:
+            s.close()
