@@ -42,12 +42,16 @@ def _no_quorum(exc: BaseException) -> QuorumUnavailable | None:
     of the cluster's nodes does not answer (a write to a node that just died fails with a reset stream or
     a deadline long before the survivors call their peers dead)."""
     down = dependency_failure(exc)
-    if isinstance(down, QuorumUnavailable) or down is None or down.dependency != "weaviate":
-        return down if isinstance(down, QuorumUnavailable) else None
+    if isinstance(down, QuorumUnavailable):
+        return down
+    # any outage but Redis's (a failed connect to the vector store is a plain ServiceUnavailable)
+    vector_store = down.dependency == "weaviate" if down is not None else isinstance(exc, ServiceUnavailable)
+    if not vector_store:
+        return None
     with contextlib.suppress(Exception):
         reason = CHUNKS.quorum_lost()
         if reason is not None:
-            return quorum_lost(f"{reason} ({exc.__class__.__name__})", down.retry_after_s)
+            return quorum_lost(f"{reason} ({exc.__class__.__name__})")
     return None
 
 
@@ -177,7 +181,8 @@ def ingest_chunk(self: IngestChunkTask, job_id: str, start: int, end: int) -> No
         # retries; the chunk comes back in JOB_PAUSE_RETRY_S as a new task (its own retries untouched).
         delay = RUNTIME.settings().job_pause_retry_s
         log.warning("chunk %s[%d:%d] paused: %s", job_id, start, end, lost.message)
-        CHUNKS.pause(job_id, lost.message, 3 * delay)
+        # the pause holds until the next try has had its time (a call to a dying cluster may hang a while)
+        CHUNKS.pause(job_id, lost.message, delay + RUNTIME.settings().task_outage_retry_s)
         queue.enqueue(TaskKind.INGEST_CHUNK, ChunkPayload(job_id=job_id, start=start, end=end), delay)
     finally:
         with contextlib.suppress(Exception):  # Redis away: a later delivery counts one crash too many
