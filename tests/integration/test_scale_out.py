@@ -130,20 +130,36 @@ def cluster_stack(
         local.stop()
 
 
-def _node_counts(settings: Settings, collection: str) -> dict[str, int]:
-    """Objects per node of the image collection, as each node reports its own shards."""
-    with connect(settings) as client:
-        nodes = client.cluster.nodes(collection=collection, output="verbose")
-        return {n.name: sum(s.object_count for s in n.shards) for n in nodes if n.status == "HEALTHY"}
+def _shas_at_one(node_url: str, settings: Settings, collection: str, name: str) -> list[str]:
+    """The sha256 of every image of user collection `name` that one node answers with at consistency ONE,
+    in one request (no paging, which replicas under repair can shift between pages)."""
+    from weaviate.classes.config import ConsistencyLevel
+    from weaviate.classes.query import Filter
+
+    with connect(settings.model_copy(update={"weaviate_url": node_url})) as client:
+        images = client.collections.use(collection).with_consistency_level(ConsistencyLevel.ONE)
+        found = images.query.fetch_objects(
+            filters=Filter.by_property("collection").equal(name),
+            limit=IMAGES + 10,
+            return_properties=["sha256"],
+        )
+        return [str(obj.properties["sha256"]) for obj in found.objects]
 
 
-def _all_images(api: Api, name: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    while True:
-        page = api.get(f"/collections/{name}/images", params={"limit": 100, "offset": len(found)}).json()
-        found.extend(page["images"])
-        if not page["images"] or len(found) >= page["total"]:
-            return found
+def _converged(cluster: WeaviateCluster, settings: Settings, collection: str, name: str) -> list[int]:
+    """Wait until every node answers with each image exactly once; returns the last counts per node
+    (total, distinct), flattened, for the assertion message."""
+    deadline = time.monotonic() + 180
+    counts: list[int] = []
+    while time.monotonic() < deadline:
+        counts = []
+        for node in cluster.nodes:
+            shas = _shas_at_one(node.grpc_url, settings, collection, name)
+            counts += [len(shas), len(set(shas))]
+        if counts == [IMAGES] * 2 * len(cluster.nodes):
+            break
+        time.sleep(2)
+    return counts
 
 
 def _search(api: Api, name: str) -> Any:
@@ -204,23 +220,15 @@ def test_cluster_survives_a_node_killed_mid_ingest(cluster_stack: LocalStack) ->
     assert all(r["state"] == "completed" for r in reports), reports
     errors = [e for r in reports for e in r["errors"]]
     assert sum(r["done"] for r in reports) == IMAGES and not errors, errors[:3]
-    stored = _all_images(api, name)
-    shas = [img["sha256"] for img in stored]
-    assert len(shas) == IMAGES and len(set(shas)) == IMAGES  # every image exactly once
+    listed = api.get(f"/collections/{name}").json()
 
     # the same ports and data directory: it rejoins and catches up (async replication)
     victim.launch(check_ports=False)
     victim.wait(120)
     settings = cluster_stack.service_settings()
-    collection = image_collection_name(api.get(f"/collections/{name}").json()["model_id"])
-    deadline = time.monotonic() + 180
-    counts: dict[str, int] = {}
-    while time.monotonic() < deadline:
-        counts = _node_counts(settings, collection)
-        if len(counts) == 3 and set(counts.values()) == {IMAGES}:
-            break
-        time.sleep(2)
-    assert len(counts) == 3 and set(counts.values()) == {IMAGES}, counts
+    collection = image_collection_name(listed["model_id"])
+    counts = _converged(cluster, settings, collection, name)
+    assert counts == [IMAGES] * 6, counts  # every node holds every image exactly once
     health = api.get("/health").json()["parts"]["weaviate"]["nodes"]
     assert [n["status"] for n in health] == ["HEALTHY"] * 3, health
 
@@ -238,15 +246,6 @@ def _wait_nodes_healthy(api: Api, timeout_s: float = 180) -> None:
             return
         assert time.monotonic() < deadline, f"the cluster is not whole again: {nodes}"
         time.sleep(0.5)
-
-
-def _count_at_one(node_url: str, settings: Settings, collection: str) -> int:
-    """The images that one node answers with at consistency ONE (its own replica)."""
-    from weaviate.classes.config import ConsistencyLevel
-
-    with connect(settings.model_copy(update={"weaviate_url": node_url})) as client:
-        images = client.collections.use(collection).with_consistency_level(ConsistencyLevel.ONE)
-        return len(images.query.fetch_objects(limit=IMAGES + 10, return_properties=["sha256"]).objects)
 
 
 def _search_until(api: Api, name: str, until: float, statuses: list[int]) -> None:
@@ -308,17 +307,9 @@ def test_a_lost_quorum_pauses_the_jobs_then_they_resume(cluster_stack: LocalStac
     assert all(r["state"] == "completed" and r["paused"] is None for r in final), final
     errors = [e for r in final for e in r["errors"]]
     assert sum(r["done"] for r in final) == IMAGES and not errors, errors[:3]
-    shas = [img["sha256"] for img in _all_images(api, name)]
-    assert len(shas) == IMAGES and len(set(shas)) == IMAGES  # every image exactly once
     _wait_search_answers(api, name)
 
     settings = cluster_stack.service_settings()
     collection = image_collection_name(api.get(f"/collections/{name}").json()["model_id"])
-    deadline = time.monotonic() + 180
-    counts: list[int] = []
-    while time.monotonic() < deadline:
-        counts = [_count_at_one(node.grpc_url, settings, collection) for node in cluster.nodes]
-        if counts == [IMAGES] * 3:
-            break
-        time.sleep(2)
-    assert counts == [IMAGES] * 3, counts  # every node converged on the same count
+    counts = _converged(cluster, settings, collection, name)
+    assert counts == [IMAGES] * 6, counts  # every node converged: every image exactly once on each
