@@ -76,9 +76,12 @@ class SearchService:
 
     def _image_store(self) -> ImageStore:
         """The store of this service's model (every collection it searches is bound to it), built once:
-        building one costs two client objects, about 0.5 ms of a search."""
-        if self._store is None:
-            self._store = ImageStore(self.backends.weaviate, self.model_id)
+        building one costs two client objects, about 0.5 ms of a search. Built again when the client
+        moved to another node (a cluster's failover closes the old one: its store would answer
+        WeaviateClosedClientError for good)."""
+        client = self.backends.weaviate
+        if self._store is None or self._store.client is not client:
+            self._store = ImageStore(client, self.model_id)
         return self._store
 
     @property
