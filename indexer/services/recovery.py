@@ -40,6 +40,7 @@ from indexer.jobs.sweep import (
 from indexer.pipeline.labelling import JOB_KIND as LABEL_KIND
 from indexer.services.queue import ChunkPayload, JobQueue, TaskKind
 from indexer.settings import Settings
+from indexer.store.connection import nodes_without_quorum
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +147,21 @@ def lead_sweeps(sweeper: Sweeper, owner: str, stop: threading.Event) -> None:
         release_lock(sweeper.jobs, owner)
     except Exception as exc:  # the lock expires by itself
         log.warning("sweeper: could not release the lock: %s", exc)
+
+
+class QuorumProbe:
+    """`nodes_without_quorum` for the reports of a process, probed at most every `every_s` seconds."""
+
+    def __init__(self, settings: Settings, every_s: float = 2.0) -> None:
+        self.settings = settings
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._at = float("-inf")
+        self._reason: str | None = None
+
+    def __call__(self) -> str | None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._at >= self.every_s:
+                self._reason, self._at = nodes_without_quorum(self.settings), now
+            return self._reason

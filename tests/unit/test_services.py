@@ -146,3 +146,33 @@ def test_reports_past_the_waiter_limit_answer_at_once() -> None:
     t0 = time.monotonic()
     service.report("j", wait_s=0.3)  # the places are free again
     assert time.monotonic() - t0 >= 0.3
+
+
+def test_a_running_job_reports_a_lost_quorum_at_once() -> None:
+    from indexer.jobs.store import JobReport
+
+    report = JobReport(
+        id="j",
+        kind="upload",
+        collection="c",
+        state=JobState.RUNNING,
+        total=2,
+        done=0,
+        failed=0,
+        duplicates=0,
+        processed=0,
+        created_at=0.0,
+    )
+
+    class _Store:
+        def get(self, job_id: str) -> JobReport:
+            return report
+
+    reason: list[str | None] = ["1 of 3 nodes answer"]
+    service = JobsService(_Store(), InMemoryJobQueue(), quorum=lambda: reason[0])  # type: ignore[arg-type]
+    assert service.report("j").paused == "vector store has no quorum: 1 of 3 nodes answer"
+    reason[0] = None
+    assert service.report("j").paused is None
+    report = report.model_copy(update={"state": JobState.COMPLETED})
+    reason[0] = "1 of 3 nodes answer"
+    assert service.report("j").paused is None  # an ended job waits on nothing
