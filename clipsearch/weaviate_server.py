@@ -227,11 +227,22 @@ class WeaviateCluster:
     def process(self) -> ManagedProcess:
         return self.nodes[0].process
 
-    def start(self, timeout_s: float = 120.0) -> None:
-        for node in self.nodes:
-            node.launch()
-        for node in self.nodes:
-            node.wait(timeout_s)
+    def start(self, timeout_s: float = 120.0, attempts: int = 3) -> None:
+        """Launch every node and wait for all. A cluster whose Raft bootstrap did not happen (the nodes
+        found each other too late and each gave up the election: "no known peers", seen on a loaded
+        2-core machine) never becomes ready, so past half the timeout the whole cluster is stopped and
+        launched again on the same ports and data (nothing is written before it first forms)."""
+        for attempt in range(1, attempts + 1):
+            for node in self.nodes:
+                node.launch(check_ports=attempt == 1)
+            try:
+                for node in self.nodes:
+                    node.wait(timeout_s / 2 if attempt < attempts else timeout_s)
+                return
+            except StartupError:
+                if attempt == attempts:
+                    raise
+                self.stop()
 
     def stop(self) -> None:
         for node in reversed(self.nodes):

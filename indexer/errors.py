@@ -143,6 +143,35 @@ class DependencyUnavailable(ServiceUnavailable):
         self.retry_after_s = retry_after_s
 
 
+class QuorumUnavailable(DependencyUnavailable):
+    """The vector store's cluster cannot reach enough replicas for the consistency level (a QUORUM write
+    with 2 of 3 nodes down): nothing is wrong with the request, it works once the nodes are back. Jobs
+    pause on it (their items are neither failed nor retried against a budget); requests get 503."""
+
+    code = "no_quorum"
+
+
+# What Weaviate says when a read or write cannot reach enough replicas, or the schema has no Raft leader.
+_QUORUM_MARKS = (
+    "cannot achieve consistency level",
+    "cannot reach enough replicas",
+    "not enough replicas",
+    "leader not found",
+)
+
+
+def is_quorum_message(message: str) -> bool:
+    """Whether a vector store's error message (a query's, a batch object's) means a lost quorum."""
+    text = message.lower()
+    return any(mark in text for mark in _QUORUM_MARKS)
+
+
+def quorum_lost(detail: str, retry_after_s: int = 5) -> QuorumUnavailable:
+    return QuorumUnavailable(
+        f"vector store has no quorum: {detail[:300]}", dependency="weaviate", retry_after_s=retry_after_s
+    )
+
+
 _WEAVIATE_TRANSIENT_STATUS = {502, 503, 504}
 # gRPC failures that mean the node or the connection went away, not a bad request: RST_STREAM is the
 # HTTP/2 stream reset a node sends (or leaves) as it dies, seen in the cluster test when a node is killed.
@@ -153,6 +182,8 @@ _GRPC_TRANSIENT = (
     "failed to connect",
     "RST_STREAM",
     "Socket closed",
+    # a node that just restarted has its schema but not yet the class's index (shards load after ready)
+    "tried to browse non-existing index",
 )
 
 
@@ -185,6 +216,8 @@ def dependency_failure(exc: BaseException, retry_after_s: int = 5) -> Dependency
         return exc
     if _object_store_unreachable(exc):
         return down("object store")
+    if isinstance(exc, wvx.WeaviateBaseError) and is_quorum_message(str(exc)):
+        return quorum_lost(str(exc), retry_after_s)
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):  # BusyLoadingError included
         return down("redis")
     if isinstance(exc, kombu.exceptions.OperationalError):

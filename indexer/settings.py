@@ -205,6 +205,17 @@ class Settings(BaseSettings):
     task_outage_retry_s: float = Field(default=60.0, ge=0)
     # A finished job's Redis records (report, items, outcomes, errors) expire this long after it ends.
     job_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    # No job hangs (indexer/services/recovery.py): every JOB_SWEEP_INTERVAL_S one worker (elected by a
+    # Redis lock) looks for queued or running jobs without progress for JOB_STALL_S while the queue is
+    # empty, and enqueues their items without an outcome again; after JOB_MAX_SWEEPS such re-runs in a
+    # row without progress the job ends `failed` with the reason. So a lost chunk runs again at most
+    # JOB_STALL_S + JOB_SWEEP_INTERVAL_S after the job's last progress, once the queue has drained.
+    job_sweep_interval_s: float = Field(default=15.0, gt=0)
+    job_stall_s: float = Field(default=120.0, gt=0)
+    job_max_sweeps: int = Field(default=3, ge=1)
+    # A chunk that meets a vector store without quorum pauses its job (the reason shows in GET /jobs/<id>)
+    # and is enqueued again this many seconds later, without counting against its retries.
+    job_pause_retry_s: float = Field(default=5.0, gt=0)
     # Each worker writes a heartbeat to Redis this often; /health counts the workers whose heartbeat is
     # younger than 3 intervals (a SIGKILLed worker drops out within that).
     worker_heartbeat_s: float = Field(default=2.0, gt=0)

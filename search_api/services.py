@@ -21,6 +21,7 @@ from indexer.services.images import ImagesService
 from indexer.services.ingest import IngestService
 from indexer.services.jobs import JobsService
 from indexer.services.queue import JobQueue
+from indexer.services.recovery import QuorumProbe
 from indexer.services.reembed import ReembedService
 from indexer.services.search import SearchService
 from indexer.services.similarity import SimilarityService
@@ -41,7 +42,7 @@ class Services(Backends):
         self.celery = celery
         self.queue: JobQueue = queue or CeleryJobQueue(celery, settings)
         self.text_cache = TextEmbeddingCache()
-        self.job_service = JobsService(self.jobs, self.queue, settings)
+        self.job_service = JobsService(self.jobs, self.queue, settings, quorum=QuorumProbe(settings))
         self.ingest = IngestService(self, self.job_service)
         self.reembed = ReembedService(self, self.job_service)
         self.sync = SyncService(self, self.queue)

@@ -1,52 +1,68 @@
-"""The open-job sweep's thread (indexer.services.open_jobs): in each worker's main process, from
-`worker_ready` to `worker_shutdown`, a tick every OPEN_JOB_SWEEP_S; the worker that takes the tick's
-Redis lock expires the idle open upload jobs and removes their staged files."""
+"""The sweeper's loop (indexer.services.recovery.Sweeper): a thread in each worker's main process, of
+which the one that holds the Redis lock sweeps every JOB_SWEEP_INTERVAL_S. No Celery beat: whichever
+worker is alive sweeps, and a dead one's lock expires after two intervals."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
-import time
 from typing import Any
 
 import redis
 from celery import Celery, signals
 
-from indexer.services.open_jobs import sweep_if_leader
+from indexer.services.backends import DEFAULT_REDIS_URL
+from indexer.services.recovery import Sweeper, lead_sweeps
 from indexer.settings import Settings
-from workers.celery_factory import DEFAULT_REDIS_URL
+from workers.queue import CeleryJobQueue
 
 log = logging.getLogger(__name__)
 
-_stop = threading.Event()
-_threads: list[threading.Thread] = []
+
+class SweeperThread:
+    def __init__(self, app: Celery, settings: Settings, name: str) -> None:
+        client = redis.Redis.from_url(
+            settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=10, socket_connect_timeout=2
+        )
+        queue = CeleryJobQueue(app, settings)
+        self.sweeper = Sweeper.over(client, queue, queue.backlog, settings)
+        self.name = name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="clipsearch-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        lead_sweeps(self.sweeper, self.name, self._stop)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
-def _loop(settings: Settings, name: str) -> None:
-    client = redis.Redis.from_url(
-        settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=5, socket_connect_timeout=2
-    )
-    while not _stop.wait(settings.open_job_sweep_s):
-        try:
-            sweep_if_leader(client, settings, name, time.time())
-        except Exception:  # a sweep that failed (Redis down, the store unreachable) is retried next tick
-            log.exception("open-job sweep failed")
+_state: dict[str, Any] = {"thread": None, "app": None, "settings": None}
+
+
+def _on_ready(sender: Any = None, **_: Any) -> None:
+    if _state["thread"] is not None:
+        return
+    name = f"{getattr(sender, 'hostname', None) or 'worker'}:{os.getpid()}"
+    thread = SweeperThread(_state["app"], _state["settings"] or Settings(), name)
+    thread.start()
+    _state["thread"] = thread
+
+
+def _on_shutdown(**_: Any) -> None:
+    thread: SweeperThread | None = _state["thread"]
+    if thread is not None:
+        thread.stop()
+        _state["thread"] = None
 
 
 def install_sweeper(app: Celery, settings: Settings) -> None:
-    """Hooks for the worker process (workers/app.py)."""
-
-    def ready(sender: Any = None, **_: Any) -> None:
-        if _threads:
-            return
-        name = f"{getattr(sender, 'hostname', None) or 'worker'}:{os.getpid()}"
-        thread = threading.Thread(target=_loop, args=(settings, name), name="clipsearch-sweep", daemon=True)
-        thread.start()
-        _threads.append(thread)
-
-    def shutdown(**_: Any) -> None:
-        _stop.set()
-
-    signals.worker_ready.connect(ready, weak=False)
-    signals.worker_shutdown.connect(shutdown, weak=False)
+    """Hooks for the worker process (workers/app.py): sweep from `worker_ready` to `worker_shutdown`."""
+    _state["app"], _state["settings"] = app, settings
+    signals.worker_ready.connect(_on_ready, weak=False)
+    signals.worker_shutdown.connect(_on_shutdown, weak=False)

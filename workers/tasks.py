@@ -11,9 +11,9 @@ import redis
 import weaviate.exceptions as wvx
 from celery import Task, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from indexer.errors import ServiceUnavailable, dependency_failure
+from indexer.errors import QuorumUnavailable, ServiceUnavailable, dependency_failure, quorum_lost
 from indexer.services.chunks import ChunkService
 from indexer.services.queue import ChunkPayload, TaskKind
 from indexer.services.sync import SyncPlanService
@@ -35,21 +35,48 @@ TRANSIENT = (
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT) or dependency_failure(exc) is not None
+    """An outage worth re-running the chunk in place for; a lost quorum is not one (the job pauses)."""
+    return (isinstance(exc, TRANSIENT) or dependency_failure(exc) is not None) and _no_quorum(exc) is None
 
 
-def _through_outages(run: Callable[[], None]) -> None:
+def _no_quorum(exc: BaseException) -> QuorumUnavailable | None:
+    """The lost quorum that this error means: Weaviate said so, or the vector store is away and a majority
+    of the cluster's nodes does not answer (a write to a node that just died fails with a reset stream or
+    a deadline long before the survivors call their peers dead)."""
+    down = dependency_failure(exc)
+    if isinstance(down, QuorumUnavailable):
+        return down
+    # any outage but Redis's (a failed connect to the vector store is a plain ServiceUnavailable)
+    vector_store = down.dependency == "weaviate" if down is not None else isinstance(exc, ServiceUnavailable)
+    if not vector_store:
+        return None
+    with contextlib.suppress(Exception):
+        reason = CHUNKS.quorum_lost()
+        if reason is not None:
+            return quorum_lost(f"{reason} ({exc.__class__.__name__})")
+    return None
+
+
+def _through_outages(run: Callable[[], None], job_id: str | None = None) -> None:
     """Run a chunk, re-running it in this process (it is idempotent) while Redis or Weaviate is briefly
     away, for up to TASK_OUTAGE_RETRY_S. Celery's own retry must publish a message to Redis, so during a
-    Redis outage it cannot, and the chunk would be dropped; past this budget it is Celery's turn."""
+    Redis outage it cannot, and the chunk would be dropped; past this budget it is Celery's turn. While
+    it waits on the vector store, the job says so (`paused` in its report)."""
     budget = RUNTIME.settings().task_outage_retry_s
+
+    def waiting(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("dependency unavailable, re-running the chunk: %s", exc)
+        down = dependency_failure(exc) if exc is not None else None
+        if job_id is not None and down is not None and down.dependency == "weaviate":
+            with contextlib.suppress(Exception):  # the report is a courtesy: never a reason to fail
+                CHUNKS.pause(job_id, f"waiting for the vector store: {exc}"[:400], budget)
+
     for attempt in Retrying(
         retry=retry_if_exception(_is_transient),
         wait=wait_exponential(multiplier=0.5, max=5),
         stop=stop_after_delay(budget),
-        before_sleep=lambda state: log.warning(
-            "dependency unavailable, re-running the chunk: %s", state.outcome and state.outcome.exception()
-        ),
+        before_sleep=waiting,
         reraise=True,
     ):
         with attempt:
@@ -65,11 +92,11 @@ def _warm_up(**_: object) -> None:
         log.exception("could not prepare the worker runtime at start-up")
 
 
-def _run(chunk: Callable[[], None]) -> None:
+def _run(chunk: Callable[[], None], job_id: str | None = None) -> None:
     """Run a chunk through short outages (above); an outage that outlasts them is raised as transient,
     so that Celery's own retry (autoretry_for, with backoff) takes over."""
     try:
-        _through_outages(chunk)
+        _through_outages(chunk, job_id)
     except TRANSIENT:
         raise
     except Exception as exc:  # any client's error may mean an outage: dependency_failure decides; re-raised
@@ -141,8 +168,20 @@ def _run_chunk(task: ChunkTask, kind: TaskKind, job_id: str, start: int, end: in
                 end,
                 crashes,
                 lambda a, b: queue.enqueue(kind, ChunkPayload(job_id=job_id, start=a, end=b)),
-            )
+            ),
+            job_id,
         )
+    except Exception as exc:
+        lost = _no_quorum(exc)
+        if lost is None:
+            raise
+        # The vector store lost its quorum: the job waits (and says why) rather than fail items or spend
+        # retries; the chunk comes back in JOB_PAUSE_RETRY_S as a new task (its own retries untouched).
+        delay = RUNTIME.settings().job_pause_retry_s
+        log.warning("chunk %s[%d:%d] paused: %s", job_id, start, end, lost.message)
+        # the pause holds until the next try has had its time (a call to a dying cluster may hang a while)
+        CHUNKS.pause(job_id, lost.message, delay + RUNTIME.settings().task_outage_retry_s)
+        queue.enqueue(kind, ChunkPayload(job_id=job_id, start=start, end=end), delay)
     finally:
         with contextlib.suppress(Exception):  # Redis away: a later delivery counts one crash too many
             CHUNKS.end_delivery(job_id, start, end)

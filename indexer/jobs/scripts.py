@@ -4,6 +4,9 @@ Redis. KEYS and ARGV are documented above each script."""
 from __future__ import annotations
 
 PRUNE_BATCH = 100  # index entries of expired jobs dropped per finish
+# The hash keys of the jobs not yet in a final state (queued or running): what the sweeper walks
+# (indexer/jobs/sweep.py). A job joins it when created and leaves it in the script that ends it.
+UNFINISHED = "clipsearch:jobs:unfinished"
 
 # Shared Lua: move a job to a final state (ARGV: state, now, ttl) and give every key of the job a TTL.
 # KEYS[1..5] are the job's keys (PARTS: KEYS[1] the job hash), KEYS[6] the ACTIVE hash, KEYS[7] INDEX;
@@ -18,6 +21,7 @@ local function finish(keys, state, now, ttl, prefix, ended)
     redis.call('ZREM', ended .. old, keys[1])
   end
   redis.call('HSET', keys[1], 'state', state, 'finished_at', now)
+  redis.call('SREM', '{unfinished}', keys[1])
   local set = ended .. state
   redis.call('ZADD', set, now, keys[1])
   redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. (tonumber(now) - tonumber(ttl)))
@@ -29,7 +33,7 @@ local function finish(keys, state, now, ttl, prefix, ended)
     if redis.call('EXISTS', prefix .. id) == 0 then redis.call('ZREM', keys[7], id) end
   end
 end
-""".replace("{batch}", str(PRUNE_BATCH))
+""".replace("{batch}", str(PRUNE_BATCH)).replace("{unfinished}", UNFINISHED)
 
 # Lua: a job's hold (Hold): the `hold` field, or for a record written before it, the `open` flag that
 # meant the same ("1": an open upload, "step": held for its final step).
@@ -53,6 +57,9 @@ RECORD = (
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+-- progress: what the sweeper measures a stall by; a job that records outcomes is no longer paused
+redis.call('HSET', KEYS[1], 'progress_at', ARGV[4])
+redis.call('HDEL', KEYS[1], 'paused', 'paused_until')
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[3]) end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
 local seen = redis.call('HLEN', KEYS[3])

@@ -37,6 +37,7 @@ INDEX = "clipsearch:jobs"
 # time) whose entries older than the TTL are pruned as jobs finish.
 ACTIVE = "clipsearch:jobs:active"
 ENDED = "clipsearch:jobs:ended:"
+UNFINISHED = scripts.UNFINISHED  # the jobs not yet in a final state (the sweeper's walk)
 PARTS = ("", "items", "outcome", "errors", "sha")  # every Redis key of a job: PREFIX + id [+ ":" + part]
 DEFAULT_TTL_S = 7 * 24 * 3600  # Settings.job_ttl_s
 MAX_APPEND = 5000  # items in one append (Lua's unpack takes a few thousand arguments)
@@ -101,6 +102,11 @@ class JobReport(BaseModel):
     request_id: str | None = None
     failure: str | None = Field(
         default=None, description="why the job failed as a whole (state `failed`), e.g. a model mismatch"
+    )
+    paused: str | None = Field(
+        default=None,
+        description="why a running job is waiting and makes no progress now (e.g. `vector store has no "
+        "quorum: ...`); it resumes by itself once the cause is gone",
     )
     errors: list[FileError] = Field(
         default_factory=list,
@@ -206,6 +212,7 @@ class JobStore:
                 Outcome.FAILED.value: 0,
                 Outcome.DUPLICATE.value: 0,
                 "created_at": now,
+                "progress_at": now,
                 "request_id": request_id or "",
                 "options": json.dumps(options or {}),
                 "hold": hold.value,
@@ -215,6 +222,7 @@ class JobStore:
             pipe.rpush(self._key(job_id, "items"), *[json.dumps(item) for item in items])
         pipe.zadd(INDEX, {job_id: now})
         pipe.hincrby(ACTIVE, JobState.QUEUED.value, 1)
+        pipe.sadd(UNFINISHED, self._key(job_id))
         pipe.execute()
         if not items and not open_ended:
             self._end_job(job_id, JobState.COMPLETED)
@@ -402,6 +410,9 @@ class JobStore:
             elapsed = max((finished or time.time()) - started, 1e-6)
             rate = processed / elapsed
             eta = 0.0 if finished else (total - processed) / rate
+        state = JobState(fields["state"])
+        paused_until = float(fields.get("paused_until") or 0)
+        paused = fields.get("paused") if state not in FINAL_STATES and paused_until > time.time() else None
         errors: list[FileError] = []
         errors_total, errors_next = failed, None  # each failed outcome has a reason (record, fail_remaining)
         if with_errors:
@@ -414,7 +425,7 @@ class JobStore:
             id=job_id,
             kind=fields["kind"],
             collection=fields["collection"],
-            state=JobState(fields["state"]),
+            state=state,
             total=total,
             done=indexed,
             failed=failed,
@@ -427,6 +438,7 @@ class JobStore:
             eta_s=round(eta, 1) if eta is not None else None,
             request_id=fields.get("request_id") or None,
             failure=fields.get("failure") or None,
+            paused=paused or None,
             errors=errors,
             sync=sync,
             errors_total=errors_total,

@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from indexer.jobs.pause import pause
 from indexer.pipeline.chunk import IngestRuntime
 from indexer.pipeline.runner import fail_remaining, run_chunk
+from indexer.store.connection import nodes_without_quorum
 
 __all__ = ["ChunkService", "IngestRuntime"]
 
@@ -28,6 +30,15 @@ class ChunkService:
         """Items [start, end) of a job of any kind (ingest, re-embed, label), split into one task per item
         past the crash limit (`split(i, i + 1)`)."""
         run_chunk(self.runtime(), job_id, start, end, crashes, split)
+
+    def pause(self, job_id: str, reason: str, for_s: float) -> None:
+        """The job waits on something outside it (a vector store without quorum): `reason` shows in its
+        report for `for_s` seconds, or until its next outcome."""
+        pause(self.runtime().jobs, job_id, reason, for_s)
+
+    def quorum_lost(self) -> str | None:
+        """Why the vector store's cluster has no quorum now (a majority of its nodes does not answer)."""
+        return nodes_without_quorum(self.runtime().settings)
 
     def fail(self, job_id: str, start: int, end: int, reason: str) -> None:
         """Fail the chunk's items that have no outcome yet (its retries are spent), so the job still ends."""

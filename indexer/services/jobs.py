@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,9 @@ class JobsService:
     _waiters: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(MAX_WAITERS), repr=False
     )
+    # why the vector store cannot take writes now ("1 of 3 nodes answer"), or None: a running job then
+    # reports itself paused at once, before its worker's call to the cluster times out
+    quorum: Callable[[], str | None] | None = None
 
     def start(
         self,
@@ -81,7 +85,12 @@ class JobsService:
             finally:
                 self._waiters.release()
         limit = max(0, min(failures_limit, MAX_FAILURES_LIMIT))
-        return self.store.get(job_id, errors_offset=max(0, failures_offset), errors_limit=limit)
+        report = self.store.get(job_id, errors_offset=max(0, failures_offset), errors_limit=limit)
+        if self.quorum is not None and report.state not in FINAL_STATES and report.paused is None:
+            reason = self.quorum()
+            if reason is not None:
+                report = report.model_copy(update={"paused": f"vector store has no quorum: {reason}"})
+        return report
 
     def list(self, limit: int, offset: int) -> list[JobReport]:
         return self.store.list(limit, offset)

@@ -10,9 +10,9 @@ import weaviate
 from pydantic import BaseModel
 from weaviate.exceptions import WeaviateQueryError
 
-from indexer.errors import Conflict, InvalidInput, NotFound
+from indexer.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from indexer.storage.gc import BlobCollector, delete_images
-from indexer.store.images import ImageStore, fetch_or_none, in_collection, is_missing_class
+from indexer.store.images import ImageStore, in_collection, is_missing_class
 from indexer.store.schema import IMAGE_ID_NAMESPACE, REGISTRY, ensure_image_collection, ensure_registry
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -58,10 +58,25 @@ def create_collection(
     return info
 
 
+def registry_not_loaded(exc: BaseException) -> DependencyUnavailable:
+    return DependencyUnavailable(
+        f"the vector store has no collection registry ({REGISTRY}) yet: {str(exc)[:200]}",
+        dependency="weaviate",
+    )
+
+
 def get_collection(client: weaviate.WeaviateClient, name: str, *, with_count: bool = True) -> CollectionInfo:
     """One request (no schema check: the registry is created at start-up and by `create_collection`;
     where it is missing, no collection exists)."""
-    obj = fetch_or_none(client.collections.use(REGISTRY), _registry_uuid(name))
+    try:
+        obj = client.collections.use(REGISTRY).query.fetch_object_by_id(_registry_uuid(name))
+    except WeaviateQueryError as exc:
+        if not is_missing_class(exc):
+            raise
+        # The registry is created at start-up and never dropped: a server without it has not loaded its
+        # schema yet (a node just restarted) or lost its data. Either way not "no such collection",
+        # which would fail a running job's items for good: an outage, retried.
+        raise registry_not_loaded(exc) from exc
     if obj is None:
         raise NotFound(f"unknown collection {name!r}")
     info = _info(dict(obj.properties))

@@ -180,3 +180,15 @@ class FailoverClient:
             with contextlib.suppress(Exception):
                 self._client.close()
         self._client = self._node = None
+
+
+def nodes_without_quorum(settings: Settings) -> str | None:
+    """With a cluster in WEAVIATE_URL: why a majority of its nodes does not answer ("1 of 3 nodes
+    answer"), or None while it does (or with a single node). Connection probes only, so a lost quorum is
+    told at once, before the surviving node's own failure detection marks its peers dead."""
+    nodes = weaviate_nodes(settings)
+    if len(nodes) < 2:
+        return None
+    up = sum(node.reachable() for node in nodes)
+    return None if 2 * up > len(nodes) else f"{up} of {len(nodes)} nodes answer"
+

@@ -16,7 +16,7 @@ from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 from weaviate.exceptions import WeaviateQueryError
 
-from indexer.errors import InvalidInput, NotFound
+from indexer.errors import InvalidInput, NotFound, is_quorum_message, quorum_lost
 from indexer.store.options import options_of
 from indexer.store.schema import IMAGE_PROPERTIES, REGISTRY, ensure_image_collection, image_collection_name
 from indexer.store.types import WhereFilter
@@ -222,7 +222,12 @@ class ImageStore:
             for record, vector in zip(records, vectors, strict=True)
         ]
         result = self.collection.data.insert_many(objects)
-        return {records[index].id: error.message for index, error in result.errors.items()}
+        errors = {records[index].id: error.message for index, error in result.errors.items()}
+        # an object refused for want of replicas is not a bad object: the whole write waits for quorum
+        lost = next((message for message in errors.values() if is_quorum_message(message)), None)
+        if lost is not None:
+            raise quorum_lost(lost)
+        return errors
 
     def records(self, uuids: Sequence[str]) -> dict[str, ImageRecord]:
         """The stored records among `uuids`, by id."""

@@ -206,3 +206,33 @@ def test_reports_past_the_waiter_limit_answer_at_once() -> None:
     # The places are free again: the next waiting report reads the state.
     assert service.report("j", wait_s=10) == "report"
     assert store.entered == MAX_WAITERS + 1
+
+
+def test_a_running_job_reports_a_lost_quorum_at_once() -> None:
+    from indexer.jobs.store import JobReport
+
+    report = JobReport(
+        id="j",
+        kind="upload",
+        collection="c",
+        state=JobState.RUNNING,
+        total=2,
+        done=0,
+        failed=0,
+        duplicates=0,
+        processed=0,
+        created_at=0.0,
+    )
+
+    class _Store:
+        def get(self, job_id: str, **_: object) -> JobReport:
+            return report
+
+    reason: list[str | None] = ["1 of 3 nodes answer"]
+    service = JobsService(_Store(), InMemoryJobQueue(), quorum=lambda: reason[0])  # type: ignore[arg-type]
+    assert service.report("j").paused == "vector store has no quorum: 1 of 3 nodes answer"
+    reason[0] = None
+    assert service.report("j").paused is None
+    report = report.model_copy(update={"state": JobState.COMPLETED})
+    reason[0] = "1 of 3 nodes answer"
+    assert service.report("j").paused is None  # an ended job waits on nothing
