@@ -37,17 +37,18 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def ensure_model(settings: Settings, allow_download: bool) -> Settings:
     """The configured model if cached (or pulled now), else the bundled tiny test model, said plainly."""
-    from indexer.model.files import TINY_MODEL_ID, resolve_model
+    from indexer.services.models import TINY_MODEL_ID, ModelsService
 
+    models = ModelsService(settings)
     try:
-        resolve_model(settings, allow_download=False)
+        models.resolve(allow_download=False)
         return settings
     except ModelUnavailable:
         if not allow_download:
             raise
     print(f"model {settings.model_id} is not cached: downloading it from the hub ...", flush=True)
     try:
-        resolve_model(settings, allow_download=True)
+        models.resolve(allow_download=True)
         return settings
     except ModelUnavailable as exc:
         print(

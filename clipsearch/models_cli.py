@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
+from indexer.services.models import ModelsService
 from indexer.settings import Settings
 
 
@@ -48,9 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.model.files import list_models
-
-    rows = list_models(settings)
+    rows = ModelsService(settings).listing()
     if args.json:
         out: list[dict[str, Any]] = [
             {
@@ -86,38 +84,26 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.model.catalogue import get_spec, hub_repo_id
-    from indexer.model.files import pull_model
-
+    models = ModelsService(settings)
     model_id = args.model_id or settings.model_id
-    if get_spec(model_id) is None:
-        print(f"note: {model_id} is not in the catalogue; trying {hub_repo_id(model_id)}")
+    if not models.in_catalogue(model_id):
+        print(f"note: {model_id} is not in the catalogue; trying {models.hub_repo(model_id)}")
     started = time.monotonic()
-    path = pull_model(settings, model_id, endpoint=args.endpoint, force=args.force, progress=True)
+    path = models.pull(model_id, endpoint=args.endpoint, force=args.force)
     print(f"{model_id}: {path} ({time.monotonic() - started:.1f}s)")
     return 0
 
 
 def cmd_quantize(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.model.cpu import cpu_description
-    from indexer.model.files import model_id_for_dir, quantized_dir, resolve_model, validate_model_dir
-    from indexer.model.quantize import DEFAULT_SCHEMES, quantize_model_dir
-
-    target = args.model_id or settings.model_id
-    as_dir = Path(target).expanduser()
-    if as_dir.is_dir():
-        validate_model_dir(as_dir)
-        model_id, src = model_id_for_dir(as_dir, settings), as_dir
-    else:
-        resolved = resolve_model(settings, allow_download=args.pull, model_id=target)
-        model_id, src = resolved.model_id, resolved.path
-    dst = quantized_dir(settings, model_id)
-    schemes = (args.scheme,) if args.scheme else DEFAULT_SCHEMES
-    threshold = settings.int8_min_cosine if args.min_cosine is None else args.min_cosine
-    cpu, features = cpu_description()
+    models = ModelsService(settings)
+    plan = models.plan_quantize(
+        args.model_id or settings.model_id, pull=args.pull, scheme=args.scheme, min_cosine=args.min_cosine
+    )
+    model_id, src, dst, schemes, threshold = plan.model_id, plan.src, plan.dst, plan.schemes, plan.min_cosine
+    cpu, features = plan.cpu, plan.cpu_features
     started = time.monotonic()
     print(f"quantising {model_id} ({src}) -> {dst} ({' or '.join(schemes)}) ...", flush=True)
-    done = quantize_model_dir(src, dst, schemes=schemes, min_cosine=threshold, threads=settings.onnx_threads)
+    done = models.quantize(plan)
     fid = done.fidelity
     print(f"done in {time.monotonic() - started:.1f}s")
     print(f"image tower: {done.towers['visual']}; text tower: {done.towers['textual']}")
