@@ -245,7 +245,7 @@ class DecodePool:
         def start() -> None:
             try:
                 proc = self._start()
-            except Exception:
+            except Exception:  # whatever stopped the start, its slot must be given back or the pool shrinks
                 log.exception("a decode process could not start")
                 with self._cond:
                     self._live -= 1

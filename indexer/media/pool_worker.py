@@ -116,7 +116,7 @@ def serve(inp: IO[bytes], out: IO[bytes], cpu_s: float, memory_mb: int) -> None:
                 write_frame(out, error_header(exc))
                 continue
             reply = error_header(_memory_error(memory_mb))
-        except Exception as exc:
+        except Exception as exc:  # a decoder library's own error: answered as a crash, the process goes on
             if not _out_of_memory(exc):
                 reply = {"ok": False, "error": {"kind": "crash", "message": type(exc).__name__}}
                 write_frame(out, reply)

@@ -112,7 +112,7 @@ class BackupService:
             try:
                 self._fill(target, manifest)
                 manifest.state = BackupState.COMPLETED
-            except Exception as exc:
+            except Exception as exc:  # a background thread: whatever failed goes into the manifest, not lost
                 log.exception("backup %s failed", manifest.id)
                 manifest.state = BackupState.FAILED
                 manifest.error = f"{exc.__class__.__name__}: {exc}"
@@ -190,7 +190,7 @@ class BackupService:
             try:
                 self._put_back(target, manifest, status)
                 status.state = RestoreState.COMPLETED
-            except Exception as exc:
+            except Exception as exc:  # a background thread: whatever failed goes into the status, not lost
                 log.exception("restore of backup %s failed", manifest.id)
                 status.state = RestoreState.FAILED
                 status.error = f"{exc.__class__.__name__}: {exc}"
@@ -227,7 +227,7 @@ class BackupService:
         a restart."""
         try:
             self.backends.ensure_schema()
-        except Exception:
+        except Exception:  # best effort after the restore itself succeeded; each process ensures it at start
             log.exception("could not ensure the Weaviate schema after a restore")
 
     def _save(self, status: RestoreStatus) -> None:

@@ -37,6 +37,7 @@ from indexer.services.backup import BackupService
 from indexer.settings import Settings
 from indexer.storage.objectstore import LocalObjectStore
 from search_api.app import create_app
+from tests.preconditions import missing
 
 T0 = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
 
@@ -133,7 +134,7 @@ def test_copy_store_copies_every_finished_file(tmp_path: Path) -> None:
 @pytest.fixture()
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
-        pytest.skip("no redis-server on this machine")
+        missing("no redis-server on this machine (scripts/setup.sh installs it)")
     server = RedisServer(tmp_path / "redis", tmp_path / "logs")
     server.start()
     try:
