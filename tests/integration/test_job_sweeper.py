@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from clipsearch.redis_server import RedisServer
+from indexer.jobs.kinds import JobKind
 from indexer.jobs.pause import pause
 from indexer.jobs.store import JobState, JobStore, Outcome
 from indexer.services.queue import InMemoryJobQueue, TaskKind
@@ -36,7 +37,7 @@ def _sweeper(client: redis.Redis, backlog: int = 0) -> tuple[Sweeper, InMemoryJo
     return Sweeper.over(client, queue, lambda: backlog, settings), queue
 
 
-def _job(store: JobStore, total: int, kind: str = "ingest") -> tuple[str, float]:
+def _job(store: JobStore, total: int, kind: JobKind = JobKind.UPLOAD) -> tuple[str, float]:
     job_id = store.create(kind, "c", [{"kind": "upload", "name": f"{i}.jpg"} for i in range(total)])
     store.mark_running(job_id)
     return job_id, float(store.redis.hget(store.keys(job_id)[0], "progress_at") or 0)
@@ -103,7 +104,7 @@ def test_a_job_that_never_progresses_ends_failed_with_the_reason(client: redis.R
 
 def test_a_held_re_embed_gets_one_chunk_to_run_its_final_step(client: redis.Redis) -> None:
     sweeper, queue = _sweeper(client)
-    job_id, at = _job(sweeper.jobs, 2, kind="reembed")
+    job_id, at = _job(sweeper.jobs, 2, kind=JobKind.REEMBED)
     for index in (0, 1):
         sweeper.jobs.record(job_id, index, Outcome.INDEXED)
     assert sweeper.jobs.state(job_id) is JobState.RUNNING  # held for its step

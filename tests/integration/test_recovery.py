@@ -117,8 +117,8 @@ def _timeline(stack: LocalStack, t0: float) -> None:
     at(27)
     _kill(redis_server.process)
     at(30)
-    redis_server.process.start()
-    redis_server.process.wait_ready(redis_server._ready, 30)
+    redis_server.relaunch()  # the same port, data and password, as the supervisor restarts it
+    redis_server.process.wait_ready(redis_server.ready, 30)
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
