@@ -12,16 +12,20 @@ from typing import Any
 import redis
 from celery import Celery, signals
 
-from indexer.services.backends import DEFAULT_REDIS_URL
-from indexer.services.recovery import Sweeper, lead_sweeps
 from indexer.settings import Settings
-from workers.queue import CeleryJobQueue
 
 log = logging.getLogger(__name__)
 
 
 class SweeperThread:
     def __init__(self, app: Celery, settings: Settings, name: str) -> None:
+        # Imported here, at `worker_ready`: the recovery service's imports load prometheus_client, which
+        # must come after workers/observability.py pointed PROMETHEUS_MULTIPROC_DIR at this worker's
+        # directory (at `import_modules`), or the pool processes' counters are never summed.
+        from indexer.services.backends import DEFAULT_REDIS_URL
+        from indexer.services.recovery import Sweeper
+        from workers.queue import CeleryJobQueue
+
         client = redis.Redis.from_url(
             settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=10, socket_connect_timeout=2
         )
@@ -35,6 +39,8 @@ class SweeperThread:
         self._thread.start()
 
     def _run(self) -> None:
+        from indexer.services.recovery import lead_sweeps
+
         lead_sweeps(self.sweeper, self.name, self._stop)
 
     def stop(self) -> None:
