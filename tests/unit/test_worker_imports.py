@@ -10,5 +10,7 @@ import sys
 
 def test_importing_the_worker_app_does_not_load_prometheus_client() -> None:
     code = "import sys, workers.app; print('prometheus_client' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
