@@ -182,6 +182,8 @@ _GRPC_TRANSIENT = (
     "failed to connect",
     "RST_STREAM",
     "Socket closed",
+    # a call on the gRPC channel of a client that failover closed meanwhile (indexer.store.connection)
+    "Channel closed",
     # a node that just restarted has its schema but not yet the class's index (shards load after ready)
     "tried to browse non-existing index",
 )

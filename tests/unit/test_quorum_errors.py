@@ -79,3 +79,13 @@ def test_a_cluster_without_a_majority_of_answering_nodes_has_no_quorum() -> None
     finally:
         for s in listeners:
             s.close()
+
+
+def test_a_query_on_a_channel_that_failover_closed_is_an_outage() -> None:
+    # seen in CI: a search in flight while the API failed over to another node of a cluster (a 500 before)
+    down = dependency_failure(
+        wvx.WeaviateQueryError(
+            "Query call with protocol GRPC search failed with message Channel closed!.", "GRPC search"
+        )
+    )
+    assert down is not None and down.dependency == "weaviate"
