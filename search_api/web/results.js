@@ -83,6 +83,7 @@ export async function showNewest(offset = 0) {
 }
 
 export function clearResults() {
+  shownCards = "";
   $("#results").replaceChildren();
   gridThumbs.clear();
   $("#filters").replaceChildren();
@@ -140,7 +141,12 @@ function card(hit, withScore, slot) {
     fileName(hit.filename)), chips);
 }
 
+let shownCards = ""; // what the grid shows now: the same answer again (a refresh while a job runs) keeps its cards
+
 function renderCards(hits, withScore) {
+  const key = JSON.stringify([withScore, hits]);
+  if (key === shownCards && $("#results").childElementCount === hits.length) return;
+  shownCards = key;
   gridThumbs.swap(() => $("#results").replaceChildren(...hits.map((hit) => card(hit, withScore, gridThumbs))));
 }
 

@@ -682,10 +682,16 @@ def test_folder_upload_in_chunks_resumes_without_resending(
     assert "photos/day1/set1/img-0.jpg" in names and len(names) == 200
     # A card cuts the shared folder prefix, not the base name that tells the images apart.
     wait_for(lambda: len(cards(driver)) == 48, "a full page of newest images")
-    for card in cards(driver)[:6]:
-        tail = card.find_element(By.CSS_SELECTOR, ".filename .tail")
-        assert tail.text == card.get_attribute("data-filename").rsplit("/", 1)[-1]
-        assert driver.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth;", tail)
+    # Read in one script: the grid is the DOM of one moment, whatever the page does next.
+    tails = driver.execute_script(
+        """return [...document.querySelectorAll('#results .card')].slice(0, 6).map((card) => {
+             const tail = card.querySelector('.filename .tail');
+             return [card.dataset.filename, tail.textContent, tail.scrollWidth <= tail.clientWidth];
+           });"""
+    )
+    assert len(tails) == 6
+    for filename, tail, fits in tails:
+        assert tail == filename.rsplit("/", 1)[-1] and fits, (filename, tail, fits)
     shot(driver, "21-folder-uploaded")
 
     # The grid pages through the newest images: 48 a page, a second page with others. The first page's
