@@ -81,9 +81,15 @@ class DecodeLimitExceeded(ClipsearchError):
 
 class TooManyRequests(ClipsearchError):
     """A bound on what one deployment holds at once is reached (MAX_OPEN_JOBS open upload jobs): 429,
-    ``details["reason"]`` says which."""
+    ``details["reason"]`` says which, and ``retry_after_s`` when a slot can free at the earliest."""
 
     code = "too_many_requests"
+
+    def __init__(
+        self, message: str, details: dict[str, Any] | None = None, *, retry_after_s: int = 1
+    ) -> None:
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
 
 
 class Unauthorized(ClipsearchError):

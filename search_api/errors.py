@@ -61,6 +61,8 @@ def register_error_handlers(app: Flask) -> None:
             else:
                 seconds = _retry_after(app)
             response.headers["Retry-After"] = str(seconds)
+        elif isinstance(exc, errors.TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
         return response, status
 
     @app.errorhandler(ValidationError)

@@ -77,6 +77,11 @@ class OpenIndex:
     def forget(self, job_id: str) -> None:
         self.redis.zrem(OPEN_INDEX, job_id)
 
+    def oldest_activity(self) -> float | None:
+        """The time of the least recent activity among the open jobs (None: none open)."""
+        first = self.redis.zrange(OPEN_INDEX, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
     def count(self) -> int:
         return int(self.redis.zcard(OPEN_INDEX))
 

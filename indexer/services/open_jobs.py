@@ -13,6 +13,8 @@ sweeper that overlapped would find nothing more to do.
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 import redis
 
@@ -29,13 +31,24 @@ LOCK_SHARE = 0.9  # of the interval: the leader's lock ends before its next tick
 
 
 def reserve_open_job(store: JobStore, settings: Settings, job_id: str) -> None:
-    """Count a new open job against MAX_OPEN_JOBS, or refuse it (429) with the reason."""
-    if not OpenIndex(store).reserve(job_id, settings.max_open_jobs):
-        raise TooManyRequests(
-            f"{settings.max_open_jobs} upload jobs are open already (MAX_OPEN_JOBS): close or cancel one, "
-            f"or wait for an idle one to expire (OPEN_JOB_IDLE_S = {settings.open_job_idle_s:g} s)",
-            {"reason": "too_many_open_jobs", "limit": settings.max_open_jobs},
-        )
+    """Count a new open job against MAX_OPEN_JOBS, or refuse it (429) with the reason and, as Retry-After,
+    when the least recently active open job expires at the earliest."""
+    index = OpenIndex(store)
+    if index.reserve(job_id, settings.max_open_jobs):
+        return
+    oldest = index.oldest_activity()
+    wait_s = settings.open_job_idle_s if oldest is None else oldest + settings.open_job_idle_s - time.time()
+    raise TooManyRequests(
+        f"{settings.max_open_jobs} upload jobs are open already (MAX_OPEN_JOBS): close or cancel one, "
+        f"or wait for an idle one to expire (OPEN_JOB_IDLE_S = {settings.open_job_idle_s:g} s)",
+        {"reason": "too_many_open_jobs", "limit": settings.max_open_jobs},
+        retry_after_s=retry_after(wait_s, settings.open_job_sweep_s),
+    )
+
+
+def retry_after(wait_s: float, sweep_s: float) -> int:
+    """Whole seconds until an idle job can have been swept: its idle time left plus one sweep interval."""
+    return max(1, math.ceil(max(0.0, wait_s) + sweep_s))
 
 
 def touch_open_job(store: JobStore, job_id: str) -> None:

@@ -137,6 +137,8 @@ def test_open_jobs_are_capped(api: Api) -> None:
     assert response is not None and len(opened) <= cap
     error = _refused(response, 429, "too_many_open_jobs")
     assert "MAX_OPEN_JOBS" in error["message"]
+    # when the least recently active of them can have expired: OPEN_JOB_IDLE_S (8 s here) and one sweep
+    assert 1 <= int(response.headers["Retry-After"]) <= 9, response.headers.get("Retry-After")
     for job_id in opened:  # a cancel frees its slot at once
         assert api.delete(f"/jobs/{job_id}").status_code == 200
     again = api.post(f"/collections/{collection}/uploads", json={})

@@ -3,6 +3,7 @@ redis-server: the cap, idle expiry (not while items wait, not once closed), and 
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from indexer.services.open_jobs import (
     LOCK_SHARE,
     SWEEP_LOCK,
     reserve_open_job,
+    retry_after,
     sweep_if_leader,
     sweep_open_jobs,
 )
@@ -42,6 +44,10 @@ def test_the_cap_refuses_a_job_past_max_open_jobs_until_one_is_forgotten(
     with pytest.raises(TooManyRequests) as caught:
         _open(store, settings)
     assert caught.value.details["reason"] == "too_many_open_jobs"
+    # Retry-After: when the least recently active job can have expired (its idle time, one sweep later)
+    expected = settings.open_job_idle_s + settings.open_job_sweep_s
+    assert 1 <= caught.value.retry_after_s <= math.ceil(expected)
+    assert caught.value.retry_after_s >= expected - 5
     OpenIndex(store).forget(jobs[0])
     assert _open(store, settings)
     assert OpenIndex(store).count() == 3
@@ -109,3 +115,9 @@ def test_one_sweeper_per_tick_takes_the_lock(redis_client: redis.Redis, tmp_path
     assert 0 < redis_client.pttl(SWEEP_LOCK) <= 30_000 * LOCK_SHARE
     redis_client.delete(SWEEP_LOCK)  # the tick is over
     assert sweep_if_leader(redis_client, settings, "worker-b", now) == []
+
+
+def test_retry_after_counts_the_idle_time_left_and_one_sweep() -> None:
+    assert retry_after(10.2, 0.5) == 11
+    assert retry_after(-3, 0.5) == 1  # overdue: the next sweep takes it
+    assert retry_after(0, 0) == 1
