@@ -1,6 +1,6 @@
 """The folder-upload use case (issue 16): one open job that many upload requests append to, a lookup of
 the content hashes a collection already holds (so that a re-drop sends only what is missing), a close
-that lets the job complete, and the newest images of a collection (the page's first view).
+that lets the job complete (the newest images, the page's first view, are indexer/services/browse.py).
 
 The page: opens a job, hashes a batch of files, asks which hashes are known, uploads the missing files
 in requests of at most `upload_max_files_per_request` files and `max_upload_bytes`, then closes.
@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass
 
 from pydantic import BaseModel
-from weaviate.classes.query import Sort
 
 from indexer.errors import Conflict, InvalidInput
 from indexer.jobs.kinds import JobKind
@@ -24,7 +23,6 @@ from indexer.services.open_jobs import forget_open_job, reserve_open_job, touch_
 from indexer.services.queue import ChunkPayload, TaskKind
 from indexer.sources.items import JobItem, RejectedItem
 from indexer.storage.staging import Upload, remove_staging, stage_uploads
-from indexer.store.images import HIT_PROPERTIES, ImageRecord, in_collection
 from indexer.store.schema import image_uuid
 
 UPLOAD_KIND = JobKind.UPLOAD
@@ -114,18 +112,3 @@ class UploadSessions:
         ids = {image_uuid(info.name, sha): sha for sha in sha256}
         found = self.backends.image_store(info).existing(list(ids))
         return [sha for uid, sha in ids.items() if uid in found]
-
-    def newest(self, name: str, limit: int, offset: int) -> tuple[list[ImageRecord], int]:
-        """A page of the collection's images, newest first, and how many it has."""
-        info = self.backends.collection(name)
-        store = self.backends.image_store(info)
-        where = in_collection(info.name)
-        found = store.collection.query.fetch_objects(
-            filters=where,
-            limit=limit,
-            offset=offset or None,
-            sort=Sort.by_property("ingested_at", ascending=False),
-            return_properties=HIT_PROPERTIES,
-        )
-        images = [ImageRecord.from_object(obj.uuid, dict(obj.properties)) for obj in found.objects]
-        return images, store.count(info.name)

@@ -191,4 +191,3 @@ def nodes_without_quorum(settings: Settings) -> str | None:
         return None
     up = sum(node.reachable() for node in nodes)
     return None if 2 * up > len(nodes) else f"{up} of {len(nodes)} nodes answer"
-

@@ -10,7 +10,9 @@ from flask import Blueprint, Response, request, url_for
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from indexer.errors import InvalidInput
+from indexer.services.browse import BrowseOrder, ImagePages
 from indexer.services.jobs import JobReport
+from indexer.services.search import SearchFilters
 from indexer.services.upload_sessions import Appended, UploadSessions
 from search_api.logs import current_request_id
 from search_api.routes.images import ImageView
@@ -62,6 +64,19 @@ class ImagePageQuery(BaseModel):
 
     limit: int = Field(default=48, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=9000)
+
+
+class ImageFilterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    sort_by: BrowseOrder = Field(
+        default="-taken_at",
+        description="a field, '-' first for descending; images without it come last when descending, first "
+        "when ascending",
+    )
+    limit: int = Field(default=48, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=9999)
 
 
 class ImagePage(BaseModel):
@@ -163,9 +178,25 @@ def known(name: str) -> tuple[Response, int]:
 )
 def newest(name: str) -> tuple[Response, int]:
     query = parse_query(ImagePageQuery)
-    images, total = sessions(services()).newest(name, query.limit, query.offset)
+    images, total = ImagePages(services()).newest(name, query.limit, query.offset)
     return respond(
         ImagePage(
             images=[ImageView.of(i) for i in images], total=total, limit=query.limit, offset=query.offset
         )
+    )
+
+
+@bp.post("/collections/<name>/images/filter")
+@endpoint(
+    "A page of a collection's images that match filters (no query: a date range, a place, a camera), "
+    "in a field's order, with how many match",
+    body=ImageFilterRequest,
+    response=ImagePage,
+    tags=["images"],
+)
+def filtered(name: str) -> tuple[Response, int]:
+    req = parse(ImageFilterRequest, json_body())
+    images, total = ImagePages(services()).filtered(name, req.filters, req.sort_by, req.limit, req.offset)
+    return respond(
+        ImagePage(images=[ImageView.of(i) for i in images], total=total, limit=req.limit, offset=req.offset)
     )

@@ -64,18 +64,24 @@ export async function runSearch(search, offset = 0) {
   }
 }
 
-/** The collection's newest images: what the page shows before any search. */
+/** What the page shows before any search: the collection's newest images, or, with photo pickers set,
+ * the images that match them, latest taken first. */
 export async function showNewest(offset = 0) {
   const collection = currentCollection();
   if (!collection) return;
+  const filters = pickedFilters();
+  const picked = Object.keys(filters).length > 0;
+  const path = `/collections/${encodeURIComponent(collection)}/images`;
   try {
-    const data = await api(`/collections/${encodeURIComponent(collection)}/images?limit=${PAGE}&offset=${offset}`);
+    const data = picked
+      ? await api(`${path}/filter`, { method: "POST", json: { filters, sort_by: "-taken_at", limit: PAGE, offset } })
+      : await api(`${path}?limit=${PAGE}&offset=${offset}`);
     state.last = null;
     state.view = { kind: "newest", offset, more: offset + data.images.length < data.total };
     renderCards(data.images, false);
     $("#filters").replaceChildren();
-    const shown = data.images.length ? `${offset + 1}–${offset + data.images.length} of ${data.total}` : "none yet";
-    setStatus(`Newest images in ${collection}: ${shown}`);
+    const shown = data.images.length ? `${offset + 1}–${offset + data.images.length} of ${data.total}` : "none";
+    setStatus(picked ? `Images in ${collection} · ${pickedText()}: ${shown}` : `Newest images in ${collection}: ${shown === "none" ? "none yet" : shown}`);
     renderPager();
   } catch (err) {
     setStatus("images: " + err.message, true);
@@ -95,10 +101,11 @@ export function clearResults() {
 }
 
 /** Run the shown search again with the picked photo filters; before any search, one for the query box's
- * text, or for "a photo" when it is empty (the pickers then browse the collection). */
+ * text, or, when it is empty, the images that the pickers match (no query: latest taken first). */
 export function refilter() {
   if (state.last) return runSearch(state.last);
-  return runSearch({ kind: "text", query: $("#query").value.trim() || "a photo" });
+  const query = $("#query").value.trim();
+  return query ? runSearch({ kind: "text", query }) : showNewest();
 }
 
 function describe(search) {

@@ -178,6 +178,37 @@ def test_sort_by_taken_at(api: Api, photos: dict[str, Any]) -> None:
     assert descending[:5] == dated[::-1] and set(descending[5:]) == {"undated.jpg", "plain.jpg"}
 
 
+def _browse(api: Api, name: str, filters: dict[str, Any], **options: Any) -> tuple[list[str], int]:
+    response = api.post(f"/collections/{name}/images/filter", json={"filters": filters, **options})
+    assert response.status_code == 200, response.text
+    page = response.json()
+    return [_base(i) for i in page["images"]], int(page["total"])
+
+
+def test_browse_by_filters_without_a_query(api: Api, photos: dict[str, Any]) -> None:
+    """The page's pickers with an empty search box: every image that matches, latest taken first (no
+    vector query), with how many match, paged."""
+    name = photos["name"]
+    dated = ["scan.jpg", "paris.jpg", "versailles.jpg", "sydney.tiff", "tokyo.heic"]
+    names, total = _browse(api, name, {})
+    assert total == len(FILES) + 1 and names[:5] == dated[::-1], names
+    assert set(names[5:]) == {"undated.jpg", "plain.jpg"}
+    assert _browse(api, name, {}, sort_by="taken_at")[0][-5:] == dated
+    assert _browse(api, name, {"country": "France"}) == (["versailles.jpg", "paris.jpg"], 2)
+    assert _browse(api, name, {"camera": "Canon EOS R5"}, limit=1, offset=1) == (["paris.jpg"], 3)
+    period = {"taken_after": "2019-01-01T00:00:00Z", "taken_before": "2021-01-01T00:00:00Z"}
+    assert _browse(api, name, period) == (["sydney.tiff", "versailles.jpg", "paris.jpg"], 3)
+    assert _browse(api, name, {"city": "Atlantis"}) == ([], 0)
+    for body, field in (
+        ({"sort_by": "vector"}, "sort_by"),
+        ({"limit": 1000, "offset": 9500}, "offset"),
+        ({"filters": {"near": {"lat": 95, "lon": 0, "km": 1}}}, "near"),
+    ):
+        bad = api.post(f"/collections/{name}/images/filter", json=body)
+        assert bad.status_code == 400 and field in bad.text, (body, bad.text)
+    assert api.post("/collections/no-such-collection/images/filter", json={}).status_code == 404
+
+
 def test_facets(api: Api, photos: dict[str, Any]) -> None:
     name = photos["name"]
     response = api.get(f"/collections/{name}/facets")

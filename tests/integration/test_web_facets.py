@@ -68,6 +68,14 @@ def test_a_date_range_and_a_place_filter_the_search(browser: WebDriver, api: Api
     assert places["country:Japan"] == "Japan · 1"
     assert _options(driver, "#facet-camera")["Canon EOS R5"] == "Canon EOS R5 · 3"
 
+    # With an empty search box the pickers browse: every photo that matches, latest taken first, counted.
+    _pick(driver, "#facet-place", "country:France")
+    wait_for(lambda: _shown(driver) == {"paris.jpg", "versailles.jpg"}, "the two photos of France")
+    assert [c.get_attribute("data-filename") for c in cards(driver)] == ["versailles.jpg", "paris.jpg"]
+    assert "France: 1–2 of 2" in status_text(driver) and "result(s)" not in status_text(driver)
+    driver.find_element(By.ID, "facet-clear").click()
+    wait_for(lambda: len(_shown(driver)) == 5 and "Newest images" in status_text(driver), "the newest again")
+
     query = "a photo of a city"
     driver.find_element(By.ID, "query").send_keys(query)
     driver.find_element(By.ID, "search-button").click()
