@@ -1,6 +1,7 @@
 """Untrusted files (issue 23): items 1, 2, 3 and 5 (the pixel budget from what the decoder will produce),
 9 (server folders), 10 (zip64 offsets), 14 (staged zips read by ranged reads) and 15 (bytes in flight),
-each over HTTP against the session stack (item 14 against the rclone S3 server), with its crafted file
+each over HTTP against the session stack (item 14 against the rclone S3 server with the worker's reader;
+over HTTP against a whole stack staging in S3: test_staged_zip_transfer.py), with its crafted file
 made here. Each refusal is a 4xx with the reason, or a per-item failure with the reason, within
 BOUND_S a request: never a 5xx, never a 200 past the cap.
 """
