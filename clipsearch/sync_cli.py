@@ -56,6 +56,8 @@ def run_sync(api: ApiClient, collection: str, directory: str, dry_run: bool) -> 
 def summary(report: dict[str, Any]) -> str:
     counts = report.get("sync") or {}
     parts = [f"{key} {counts.get(key, 0)}" for key in ("added", "replaced", "moved", "removed", "failed")]
+    if counts.get("adopted"):
+        parts.insert(3, f"adopted {counts['adopted']}")
     line = ", ".join(parts) + f" (unchanged {counts.get('unchanged', 0)})"
     if counts.get("dry_run"):
         line = "dry run, nothing changed: would have " + line

@@ -24,6 +24,7 @@ class SyncPlanned(BaseModel):
     added: int
     replaced: int
     moved: int
+    adopted: int = 0  # (a plan saved before adoption existed has none)
     removed: int
     unchanged: int
     skipped: int
@@ -38,6 +39,11 @@ class SyncCounts(BaseModel):
     added: int = Field(description="new files indexed (less those that failed)")
     replaced: int = Field(description="changed files whose image was replaced (less those that failed)")
     moved: int = Field(description="moved or renamed files: the image took the new path, not re-embedded")
+    adopted: int = Field(
+        default=0,
+        description="files uploaded earlier from this folder (`clipsearch index`, the page): the image took "
+        "the file's path, not re-embedded, and is kept in step from now on",
+    )
     removed: int = Field(description="deleted files whose image (and unshared blobs) went")
     failed: int = Field(description="files that could not be read or indexed (see `errors`)")
     unchanged: int
@@ -54,6 +60,7 @@ def sync_counts(raw: str | bytes, failed_at: Iterable[int], failed: int) -> Sync
         added=planned.added - failed_add,
         replaced=planned.replaced - failed_replace,
         moved=planned.moved,
+        adopted=planned.adopted,
         removed=planned.removed,
         failed=failed,
         unchanged=planned.unchanged,

@@ -40,7 +40,7 @@ def stored_by_sha(store: ImageStore, collection: str, shas: Sequence[str]) -> di
     batch = list(ids)
     for start in range(0, len(batch), 1000):
         for uuid, record in store.records(batch[start : start + 1000]).items():
-            found[ids[uuid]] = Indexed(uuid, record.source, record.sha256)
+            found[ids[uuid]] = Indexed(uuid, record.source, record.sha256, record.filename)
     return found
 
 

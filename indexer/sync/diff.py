@@ -10,6 +10,10 @@ An image object's id is its content (uuid5 of collection + sha256, indexer/store
 - an image from the folder whose bytes no file holds any more is *removed*, unless a file with other
   bytes now sits at its path and those bytes are already indexed: then it counts as *replaced* at once.
 
+An image uploaded from the folder (its source is "upload" and its file name, which holds the path relative
+to the folder the client walked, ends the file's path) is *adopted*: it takes the file's path like a move,
+so that later syncs track it (a deleted file then removes it). Other uploads are left alone.
+
 Several files with the same bytes are one image (under the first of their paths).
 """
 
@@ -19,6 +23,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+UPLOAD_SOURCE = "upload"  # an uploaded image's source (indexer/sources/items.py)
+
 
 @dataclass(frozen=True)
 class Indexed:
@@ -27,6 +33,12 @@ class Indexed:
     uuid: str
     path: str
     sha256: str
+    filename: str = ""
+
+    def uploaded_as(self, path: str) -> bool:
+        """Whether this is an upload of the file at ``path``: its name is the path's tail, whole parts."""
+        name = self.filename.lstrip("/")
+        return self.path == UPLOAD_SOURCE and bool(name) and path.endswith("/" + name)
 
 
 @dataclass
@@ -34,6 +46,7 @@ class SyncDiff:
     add: list[str] = field(default_factory=list)  # paths to embed as new images
     replace: list[str] = field(default_factory=list)  # paths to embed; the old image there goes after
     moves: list[tuple[Indexed, str]] = field(default_factory=list)  # image -> its new path
+    adopt: list[tuple[Indexed, str]] = field(default_factory=list)  # an upload of a file -> the file's path
     remove: list[Indexed] = field(default_factory=list)  # images to delete now
     replaced_at_once: int = 0  # of `remove`: a changed file whose new bytes were already indexed
     unchanged: int = 0
@@ -70,8 +83,11 @@ def diff(files: Mapping[str, str], from_folder: Sequence[Indexed], stored: Mappi
                 embedded.add(old)
             continue
         kept.add(image.uuid)
-        if image.path in paths or image.uuid not in folder_ids:
-            out.unchanged += 1  # still at its path, or indexed from elsewhere (an upload): left alone
+        uploaded_from = next((p for p in paths if image.uploaded_as(p)), None)
+        if uploaded_from is not None:
+            out.adopt.append((image, uploaded_from))
+        elif image.path in paths or image.uuid not in folder_ids:
+            out.unchanged += 1  # still at its path, or indexed from elsewhere: left alone
         else:
             out.moves.append((image, paths[0]))
     for image in from_folder:

@@ -55,7 +55,7 @@ def plan_sync(rt: IngestRuntime, job_id: str, enqueue: Callable[[int, int], None
     dry_run = bool(options.get("dry_run"))
     record.save(_planned(found, folder, dry_run))
     if not dry_run:
-        for image, path in found.moves:
+        for image, path in found.moves + found.adopt:
             move(store, image.uuid, path)
         if found.remove:
             delete(store, found.remove)
@@ -93,6 +93,7 @@ def _planned(found: SyncDiff, folder: FolderFiles, dry_run: bool) -> SyncPlanned
         added=len(found.add),
         replaced=found.replaced,
         moved=len(found.moves),
+        adopted=len(found.adopt),
         removed=found.removed,
         unchanged=found.unchanged,
         skipped=folder.skipped,

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from clipsearch.cli import main as cli
 from clipsearch.stack import LocalStack
 from indexer.settings import Settings
 from indexer.storage.blobs import BlobStore
@@ -147,6 +148,43 @@ def test_sync_adds_replaces_moves_and_removes_exactly(
     again = _sync(api, name, folder)
     assert _counts(again) == dict(added=0, replaced=0, moved=0, removed=0, failed=0, unchanged=22)
     assert _stored(settings, api, name) == after
+
+
+def test_a_folder_uploaded_by_the_cli_is_adopted_then_kept_in_step(
+    api: Api, settings: Settings, folder_root: Path
+) -> None:
+    """`clipsearch index --upload DIR` stores paths relative to DIR with the source "upload"; a later sync
+    of DIR adopts those images (the file's path, the same vector) and removes them once their file goes.
+    A file deleted before the first sync cannot be told from another upload's: it is left alone."""
+    name = new_collection(api, "adopt")
+    folder = (folder_root / f"adopt-{name}").resolve()
+    (folder / "2023").mkdir(parents=True)
+    for i in range(6):
+        (folder / ("2023" if i % 2 else "") / f"img{i}.jpg").write_bytes(make_image(7300 + i))
+    assert cli(["index", str(folder), "--collection", name, "--upload", "--url", api.base]) == 0
+    uploaded = _stored(settings, api, name)
+    assert list(uploaded) == ["upload"] and len(uploaded["upload"]) == 6
+    (folder / "2023" / "img1.jpg").unlink()
+
+    expected = dict(added=0, replaced=0, moved=0, removed=0, failed=0, unchanged=0)
+    dry = _sync(api, name, folder, dry_run=True)
+    assert _counts(dry) == expected and dry["sync"]["adopted"] == 5
+    assert _stored(settings, api, name) == uploaded
+    report = _sync(api, name, folder)
+    assert _counts(report) == expected and report["sync"]["adopted"] == 5 and report["done"] == 0
+    after = _stored(settings, api, name)
+    files = _files(folder)
+    assert {path: [s.sha256 for s in objs] for path, objs in after.items() if path != "upload"} == {
+        path: [sha] for path, sha in files.items()
+    }
+    assert len(after["upload"]) == 1  # the file deleted before any sync
+    vectors = {s.sha256: s.vector for objs in uploaded.values() for s in objs}
+    assert all(vectors[s.sha256] == s.vector for objs in after.values() for s in objs)  # not re-embedded
+
+    (folder / "img0.jpg").unlink()
+    again = _sync(api, name, folder)
+    assert _counts(again) == dict(expected, removed=1, unchanged=4) and again["sync"]["adopted"] == 0
+    assert str(folder / "img0.jpg") not in _stored(settings, api, name)
 
 
 def test_sync_refuses_a_folder_outside_the_roots(api: Api, tmp_path: Path) -> None:

@@ -66,8 +66,21 @@ def test_a_copy_is_not_a_move_and_swapped_names_are_two_moves() -> None:
 
 
 def test_bytes_indexed_from_elsewhere_are_left_alone() -> None:
-    uploaded = Indexed("id-u", "upload", "su")
-    found = diff({f"{D}/u.jpg": "su"}, [], {"su": uploaded})
+    uploaded = Indexed("id-u", "upload", "su", "other/u.jpg")  # uploaded from another folder
+    synced = Indexed("id-b", "/elsewhere/b.jpg", "sb", "/elsewhere/b.jpg")  # another synced folder's
+    found = diff({f"{D}/u.jpg": "su", f"{D}/b.jpg": "sb"}, [], {"su": uploaded, "sb": synced})
+    assert found.unchanged == 2 and not (found.add or found.moves or found.remove or found.adopt)
+
+
+def test_an_upload_of_the_folder_is_adopted() -> None:
+    """`clipsearch index DIR` uploads with names relative to DIR, the page's folder drop with the folder's
+    own name first: either takes the file's path (no re-embedding) and is tracked from then on."""
+    cli = Indexed("id-c", "upload", "sc", "2023/c.jpg")
+    page = Indexed("id-p", "upload", "sp", "photos/2023/p.jpg")
+    partial = Indexed("id-x", "upload", "sx", "23/x.jpg")  # not a whole part of the path
+    files = {f"{D}/2023/c.jpg": "sc", f"{D}/2023/p.jpg": "sp", f"{D}/2023/x.jpg": "sx"}
+    found = diff(files, [], {"sc": cli, "sp": page, "sx": partial})
+    assert found.adopt == [(cli, f"{D}/2023/c.jpg"), (page, f"{D}/2023/p.jpg")]
     assert found.unchanged == 1 and not (found.add or found.moves or found.remove)
 
 
