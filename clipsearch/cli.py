@@ -172,6 +172,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     started = start_index(api, args.collection, root, paths, tags=args.tags or "", upload=args.upload)
     if started.registered is not None:
         print(f"the service reads {started.registered} itself: registered, nothing uploaded", flush=True)
+    elif not args.upload:
+        print(f"uploading: the service does not read {root} itself (FOLDER_ROOTS)", flush=True)
     reports = api.follow(started.jobs, started.accepted)
     errors = started.refused + [e for r in reports for e in r["errors"]]
     indexed = sum(r["done"] for r in reports)
@@ -224,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int)
     worker.set_defaults(func=cmd_worker)
     index = sub.add_parser("index", help="index a directory through the running service")
-    index.add_argument("directory")
-    index.add_argument("--collection", required=True)
+    index.add_argument("directory", help="the folder of images, walked with its sub-folders")
+    index.add_argument("--collection", required=True, help="the collection (created when missing)")
     index.add_argument("--tags", help="comma-separated tags for every image")
     index.add_argument("--url", help="the service (default: http://API_HOST:API_PORT)")
     index.add_argument(
@@ -236,9 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.set_defaults(func=cmd_index)
 
     search = sub.add_parser("search", help="search a collection by text")
-    search.add_argument("text")
-    search.add_argument("--collection", required=True)
-    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("text", help="what to look for, in words")
+    search.add_argument("--collection", required=True, help="the collection to search")
+    search.add_argument("--limit", type=int, default=10, help="how many results (10)")
     search.add_argument("--url", help="the service (default: http://API_HOST:API_PORT)")
     search.set_defaults(func=cmd_search)
 

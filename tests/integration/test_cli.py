@@ -37,6 +37,7 @@ def test_index_directory_summarises_and_search_prints_hits(stack: LocalStack, tm
     result = _cli(stack, "index", str(tmp_path), "--collection", "cli-test")
     assert result.returncode == 1, result.stderr  # one file failed
     assert "indexed 3, duplicates 1, failed 1" in result.stdout
+    assert f"uploading: the service does not read {tmp_path} itself (FOLDER_ROOTS)" in result.stdout
     assert "failed: readme.txt: not an image" in result.stdout
     found = _cli(stack, "search", "anything", "--collection", "cli-test")
     assert found.returncode == 0, found.stderr
@@ -72,6 +73,6 @@ def test_index_registers_a_folder_the_service_reads_and_uploads_with_upload(
 
     uploaded = _cli(stack, "index", str(folder), "--collection", "cli-uploaded", "--upload")
     assert uploaded.returncode == 1, uploaded.stderr
-    assert "registered" not in uploaded.stdout
+    assert "registered" not in uploaded.stdout and "uploading" not in uploaded.stdout  # (asked for)
     assert "indexed 3, duplicates 0, failed 1" in uploaded.stdout
     assert _filenames(stack, "cli-uploaded") == {f"r{i}.jpg" for i in range(3)}
