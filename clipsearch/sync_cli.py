@@ -40,15 +40,30 @@ def _api(settings: Settings, url: str | None) -> ApiClient:
 
 
 def run_sync(api: ApiClient, collection: str, directory: str, dry_run: bool) -> dict[str, Any]:
-    """One sync, followed to its end; returns the job's report."""
-    started = api.call(
-        "POST",
-        f"/collections/{collection}/sync",
-        expect=(202,),
-        json={"path": directory, "dry_run": dry_run},
-    )
+    """One sync, followed to its end; returns the job's report. When a sync of the folder runs already
+    (another `clipsearch sync`, the API), this one waits for it to end, then starts."""
     while True:
-        report: dict[str, Any] = api.call("GET", f"/jobs/{started['job_id']}", params={"wait": 5})
+        started = api.call(
+            "POST",
+            f"/collections/{collection}/sync",
+            expect=(202, 409),
+            json={"path": directory, "dry_run": dry_run},
+        )
+        details = started.get("error", {}).get("details") or {}
+        if "error" not in started:
+            return _follow(api, started["job_id"])
+        if details.get("reason") != "sync_running":
+            raise ClipsearchError(started["error"]["message"])
+        if details.get("job_id"):
+            print(f"a sync of {directory} is running (job {details['job_id']}): waiting for it", flush=True)
+            _follow(api, details["job_id"])
+        else:
+            time.sleep(WATCH_TICK_S)
+
+
+def _follow(api: ApiClient, job_id: str) -> dict[str, Any]:
+    while True:
+        report: dict[str, Any] = api.call("GET", f"/jobs/{job_id}", params={"wait": 5})
         if report["state"] in ENDED_STATES:
             return report
 

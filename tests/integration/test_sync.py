@@ -187,6 +187,29 @@ def test_a_folder_uploaded_by_the_cli_is_adopted_then_kept_in_step(
     assert str(folder / "img0.jpg") not in _stored(settings, api, name)
 
 
+def test_a_second_sync_of_a_folder_waits_for_the_first(
+    api: Api, folder_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two syncs of one folder at once would plan against a collection that the first is changing: the
+    API refuses the second (409, naming the running job), and `clipsearch sync` waits for it, then runs."""
+    name = new_collection(api, "twice")
+    folder = (folder_root / f"twice-{name}").resolve()
+    folder.mkdir()
+    for i in range(120):
+        (folder / f"img{i:03d}.jpg").write_bytes(make_image(7400 + i))
+    first = api.post(f"/collections/{name}/sync", json={"path": str(folder)})
+    assert first.status_code == 202, first.text
+    job = first.json()["job_id"]
+    second = api.post(f"/collections/{name}/sync", json={"path": str(folder), "dry_run": True})
+    assert second.status_code == 409, second.text
+    assert second.json()["error"]["details"] == {"reason": "sync_running", "job_id": job}
+    assert cli(["sync", str(folder), "--collection", name, "--url", api.base]) == 0
+    out = capsys.readouterr().out
+    assert f"is running (job {job}): waiting for it" in out
+    assert "added 0, replaced 0, moved 0, removed 0, failed 0 (unchanged 120)" in out
+    assert wait_job(api, job)["sync"]["added"] == 120
+
+
 def test_sync_refuses_a_folder_outside_the_roots(api: Api, tmp_path: Path) -> None:
     name = new_collection(api, "syncout")
     response = api.post(f"/collections/{name}/sync", json={"path": str(tmp_path)})

@@ -13,7 +13,7 @@ from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import JobState, JobStore, Outcome
 from indexer.jobs.sync_record import SyncPlanned, SyncRecord, sync_counts
 from indexer.settings import Settings
-from indexer.sync import hash_cache
+from indexer.sync import hash_cache, running
 from indexer.sync.diff import Indexed, diff
 from indexer.sync.files import folder_files
 from tests.imagegen import make_image
@@ -191,3 +191,18 @@ def test_a_folder_is_read_again_only_where_it_changed(tmp_path: Path, redis_clie
     assert (
         third.hashed == 2 and third.files[str(root / "0.jpg")] == hashlib.sha256(make_image(60)).hexdigest()
     )
+
+
+def test_one_sync_per_folder_at_a_time(redis_client: redis.Redis) -> None:
+    live = {"job-a"}
+    for key in redis_client.scan_iter(running.PREFIX + "*"):
+        redis_client.delete(key)
+    assert running.claim(redis_client, "c", "/photos", "job-a", 60, live.__contains__) is None
+    assert running.claim(redis_client, "c", "/photos", "job-b", 60, live.__contains__) == "job-a"
+    # another folder, or the same folder into another collection, is free
+    assert running.claim(redis_client, "c", "/photos/2024", "job-c", 60, live.__contains__) is None
+    assert running.claim(redis_client, "d", "/photos", "job-d", 60, live.__contains__) is None
+    live.clear()  # job-a ended: the next sync of the folder takes it over
+    assert running.claim(redis_client, "c", "/photos", "job-b", 60, live.__contains__) is None
+    live.add("job-b")
+    assert running.claim(redis_client, "c", "/photos", "job-e", 60, live.__contains__) == "job-b"
