@@ -6,7 +6,6 @@ from indexer.settings import Settings
 from workers.celery_factory import make_celery
 from workers.heartbeat import install_heartbeat
 from workers.observability import install_worker_observability
-from workers.open_job_sweeper import install_open_job_sweeper
 from workers.sweeper import install_sweeper
 
 settings = Settings()
@@ -15,7 +14,6 @@ app = make_celery(settings)
 install_worker_observability(app, settings)
 # A heartbeat in Redis from ready to shutdown: /health reads it instead of pinging workers.
 install_heartbeat(app, settings)
-# Idle open upload jobs expire and their staged files go (OPEN_JOB_IDLE_S, one worker sweeps per tick).
-install_open_job_sweeper(app, settings)
-# One sweeper among the workers (a Redis lock): lost chunks are found and run again (no job hangs).
+# The periodic duties, one worker doing each (a Redis lock): lost chunks are found and run again (no job
+# hangs), and idle open upload jobs expire with their staged files (OPEN_JOB_IDLE_S).
 install_sweeper(app, settings)

@@ -134,19 +134,17 @@ class Sweeper:
             self.jobs.fail_remaining(job.id, start, end, reason)
 
 
-def lead_sweeps(sweeper: Sweeper, owner: str, stop: threading.Event) -> None:
-    """Sweep every JOB_SWEEP_INTERVAL_S while `owner` holds the sweeper's lock (taken or renewed each
-    time, for two intervals), until `stop` is set. An outage (Redis, the broker) skips a round."""
-    interval = sweeper.settings.job_sweep_interval_s
-    while not stop.wait(interval):
-        try:
-            if hold_lock(sweeper.jobs, owner, 2 * interval):
-                sweeper.sweep()
-        except Exception as exc:  # Redis or the broker away: the next round tries again
-            log.warning("sweeper: this round was skipped: %s: %s", exc.__class__.__name__, exc)
+def lead_round(sweeper: Sweeper, owner: str) -> None:
+    """One round: sweep if `owner` holds the sweeper's lock (taken or renewed now, for two intervals)."""
+    if hold_lock(sweeper.jobs, owner, 2 * sweeper.settings.job_sweep_interval_s):
+        sweeper.sweep()
+
+
+def step_down(sweeper: Sweeper, owner: str) -> None:
+    """Give the lock up at shutdown, so that another worker leads at once (else it expires by itself)."""
     try:
         release_lock(sweeper.jobs, owner)
-    except Exception as exc:  # the lock expires by itself
+    except Exception as exc:  # Redis away: the lock expires after two intervals anyway
         log.warning("sweeper: could not release the lock: %s", exc)
 
 
