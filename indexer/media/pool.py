@@ -132,6 +132,7 @@ class DecodePool:
         self._cond = threading.Condition()
         self._watchdog = _Watchdog()
         self.replaced = 0  # processes lost to a limit or a crash (and replaced)
+        self.offline: bool | None = None  # whether the processes are off the network (None: none started)
 
     # -- public ------------------------------------------------------------------------------------
     def call(
@@ -174,7 +175,7 @@ class DecodePool:
 
     # -- processes ---------------------------------------------------------------------------------
     def _start(self) -> _Process:
-        worker = "indexer.media.pool_worker"
+        worker = "indexer.media.pool_entry"
         argv = [sys.executable, "-m", worker, repr(self.max_cpu_s), str(self.max_memory_mb)]
         popen = subprocess.Popen(
             argv,
@@ -192,6 +193,7 @@ class DecodePool:
             read_payload(popen.stdout, length)
             if not ready.get("ready"):
                 raise ProtocolError(f"unexpected first frame {ready!r}")
+            self._note_offline(bool(ready.get("offline")))
         except (OSError, ProtocolError) as exc:
             code = proc.reap()
             raise ServiceUnavailable(
@@ -200,6 +202,15 @@ class DecodePool:
         finally:
             self._watchdog.disarm(proc)
         return proc
+
+    def _note_offline(self, offline: bool) -> None:
+        """Whether the decode processes are cut off the network; said once when they are not."""
+        if not offline and self.offline is not False:
+            log.warning(
+                "decode processes keep network access: this system allows no network namespace "
+                "(unprivileged user namespaces, or CAP_SYS_ADMIN); the CPU and memory limits still hold"
+            )
+        self.offline = offline
 
     def _acquire(self) -> _Process:
         with self._cond:

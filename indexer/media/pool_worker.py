@@ -1,4 +1,5 @@
-"""One decode process of the pool: ``python -m indexer.media.pool_worker <max_cpu_s> <max_memory_mb>``.
+"""One decode process of the pool, started as ``python -m indexer.media.pool_entry <max_cpu_s>
+<max_memory_mb>`` (which first takes the process off the network: indexer/media/sandbox.py).
 
 It imports every decoder first, then takes its limits, so that they bound what a decode adds:
 
@@ -22,7 +23,6 @@ import math
 import os
 import resource
 import signal
-import sys
 from typing import IO, Any
 
 import cv2
@@ -128,7 +128,7 @@ def serve(inp: IO[bytes], out: IO[bytes], cpu_s: float, memory_mb: int) -> None:
         return
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], offline: bool = False) -> int:
     cpu_s, memory_mb = float(argv[1]), int(argv[2])
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into a frame
@@ -140,10 +140,6 @@ def main(argv: list[str]) -> int:
     base = _address_space()
     limit = base + memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    write_frame(out, {"ready": True, "address_space": base, "limit": limit})
+    write_frame(out, {"ready": True, "address_space": base, "limit": limit, "offline": offline})
     serve(inp, out, cpu_s, memory_mb)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

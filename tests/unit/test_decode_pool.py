@@ -4,7 +4,11 @@ and a decode past a limit failing alone while its process is replaced."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +116,36 @@ def test_a_decode_process_inherits_no_secret(monkeypatch: pytest.MonkeyPatch) ->
         assert b"hunter" not in environ and b"OMP_NUM_THREADS=1" in environ
     finally:
         decoder.pool.close()
+
+
+def _namespaces_allowed() -> bool:
+    """Whether this system lets a process enter a new network namespace (util-linux's own check)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare(1) to tell whether network namespaces are allowed here")
+    flags = ["--net"] if os.geteuid() == 0 else ["--user", "--net"]
+    return subprocess.run([unshare, *flags, "true"], capture_output=True, check=False).returncode == 0
+
+
+def test_a_decode_process_cannot_reach_the_network(pooled: PooledDecoder) -> None:
+    """A decoder exploit must not reach Redis, Weaviate or the internet: the process leaves the network
+    before it reads a byte (indexer/media/sandbox.py). Checked by connecting out from a process that did
+    what the decode process does first, to a server of this test on loopback."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        probe = (
+            "import socket, sys\n"
+            "from indexer.media.sandbox import drop_network\n"
+            "offline = drop_network()\n"
+            "try:\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).close(); reached = True\n"
+            "except OSError:\n"
+            "    reached = False\n"
+            "print(offline, reached)\n"
+        )
+        ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    offline, reached = ran.stdout.split()
+    assert (offline, reached) in {("True", "False"), ("False", "True")}, ran.stdout
+    assert (offline == "True") == _namespaces_allowed()
+    pooled.decode(make_image(5, 64, 64), MAX_PIXELS)  # and the pool's processes run that way
+    assert pooled.pool.offline is (offline == "True")
