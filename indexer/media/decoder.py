@@ -14,7 +14,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer.errors import DecodeLimitExceeded
+from indexer.errors import DecodeLimitExceeded, InvalidInput
+from indexer.media import exif
 from indexer.media import ops as decode_ops
 from indexer.media.decode import FORMAT_MIME, DecodedImage
 from indexer.media.ops import DecodeChecks, Prepared
@@ -40,8 +41,10 @@ class Decoder(Protocol):
         *,
         min_side: int | None,
         thumbnail_size: int = 0,
+        photo: bool = False,
     ) -> Prepared:
-        """Decode and write the model input into ``out`` (and make a thumbnail when asked)."""
+        """Decode and write the model input into ``out`` (and make a thumbnail, and read the photo
+        metadata, when asked)."""
         ...
 
     def warm(self) -> None:
@@ -79,9 +82,12 @@ class InlineDecoder:
         *,
         min_side: int | None,
         thumbnail_size: int = 0,
+        photo: bool = False,
     ) -> Prepared:
         checks = self.checks(max_pixels)
-        return decode_ops.prepare(data, checks, cfg, out, min_side=min_side, thumbnail_size=thumbnail_size)
+        return decode_ops.prepare(
+            data, checks, cfg, out, min_side=min_side, thumbnail_size=thumbnail_size, photo=photo
+        )
 
     def warm(self) -> None:
         """Nothing to start."""
@@ -132,20 +138,23 @@ class PooledDecoder(InlineDecoder):
         *,
         min_side: int | None,
         thumbnail_size: int = 0,
+        photo: bool = False,
     ) -> Prepared:
         header = {
             **self._request("prepare", max_pixels, min_side),
             "cfg": decode_ops.config_dict(cfg),
             "thumbnail": thumbnail_size,
+            "photo": photo,
         }
         reply, thumbnail = self.pool.call(header, data, into=out)
         try:
             fmt, width, height = _meta(reply)
             if len(thumbnail) != int(reply["thumbnail"]):
                 raise ProtocolError("thumbnail length")
-        except (KeyError, TypeError, ValueError, ProtocolError) as exc:
+            metadata = exif.from_json(reply["photo"]) if photo and reply.get("photo") is not None else None
+        except (KeyError, TypeError, ValueError, ProtocolError, InvalidInput) as exc:
             raise _bad_reply(exc) from exc
-        return Prepared(fmt, width, height, bytes(thumbnail))
+        return Prepared(fmt, width, height, bytes(thumbnail), metadata)
 
     def warm(self) -> None:
         self.pool.warm()

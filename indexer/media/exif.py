@@ -28,6 +28,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 from typing import Any, Final
 
+from pydantic import TypeAdapter, ValidationError
+
+from indexer.errors import InvalidInput
+
 log = logging.getLogger(__name__)
 
 EXIF_IFD: Final = 0x8769
@@ -84,6 +88,28 @@ class PhotoMetadata:
 
 
 EMPTY: Final = PhotoMetadata()
+_CHECKED: Final = TypeAdapter(PhotoMetadata)
+
+
+def to_json(meta: PhotoMetadata) -> dict[str, Any]:
+    """The metadata as JSON (a decode process's reply); ``from_json`` reads it back."""
+    return _CHECKED.dump_python(meta, mode="json")
+
+
+def from_json(value: object) -> PhotoMetadata:
+    """Metadata from a decode process's reply, checked as if it came from outside: types, finite numbers,
+    short texts; InvalidInput when it is not such a record."""
+    try:
+        meta = _CHECKED.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInput(f"photo metadata: {exc.error_count()} invalid fields") from None
+    numbers = (meta.focal_length_mm, meta.exposure_s, meta.iso, meta.latitude, meta.longitude, meta.altitude)
+    texts = (meta.offset, meta.source, meta.camera_make, meta.camera_model, meta.lens)
+    if any(n is not None and not math.isfinite(n) for n in numbers) or any(len(t) > _MAX_TEXT for t in texts):
+        raise InvalidInput("photo metadata: a number out of range or a text too long")
+    if meta.taken_at is not None and meta.taken_at.tzinfo is None:
+        raise InvalidInput("photo metadata: a time without a zone")
+    return meta
 
 
 def parse(data: bytes, fmt: str) -> PhotoMetadata:

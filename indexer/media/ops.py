@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from indexer.media import exif
 from indexer.media.decode import DecodedImage, check_pixels, decode_image, make_thumbnail, read_header
+from indexer.media.exif import PhotoMetadata
 from indexer.media.jpeg_scans import check_scans
 from indexer.model.preprocess import PreprocessConfig, preprocess
 
@@ -36,6 +38,7 @@ class Prepared:
     width: int
     height: int
     thumbnail: bytes = b""
+    photo: PhotoMetadata | None = None  # read when asked (an ingest), from the header: no second decode
 
 
 def decode(
@@ -56,12 +59,15 @@ def prepare(
     *,
     min_side: int | None,
     thumbnail_size: int = 0,
+    photo: bool = False,
 ) -> Prepared:
-    """Decode, thumbnail (``thumbnail_size`` > 0) and preprocess into ``out``; the pixels die on return."""
+    """Decode, thumbnail (``thumbnail_size`` > 0), read the photo metadata (``photo``) and preprocess into
+    ``out``; the pixels die on return."""
     image = decode(data, checks, min_side=min_side)
     thumbnail = make_thumbnail(image, thumbnail_size) if thumbnail_size > 0 else b""
     preprocess(image.pixels, cfg, out=out, source=image)  # a reduced decode as the full size (issue 26)
-    return Prepared(image.format, image.width, image.height, thumbnail)
+    metadata = exif.parse(data, image.format) if photo else None
+    return Prepared(image.format, image.width, image.height, thumbnail, metadata)
 
 
 def config_dict(cfg: PreprocessConfig) -> dict[str, object]:

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from indexer.errors import ClipsearchError, DecodeLimitExceeded
+from indexer.media import exif
 from indexer.media.ops import DecodeChecks, decode, prepare
 from indexer.media.pool_protocol import ProtocolError, error_header, read_header, read_payload, write_frame
 from indexer.model.preprocess import PreprocessConfig
@@ -88,10 +89,19 @@ def _answer(out: IO[bytes], header: dict[str, Any], data: bytes) -> None:
         cfg = PreprocessConfig.from_dict(header["cfg"])
         tensor = np.empty((3, *cfg.size), dtype=np.float32)
         meta = prepare(
-            data, checks, cfg, tensor, min_side=min_side, thumbnail_size=int(header.get("thumbnail", 0))
+            data,
+            checks,
+            cfg,
+            tensor,
+            min_side=min_side,
+            thumbnail_size=int(header.get("thumbnail", 0)),
+            photo=bool(header.get("photo", False)),
         )
         reply = {"ok": True, "format": meta.format, "width": meta.width, "height": meta.height}
-        write_frame(out, {**reply, "thumbnail": len(meta.thumbnail)}, tensor.data, meta.thumbnail)
+        photo = None if meta.photo is None else exif.to_json(meta.photo)
+        write_frame(
+            out, {**reply, "thumbnail": len(meta.thumbnail), "photo": photo}, tensor.data, meta.thumbnail
+        )
         return
     image = decode(data, checks, min_side=min_side, exif_orientation=bool(header.get("exif", True)))
     pixels = np.ascontiguousarray(image.pixels)

@@ -20,9 +20,9 @@ def camera_name(make: str, model: str) -> str:
     return f"{make} {model}".strip()
 
 
-def photo_fields(data: bytes, fmt: str, item: JobItem) -> dict[str, Any]:
-    """The ImageRecord fields of an image's photo metadata; {} when it has none."""
-    meta = exif.parse(data, fmt)
+def photo_fields(meta: exif.PhotoMetadata, item: JobItem) -> dict[str, Any]:
+    """The ImageRecord fields of an image's photo metadata (read in the decode process, with the image's
+    limits); {} when it has none."""
     if isinstance(item, FolderItem):
         with contextlib.suppress(OSError):  # gone since it was read: no mtime
             meta = meta.with_mtime(os.stat(item.path).st_mtime)

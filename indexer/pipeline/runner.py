@@ -360,15 +360,21 @@ def _preparer(rt: IngestRuntime, thumbnails: bool) -> Callable[[Pending, NDArray
         # in a limited decode process (DECODE_ISOLATION): only the tensor and the thumbnail come back
         try:
             meta = encoder.decoder.prepare(
-                p.data, settings.max_image_pixels, cfg, slot, min_side=min_side, thumbnail_size=thumbnail_size
+                p.data,
+                settings.max_image_pixels,
+                cfg,
+                slot,
+                min_side=min_side,
+                thumbnail_size=thumbnail_size,
+                photo=thumbnails,  # an ingest (a re-embed keeps the stored record's fields)
             )
         except ClipsearchError as exc:
             # The item's failure outlives this call (until its outcome is recorded): without the frames
             # below, which hold the raw bytes, it does not keep them past the byte budget.
             raise exc.with_traceback(None) from None
         p.format, p.width, p.height, p.thumbnail = meta.format, meta.width, meta.height, meta.thumbnail
-        if thumbnails:  # an ingest (a re-embed keeps the stored record's fields)
-            p.photo = photo_fields(p.data, meta.format, p.item)  # the header's metadata, no second decode
+        if meta.photo is not None:
+            p.photo = photo_fields(meta.photo, p.item)
 
     return prepare
 

@@ -4,17 +4,22 @@ the photo fields of an ingested image (indexer/pipeline/photo.py) and the photo 
 from __future__ import annotations
 
 import io
+import json
 import os
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from indexer.errors import InvalidInput
 from indexer.media import exif
+from indexer.media.decoder import PooledDecoder
 from indexer.media.places import NOWHERE, place_of
+from indexer.model.preprocess import PreprocessConfig
 from indexer.pipeline.photo import camera_name, photo_fields
 from indexer.search.filters import photo_filters
 from indexer.search.requests import SearchFilters, TextSearchRequest
@@ -130,11 +135,12 @@ def test_camera_names_say_the_make_once() -> None:
 
 
 def test_photo_fields_add_the_place_and_month(tmp_path: Path) -> None:
-    fields = photo_fields(photo(Shot(gps=SYDNEY)), "jpeg", UrlItem(name="a.jpg", url="https://x/a.jpg"))
+    meta = exif.parse(photo(Shot(gps=SYDNEY)), "jpeg")
+    fields = photo_fields(meta, UrlItem(name="a.jpg", url="https://x/a.jpg"))
     assert fields["city"] == "Sydney" and fields["country_code"] == "AU"
     assert fields["taken_month"] == "2019-06" and fields["camera"] == "Canon EOS R5"
     assert fields["location"] == {"latitude": pytest.approx(SYDNEY[0]), "longitude": pytest.approx(SYDNEY[1])}
-    assert photo_fields(plain(), "jpeg", UrlItem(name="b.jpg", url="https://x/b.jpg")) == {}
+    assert photo_fields(exif.parse(plain(), "jpeg"), UrlItem(name="b.jpg", url="https://x/b.jpg")) == {}
 
 
 def test_a_folder_file_without_a_date_takes_its_mtime(tmp_path: Path) -> None:
@@ -143,7 +149,7 @@ def test_a_folder_file_without_a_date_takes_its_mtime(tmp_path: Path) -> None:
     mtime = datetime(2018, 8, 9, 10, 11, 12, tzinfo=UTC).timestamp()
     os.utime(path, (mtime, mtime))
     item = FolderItem(name="a.jpg", path=str(path), root=str(tmp_path))
-    fields = photo_fields(path.read_bytes(), "jpeg", item)
+    fields = photo_fields(exif.parse(path.read_bytes(), "jpeg"), item)
     assert fields["taken_at"] == datetime(2018, 8, 9, 10, 11, 12, tzinfo=UTC)
     assert fields["taken_at_source"] == "mtime" and fields["taken_month"] == "2018-08"
 
@@ -190,3 +196,31 @@ def test_modes_and_the_score_cut() -> None:
 def test_exposure_fraction_round_trip() -> None:
     meta = exif.parse(photo(Shot(exposure=Fraction(1, 8000))), "jpeg")
     assert meta.exposure_s == pytest.approx(1 / 8000)
+
+
+def test_metadata_crosses_the_decode_process_boundary_checked() -> None:
+    """Read in a limited decode process, the metadata comes back as JSON and is checked like input."""
+    meta = exif.parse(photo(Shot(gps=SYDNEY)), "jpeg")
+    assert exif.from_json(json.loads(json.dumps(exif.to_json(meta)))) == meta
+    assert exif.from_json(exif.to_json(exif.EMPTY)) == exif.EMPTY
+    for bad in (
+        {**exif.to_json(meta), "iso": "a lot"},
+        {**exif.to_json(meta), "latitude": float("nan")},
+        {**exif.to_json(meta), "lens": "x" * 10_000},
+        {**exif.to_json(meta), "taken_at": "2019-06-01T10:30:00"},  # no zone
+        ["not", "a", "record"],
+    ):
+        with pytest.raises(InvalidInput):
+            exif.from_json(bad)
+
+
+def test_an_ingest_reads_the_metadata_in_the_decode_process() -> None:
+    decoder = PooledDecoder(500, 10**12, 1, 10.0, 512)
+    try:
+        out = np.empty((3, 224, 224), dtype=np.float32)
+        data = photo(Shot(gps=SYDNEY))
+        got = decoder.prepare(data, 64_000_000, PreprocessConfig(), out, min_side=224, photo=True)
+        assert got.photo == exif.parse(data, "jpeg")
+        assert decoder.prepare(data, 64_000_000, PreprocessConfig(), out, min_side=224).photo is None
+    finally:
+        decoder.pool.close()
