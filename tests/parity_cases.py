@@ -4,6 +4,7 @@ Shared by tests/unit/test_decode_parity.py (tiny model, a few sizes) and benchma
 table, tiny model and a random ViT-B/32). open_clip itself is not installed in the dev environment; its
 transform is reproduced with PIL exactly as open_clip builds it (``pil_transform``: torchvision's
 Resize(shortest side, bicubic, antialias) and CenterCrop on a PIL image, then ToTensor and Normalize).
+benchmarks/parity_open_clip.py compares it with open_clip 3.3's own on every case here: identical inputs.
 
 The content is natural: the photos the repository ships (tests/fixtures/images) brought to each size
 (see ``photo``), then encoded in each format. The reference decodes each file at full resolution the way
@@ -124,6 +125,8 @@ class Case:
     ours: NDArray[np.float32]  # the model input, through the service's decode
     before: NDArray[np.float32]  # the same decode preprocessed from its own pixel size (before issue 26)
     reference: NDArray[np.float32]  # the model input, through the PIL transform of the full decode
+    data: bytes  # the encoded file
+    full: NDArray[np.uint8]  # the full-resolution pixels that the reference transform starts from
 
 
 def _normalised(pixels: NDArray[np.uint8], cfg: PreprocessConfig) -> NDArray[np.float32]:
@@ -140,9 +143,22 @@ def case(name: str, fmt: str, short: int, cfg: PreprocessConfig, min_side: int) 
     ours = np.empty((3, *cfg.size), np.float32)
     preprocess(decoded.pixels, cfg, ours, source=decoded)
     before = preprocess(decoded.pixels, cfg)
-    reference = _normalised(pil_transform(reference_pixels(data, fmt, rgb, decoded), cfg), cfg)
+    full = reference_pixels(data, fmt, rgb, decoded)
+    reference = _normalised(pil_transform(full, cfg), cfg)
     preview = fmt == "dng-preview" and decoded.step is not None
-    return Case(name, fmt, decoded.width, decoded.height, decoded.reduction, preview, ours, before, reference)
+    return Case(
+        name,
+        fmt,
+        decoded.width,
+        decoded.height,
+        decoded.reduction,
+        preview,
+        ours,
+        before,
+        reference,
+        data,
+        full,
+    )
 
 
 def cosines(
