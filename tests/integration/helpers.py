@@ -7,12 +7,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from clipsearch.object_store_server import ObjectStoreServer, object_store_binary
 from clipsearch.processes import LOOPBACK, free_port
+from indexer.settings import Settings
 from tests.integration.conftest import Api
 
 
@@ -55,3 +59,17 @@ def serve_in_thread(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def object_store_server(root: Path) -> Iterator[ObjectStoreServer]:
+    """An rclone S3 server of the test's own (data and logs under ``root``), stopped on exit."""
+    binary = object_store_binary(Settings())
+    if not binary.is_file():
+        pytest.fail("object store binary missing: run scripts/build_object_store.sh (setup.sh does)")
+    server = ObjectStoreServer(binary, root / "s3", root / "logs")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -18,14 +18,13 @@ import cv2
 import numpy as np
 import pytest
 
-from clipsearch.object_store_server import ObjectStoreServer, object_store_binary
 from clipsearch.processes import free_port
 from clipsearch.stack import LocalStack
 from indexer.settings import Settings
 from tests.imagegen import make_image, make_zip
 from tests.integration.byte_proxy import CountingProxy, counting_proxy
 from tests.integration.conftest import Api
-from tests.integration.helpers import new_collection, wait_job
+from tests.integration.helpers import new_collection, object_store_server, wait_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -51,26 +50,18 @@ def s3_stack(
 ) -> Iterator[tuple[Api, CountingProxy]]:
     """A whole stack (Redis, Weaviate, a worker, the API) whose BLOB_STORE_ENDPOINT is the counting proxy
     in front of an rclone S3 server of its own."""
-    binary = object_store_binary(Settings())
-    if not binary.is_file():
-        pytest.fail("object store binary missing: run scripts/build_object_store.sh (setup.sh does)")
-    server = ObjectStoreServer(binary, tmp_path / "s3", tmp_path / "logs")
-    server.start()
-    try:
-        with counting_proxy(server.port) as proxy:
-            for key, value in server.env().items():  # the stack's children read them from the environment
-                monkeypatch.setenv(key, value)
-            monkeypatch.setenv("BLOB_STORE_ENDPOINT", proxy.endpoint)
-            local = LocalStack(Settings(data_dir=tmp_path / "data", api_port=free_port()))
-            assert local.object_store is None  # BLOB_STORE_URL is set: the stack uses this store
-            local.start()
-            try:
-                local.wait_healthy(timeout_s=120)
-                yield Api(local.api_url), proxy
-            finally:
-                local.stop()
-    finally:
-        server.stop()
+    with object_store_server(tmp_path) as server, counting_proxy(server.port) as proxy:
+        for key, value in server.env().items():  # the stack's children read them from the environment
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("BLOB_STORE_ENDPOINT", proxy.endpoint)
+        local = LocalStack(Settings(data_dir=tmp_path / "data", api_port=free_port()))
+        assert local.object_store is None  # BLOB_STORE_URL is set: the stack uses this store
+        local.start()
+        try:
+            local.wait_healthy(timeout_s=120)
+            yield Api(local.api_url), proxy
+        finally:
+            local.stop()
 
 
 def test_zip_staged_in_s3_is_fetched_about_once_whatever_the_chunks(

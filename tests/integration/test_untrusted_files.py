@@ -23,8 +23,8 @@ import redis
 import requests
 from PIL import Image
 
-from clipsearch.object_store_server import ObjectStoreServer, object_store_binary
 from clipsearch.stack import LocalStack
+from indexer.jobs.kinds import JobKind
 from indexer.jobs.store import JobStore, new_job_id
 from indexer.settings import Settings
 from indexer.sources.items import StagedZipItem
@@ -35,7 +35,7 @@ from tests import formatgen
 from tests.craft import tiff
 from tests.imagegen import make_image
 from tests.integration.conftest import Api
-from tests.integration.helpers import new_collection, upload, wait_job
+from tests.integration.helpers import new_collection, object_store_server, upload, wait_job
 from workers.celery_factory import make_celery
 
 pytestmark = pytest.mark.integration
@@ -175,7 +175,7 @@ def test_folder_items_are_read_without_following_links(
         for p in ("real/ok.jpg", "alias.jpg", "linked/ok.jpg", "pipe.jpg", "huge.jpg")
     ]
     job = new_job_id()
-    JobStore(redis.Redis.from_url(str(settings.redis_url))).create("upload", name, items, job_id=job)
+    JobStore(redis.Redis.from_url(str(settings.redis_url))).create(JobKind.UPLOAD, name, items, job_id=job)
     started = time.monotonic()
     make_celery(settings).send_task("clipsearch.ingest_chunk", args=[job, 0, len(items)])
     report = wait_job(api, job, timeout_s=30)
@@ -209,17 +209,10 @@ def test_zip64_directory_offset_past_the_file_is_a_400(api: Api) -> None:
 @pytest.fixture()
 def s3_settings(tmp_path: Path) -> Iterator[Settings]:
     """The rclone S3 server alone (no second stack), and settings that stage in it."""
-    binary = object_store_binary(Settings())
-    if not binary.is_file():
-        pytest.fail("object store binary missing: run scripts/build_object_store.sh (setup.sh does)")
-    server = ObjectStoreServer(binary, tmp_path / "s3", tmp_path / "logs")
-    server.start()
-    try:
+    with object_store_server(tmp_path) as server:
         settings = server.settings(Settings(data_dir=tmp_path / "data"))
         S3ObjectStore.from_settings(settings).ensure_bucket()
         yield settings
-    finally:
-        server.stop()
 
 
 def _get_object_bytes(settings: Settings) -> list[int]:
