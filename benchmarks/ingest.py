@@ -362,6 +362,15 @@ def main() -> None:
                             _ratios(max(peers), raw, own_best),
                         )
                     )
+                    # each round's CLI and rclip ran minutes apart at most: their ratio per round shows
+                    # how much of the best-of ratio is the load moving between rounds
+                    rows.append(
+                        (
+                            f"ingest {precision}: CLI / rclip in each round",
+                            " / ".join(f"{c / r:.2f}" for c, r in zip(clis, peers, strict=True)),
+                            "x",
+                        )
+                    )
                 rows.append(
                     (
                         f"ingest {precision}: worker peak RSS (VmHWM, pool process)",
