@@ -44,6 +44,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +163,30 @@ def folder_images_per_s(base: str, folder: Path, count: int) -> float:
     response.raise_for_status()
     _wait_searchable(base, name, [response.json()["job_id"]], count)
     return count / (time.perf_counter() - start)
+
+
+def tree_cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) of a process and all its living descendants: here, this benchmark and
+    the stack it started (API, worker and its decode processes, Weaviate, Redis). Unlike a rate, a
+    difference of two readings is what a measure cost, whatever else the shared machine runs."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                total += tree_cpu_s(int(child))
+    except OSError:  # it ended meanwhile
+        return 0.0
+    return total
+
+
+def _cpu_ms_per_image(measure: Callable[[], float], count: int, into: list[float]) -> float:
+    """Run a route's measure and append what the whole stack spent on it per image, in CPU ms."""
+    before = tree_cpu_s()
+    rate = measure()
+    into.append(1000 * (tree_cpu_s() - before) / count)
+    return rate
 
 
 def worker_peak_rss_mib(stack: LocalStack) -> float:
@@ -281,21 +307,34 @@ def main() -> None:
                 probe.close()
                 own: list[float] = []
                 peers: list[float] = []
+                cpu_cli: list[float] = []
+                cpu_folder: list[float] = []
+                cpu_peer: list[float] = []
+                count = len(jpegs)
                 for _ in range(args.rounds):
                     raws.append(raw_images_per_s(settings, RAW_BATCH))
                     if lanes > 1:
                         raws.append(raw_images_per_s(settings, RAW_BATCH, lanes=lanes))
                     if worker_batch != RAW_BATCH:
                         own.append(raw_images_per_s(settings, worker_batch, lanes=lanes))
-                    clis.append(cli_images_per_s(stack.api_url, folder, upload=False))
+                    clis.append(
+                        _cpu_ms_per_image(
+                            partial(cli_images_per_s, stack.api_url, folder, upload=False), count, cpu_cli
+                        )
+                    )
                     if not args.no_upload:
                         uploads.append(cli_images_per_s(stack.api_url, folder, upload=True))
-                    folders.append(folder_images_per_s(stack.api_url, folder, len(jpegs)))
+                    folders.append(
+                        _cpu_ms_per_image(
+                            partial(folder_images_per_s, stack.api_url, folder, count), count, cpu_folder
+                        )
+                    )
                     if rclip_dir is not None and precision == "fp32":
                         assert args.rclip_python is not None
                         run = rclip_index(args.rclip_python, rclip_dir, folder, args.rclip_batch)
                         assert run.images == len(jpegs), (run.images, len(jpegs))
                         peers.append(run.rate)
+                        cpu_peer.append(run.cpu_ms_per_image)
                 raws.append(raw_images_per_s(settings, RAW_BATCH))
                 if lanes > 1:
                     raws.append(raw_images_per_s(settings, RAW_BATCH, lanes=lanes))
@@ -360,6 +399,14 @@ def main() -> None:
                             f"(best of {spread(peers)})",
                             f"{max(peers):.1f}",
                             _ratios(max(peers), raw, own_best),
+                        )
+                    )
+                    rows.append(
+                        (
+                            f"ingest {precision}: CPU per image, CLI / folder route / rclip (least of "
+                            f"{spread(cpu_cli)} / {spread(cpu_folder)} / {spread(cpu_peer)})",
+                            f"{min(cpu_cli):.0f} / {min(cpu_folder):.0f} / {min(cpu_peer):.0f}",
+                            "ms (every process of the stack and the client; rclip's own)",
                         )
                     )
                     # each round's CLI and rclip ran minutes apart at most: their ratio per round shows

@@ -101,11 +101,16 @@ def rclip_models(model_dir: Path, cache: Path) -> Path:
 class RclipRun:
     images: int
     index_s: float  # rclip's ensure_index alone, model loaded and warmed
+    index_cpu_s: float  # the CPU time of its threads meanwhile (the load of other processes aside)
     process_s: float  # the whole process: interpreter, imports, model load, warm-up, index
 
     @property
     def rate(self) -> float:
         return self.images / self.index_s
+
+    @property
+    def cpu_ms_per_image(self) -> float:
+        return 1000 * self.index_cpu_s / self.images
 
 
 def rclip_index(python: Path, models: Path, folder: Path, batch: int | None = None) -> RclipRun:
@@ -119,4 +124,9 @@ def rclip_index(python: Path, models: Path, folder: Path, batch: int | None = No
             command += ["--batch", str(batch)]
         done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
         report = json.loads(done.stdout.strip().splitlines()[-1])
-    return RclipRun(int(report["images"]), float(report["index_s"]), float(report["process_s"]))
+    return RclipRun(
+        int(report["images"]),
+        float(report["index_s"]),
+        float(report["index_cpu_s"]),
+        float(report["process_s"]),
+    )
