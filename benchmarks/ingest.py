@@ -4,6 +4,8 @@
     python benchmarks/ingest.py          # 300 JPEGs, fp32 and int8, 3 rounds, queries at 10k and 100k
     python benchmarks/ingest.py --images 64 --scales 10000
     python benchmarks/ingest.py --scales --model-dir ~/.cache/clipsearch/models/ViT-B-32-random
+    python benchmarks/ingest.py --images 600 --long-side 224 1024 --precisions fp32 --rounds 2 --scales \
+        --rclip-python ~/.cache/clipsearch/peer-rclip/bin/python     # beside rclip 3.3, same model
 
 The model is the issue's random-weight ViT-B-32-256 (ISSUE_MODEL) when it is there, else the random
 ViT-B/32 at 224 px (DEFAULT_BIG), else the tiny test model. At 224 px inference costs about a quarter
@@ -21,6 +23,12 @@ Raw, CLI, CLI --upload and folder run in interleaved rounds (--rounds) and the r
 measure's best round (noise on a shared machine only slows a measure down); every round's figure is
 printed beside it.
 
+With --rclip-python (rclip 3.3's environment, scripts/build_peer_rclip.sh), each fp32 round also times
+rclip indexing the same folder into a fresh data directory, on the same model (benchmarks/peer_rclip.py
+derives rclip's layout from --model-dir, which must then be a 256 px ViT-B/32), and every route is printed
+as a ratio of rclip's best round. rclip is timed from its ensure_index call with its session loaded and
+warm (the worker's is warm too), so its start-up is not counted against it.
+
 Query latency: synthetic unit vectors (standard normal, normalised, seeded) are written straight into the
 collection's Weaviate objects until it holds 10k, then 100k images; then POST /search/text is timed for
 distinct texts (encoder + Weaviate) and for repeated texts (text-embedding cache hit).
@@ -36,6 +44,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.encoder import DEFAULT_BIG, make_jpegs  # noqa: E402
+from benchmarks.peer_rclip import rclip_index, rclip_models  # noqa: E402
 from benchmarks.synthetic import fill  # noqa: E402
 from benchmarks.table import print_table  # noqa: E402
 from clipsearch.client import ENDED_STATES, ApiClient, image_files  # noqa: E402
@@ -154,6 +165,30 @@ def folder_images_per_s(base: str, folder: Path, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def tree_cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) of a process and all its living descendants: here, this benchmark and
+    the stack it started (API, worker and its decode processes, Weaviate, Redis). Unlike a rate, a
+    difference of two readings is what a measure cost, whatever else the shared machine runs."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                total += tree_cpu_s(int(child))
+    except OSError:  # it ended meanwhile
+        return 0.0
+    return total
+
+
+def _cpu_ms_per_image(measure: Callable[[], float], count: int, into: list[float]) -> float:
+    """Run a route's measure and append what the whole stack spent on it per image, in CPU ms."""
+    before = tree_cpu_s()
+    rate = measure()
+    into.append(1000 * (tree_cpu_s() - before) / count)
+    return rate
+
+
 def worker_peak_rss_mib(stack: LocalStack) -> float:
     """The largest VmHWM (peak resident set) among the workers' pool processes, in MiB."""
     peak = 0
@@ -215,7 +250,19 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds of raw, CLI, CLI --upload and folder"
     )
+    parser.add_argument(
+        "--rclip-python",
+        type=Path,
+        default=None,
+        help="rclip 3.3's interpreter (scripts/build_peer_rclip.sh): also time rclip on the fp32 rounds",
+    )
+    parser.add_argument("--rclip-batch", type=int, default=8, help="rclip's --indexing-batch-size")
+    parser.add_argument("--no-upload", action="store_true", help="skip the `--upload` route")
     args = parser.parse_args()
+    load_before = os.getloadavg()
+    rclip_dir = None
+    if args.rclip_python is not None:
+        rclip_dir = rclip_models(args.model_dir, Settings().cache_dir / "peer-rclip-models")
 
     jpegs = make_jpegs(args.images, long_sides=tuple(args.long_side))
     rows: list[tuple[str, str, str]] = []
@@ -259,15 +306,35 @@ def main() -> None:
                 lanes, worker_batch = probe.lanes, probe.batch_size
                 probe.close()
                 own: list[float] = []
+                peers: list[float] = []
+                cpu_cli: list[float] = []
+                cpu_folder: list[float] = []
+                cpu_peer: list[float] = []
+                count = len(jpegs)
                 for _ in range(args.rounds):
                     raws.append(raw_images_per_s(settings, RAW_BATCH))
                     if lanes > 1:
                         raws.append(raw_images_per_s(settings, RAW_BATCH, lanes=lanes))
                     if worker_batch != RAW_BATCH:
                         own.append(raw_images_per_s(settings, worker_batch, lanes=lanes))
-                    clis.append(cli_images_per_s(stack.api_url, folder, upload=False))
-                    uploads.append(cli_images_per_s(stack.api_url, folder, upload=True))
-                    folders.append(folder_images_per_s(stack.api_url, folder, len(jpegs)))
+                    clis.append(
+                        _cpu_ms_per_image(
+                            partial(cli_images_per_s, stack.api_url, folder, upload=False), count, cpu_cli
+                        )
+                    )
+                    if not args.no_upload:
+                        uploads.append(cli_images_per_s(stack.api_url, folder, upload=True))
+                    folders.append(
+                        _cpu_ms_per_image(
+                            partial(folder_images_per_s, stack.api_url, folder, count), count, cpu_folder
+                        )
+                    )
+                    if rclip_dir is not None and precision == "fp32":
+                        assert args.rclip_python is not None
+                        run = rclip_index(args.rclip_python, rclip_dir, folder, args.rclip_batch)
+                        assert run.images == len(jpegs), (run.images, len(jpegs))
+                        peers.append(run.rate)
+                        cpu_peer.append(run.cpu_ms_per_image)
                 raws.append(raw_images_per_s(settings, RAW_BATCH))
                 if lanes > 1:
                     raws.append(raw_images_per_s(settings, RAW_BATCH, lanes=lanes))
@@ -296,8 +363,11 @@ def main() -> None:
 
                 own_best = max(own) if own else None
 
+                def of_rclip(rate: float, peer: float | None = max(peers) if peers else None) -> str:
+                    return f", {rate / peer:.2f}x rclip" if peer else ""
+
                 def of_folder(rate: float, folder_best: float = max(folders)) -> str:
-                    return f", {rate / folder_best:.2f} of the folder route"
+                    return f", {rate / folder_best:.2f} of the folder route" + of_rclip(rate)
 
                 rows.append(
                     (
@@ -306,21 +376,48 @@ def main() -> None:
                         _ratios(max(clis), raw, own_best) + of_folder(max(clis)),
                     )
                 )
-                rows.append(
-                    (
-                        f"ingest {precision}: CLI `clipsearch index --upload` -> searchable "
-                        f"(best of {spread(uploads)})",
-                        f"{max(uploads):.1f}",
-                        _ratios(max(uploads), raw, own_best) + of_folder(max(uploads)),
+                if uploads:
+                    rows.append(
+                        (
+                            f"ingest {precision}: CLI `clipsearch index --upload` -> searchable "
+                            f"(best of {spread(uploads)})",
+                            f"{max(uploads):.1f}",
+                            _ratios(max(uploads), raw, own_best) + of_folder(max(uploads)),
+                        )
                     )
-                )
                 rows.append(
                     (
                         f"ingest {precision}: folder route -> searchable (best of {spread(folders)})",
                         f"{max(folders):.1f}",
-                        _ratios(max(folders), raw, own_best),
+                        _ratios(max(folders), raw, own_best) + of_rclip(max(folders)),
                     )
                 )
+                if peers:
+                    rows.append(
+                        (
+                            f"ingest {precision}: rclip 3.3 index, batch {args.rclip_batch}, same model "
+                            f"(best of {spread(peers)})",
+                            f"{max(peers):.1f}",
+                            _ratios(max(peers), raw, own_best),
+                        )
+                    )
+                    rows.append(
+                        (
+                            f"ingest {precision}: CPU per image, CLI / folder route / rclip (least of "
+                            f"{spread(cpu_cli)} / {spread(cpu_folder)} / {spread(cpu_peer)})",
+                            f"{min(cpu_cli):.0f} / {min(cpu_folder):.0f} / {min(cpu_peer):.0f}",
+                            "ms (every process of the stack and the client; rclip's own)",
+                        )
+                    )
+                    # each round's CLI and rclip ran minutes apart at most: their ratio per round shows
+                    # how much of the best-of ratio is the load moving between rounds
+                    rows.append(
+                        (
+                            f"ingest {precision}: CLI / rclip in each round",
+                            " / ".join(f"{c / r:.2f}" for c, r in zip(clis, peers, strict=True)),
+                            "x",
+                        )
+                    )
                 rows.append(
                     (
                         f"ingest {precision}: worker peak RSS (VmHWM, pool process)",
@@ -369,6 +466,13 @@ def main() -> None:
     low, high = args.long_side
     print(f"\nmodel: {args.model_dir}  threads: {args.threads}  cpu: {os.cpu_count()}")
     print(f"photos: {args.images} JPEGs, long side {low} to {high} px")
+    load_after = os.getloadavg()
+    print(
+        "load average (1, 5, 15 min): before "
+        + " ".join(f"{x:.2f}" for x in load_before)
+        + ", after "
+        + " ".join(f"{x:.2f}" for x in load_after)
+    )
     print_table(("measure", "value", "unit"), rows, right={1})
 
 
