@@ -42,8 +42,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.encoder import make_jpegs  # noqa: E402
 from benchmarks.table import print_table  # noqa: E402
-from indexer.model.encoder import ClipEncoder, load_encoder  # noqa: E402
+from indexer.model.encoder import ClipEncoder  # noqa: E402
 from indexer.model.files import tiny_model_dir  # noqa: E402
+from indexer.model.loader import load_encoder  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 
 MAX_PIXELS = 64_000_000
@@ -83,13 +84,10 @@ def ingest_rate(encoder: ClipEncoder, photos: list[bytes]) -> tuple[float, float
     cfg = encoder.preprocess_cfg
 
     def batches() -> Iterator[list[bytes]]:
-        handed = 0
         i = 0
-        while i < len(photos):
-            size = encoder.stream_batch_size(handed)
+        for size in encoder.batch_plan(len(photos)):  # as the worker's read stage cuts a chunk
             yield photos[i : i + size]
             i += size
-            handed += 1
 
     def prepare(data: bytes, slot: np.ndarray) -> None:
         encoder.decoder.prepare(

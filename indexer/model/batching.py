@@ -37,6 +37,31 @@ def batch_size_after(handed: int, *, lanes: int, batch_size: int) -> int:
     return min(FIRST_BATCH, batch_size) if handed < lanes else batch_size
 
 
+def batch_sizes(n: int, *, lanes: int, batch_size: int) -> list[int]:
+    """The sizes of the batches that ``n`` items go in: short first batches (``batch_size_after``), full
+    ones, and a tail split evenly over the lanes. With ``lanes`` lanes running side by side, the last
+    batches decide when the stream ends: full batches to the end leave one lane on the last full batch
+    while the others idle (on 2 cores, 128 items in 4, 4, 7 x 16 and 8 kept one core idle for about half a
+    second at every chunk's end: 3 to 4 % of an ingest of small photos). So the last ``lanes x
+    batch_size`` items or fewer go in ``lanes`` near-equal batches, which the lanes finish together."""
+    sizes: list[int] = []
+    left = n
+    while left > 0 and len(sizes) < lanes:
+        sizes.append(min(left, max(1, batch_size_after(len(sizes), lanes=lanes, batch_size=batch_size))))
+        left -= sizes[-1]
+    full = max(1, batch_size)
+    while left > lanes * full:
+        sizes.append(full)
+        left -= full
+    if left > full and lanes > 1:
+        sizes.extend(left // lanes + (1 if i < left % lanes else 0) for i in range(lanes))
+    else:
+        while left > 0:
+            sizes.append(min(left, full))
+            left -= sizes[-1]
+    return sizes
+
+
 def index_batches(n: int, size_after: Callable[[int], int]) -> Iterator[range]:
     """range(n) in consecutive batches, the k-th of ``size_after(k)`` items."""
     start, handed = 0, 0

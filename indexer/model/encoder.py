@@ -211,10 +211,11 @@ class ClipEncoder:
 
         return self._embed_indexed(len(items), prepare, normalize)
 
-    def stream_batch_size(self, handed: int) -> int:
-        """The size of the next batch for ``embed_stream`` after ``handed`` batches: short for each lane's
-        first batch, then ``batch_size`` (``indexer.model.batching.batch_size_after``)."""
-        return batching.batch_size_after(handed, lanes=self.lanes, batch_size=self.batch_size)
+    def batch_plan(self, n: int) -> list[int]:
+        """The sizes of the batches for ``n`` items through ``embed_stream``: short for each lane's first
+        batch, then ``batch_size``, and the tail split evenly over the lanes
+        (``indexer.model.batching.batch_sizes``)."""
+        return batching.batch_sizes(n, lanes=self.lanes, batch_size=self.batch_size)
 
     def embed_stream(
         self,
@@ -241,14 +242,15 @@ class ClipEncoder:
     def _embed_indexed(
         self, n: int, prepare: Callable[[int, NDArray[np.float32]], _Meta], normalize: bool
     ) -> list[ImageEmbedding]:
-        """Items 0..n-1 through ``embed_stream``, in batches of ``stream_batch_size``."""
+        """Items 0..n-1 through ``embed_stream``, in the batches of ``batch_plan``."""
         metas: list[_Meta | None] = [None] * n
 
         def prepare_item(i: int, slot: NDArray[np.float32]) -> None:
             metas[i] = prepare(i, slot)
 
         results: list[ImageEmbedding] = []
-        indexes = batching.index_batches(n, self.stream_batch_size)
+        plan = self.batch_plan(n)
+        indexes = batching.index_batches(n, lambda k: plan[k] if k < len(plan) else self.batch_size)
         for batch, outcomes in self.embed_stream(indexes, prepare_item, normalize):
             for i, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, ClipsearchError):

@@ -264,8 +264,11 @@ def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
     indexes = list(range(start, start + len(items)))
     already = jobs.recorded(job_id, indexes)
     reader = ItemReader(rt.settings, job_id)
+    # The batch sizes for the items to read; an item that fails to read, or the byte budget, only makes a
+    # batch end sooner or later than planned, and past the plan the batches are full.
+    plan = rt.encoder.batch_plan(sum(1 for i in indexes if i not in already))
     handed = 0
-    size = rt.encoder.stream_batch_size(handed)
+    size = _planned(plan, handed, rt.encoder.batch_size)
     batch: list[Pending] = []  # read and hashed, not yet claimed
     try:
         for index, raw in zip(indexes, items, strict=True):
@@ -292,7 +295,7 @@ def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
             if batch and not stages.budget.fits(len(data)):
                 _hand_on(chunk, stages, batch)  # the budget comes back only from items handed on
                 handed += 1
-                batch, size = [], rt.encoder.stream_batch_size(handed)
+                batch, size = [], _planned(plan, handed, rt.encoder.batch_size)
             _take_budget(stages, len(data))
             sha = hashlib.sha256(data).hexdigest()
             _crash_hook(rt.settings, sha)
@@ -301,12 +304,16 @@ def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
             if len(batch) >= size:
                 _hand_on(chunk, stages, batch)
                 handed += 1
-                batch, size = [], rt.encoder.stream_batch_size(handed)
+                batch, size = [], _planned(plan, handed, rt.encoder.batch_size)
         if batch:
             _hand_on(chunk, stages, batch)
     finally:
         reader.close()
     stages.put(stages.to_infer, None)
+
+
+def _planned(plan: list[int], handed: int, batch_size: int) -> int:
+    return plan[handed] if handed < len(plan) else batch_size
 
 
 def _take_budget(stages: _Stages, n: int) -> None:

@@ -108,8 +108,9 @@ def test_visibility_timeout_stays_above_the_hard_limit(chunk: int) -> None:
     assert time_limits(settings, 1).soft_s < limits.soft_s or chunk == 1  # scaled with the size
 
 
-def test_a_stream_starts_with_one_short_batch_per_lane() -> None:
+def test_a_stream_starts_with_one_short_batch_per_lane_and_ends_with_one_even_batch_per_lane() -> None:
     two = tiny_encoder(lanes=2, settings=Settings(onnx_threads=2))
     one = tiny_encoder(Settings(), lanes=1)
-    assert [two.stream_batch_size(k) for k in range(4)] == [4, 4, two.batch_size, two.batch_size]
-    assert [one.stream_batch_size(k) for k in range(3)] == [4, one.batch_size, one.batch_size]
+    assert two.batch_size == one.batch_size == 16
+    assert two.batch_plan(128) == [4, 4, 16, 16, 16, 16, 16, 16, 12, 12]
+    assert one.batch_plan(128) == [4] + [16] * 7 + [12]
