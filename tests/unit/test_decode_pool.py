@@ -3,6 +3,7 @@ and a decode past a limit failing alone while its process is replaced."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ import pytest
 
 from indexer.errors import DecodeLimitExceeded, InvalidInput
 from indexer.media.decoder import InlineDecoder, PooledDecoder
-from indexer.media.pool import DecodePool
+from indexer.media.pool import PIPE_BYTES, DecodePool
 from indexer.model.preprocess import PreprocessConfig
 from tests.craft import scan_bomb
 from tests.imagegen import make_image
@@ -103,6 +104,17 @@ def test_a_process_killed_while_idle_is_replaced(pooled: PooledDecoder) -> None:
     proc.popen.wait()
     assert pooled.decode(make_image(5), MAX_PIXELS).format == "jpeg"
     assert pool._idle and pool._idle[0] is not proc
+
+
+def test_a_model_input_crosses_its_pipe_in_one_write(pooled: PooledDecoder) -> None:
+    pooled.decode(make_image(4), MAX_PIXELS)
+    (proc,) = pooled.pool._idle
+    max_size = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    for stream in (proc.popen.stdin, proc.popen.stdout):
+        assert stream is not None
+        size = fcntl.fcntl(stream.fileno(), fcntl.F_GETPIPE_SZ)
+        assert size == PIPE_BYTES if max_size >= PIPE_BYTES else size >= 64 * 1024
+    assert PIPE_BYTES >= 4 * 3 * 256 * 256  # a 256 px model input in float32
 
 
 def test_a_decode_process_inherits_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
