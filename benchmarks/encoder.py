@@ -126,16 +126,14 @@ def decode_formats(sizes: list[tuple[int, int]], repeat: int) -> None:
     and tifffile write the HEIC and DNG files)."""
     from tests import formatgen as g
 
-    photo = np.asarray(
-        cv2.cvtColor(
-            cv2.imread(str(REPO / "tests" / "fixtures" / "images" / "astronaut.jpg")), cv2.COLOR_BGR2RGB
-        )
-    )
+    bgr = cv2.imread(str(REPO / "tests" / "fixtures" / "images" / "astronaut.jpg"))
+    assert bgr is not None
+    photo = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
     cv2.setNumThreads(1)
     print("| size | format | kB | full-res decode ms | service decode ms (min_side 336) |")
     print("|---|---|---|---|---|")
     for w, h in sizes:
-        rgb = np.asarray(cv2.resize(photo, (w, h), interpolation=cv2.INTER_CUBIC))
+        rgb = np.asarray(cv2.resize(photo, (w, h), interpolation=cv2.INTER_CUBIC), dtype=np.uint8)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         assert ok
         files = {

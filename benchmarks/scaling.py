@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.encoder import DEFAULT_BIG, make_jpegs  # noqa: E402
 from benchmarks.ingest import (  # noqa: E402
     RAW_BATCH,
-    cli_upload_images_per_s,
+    cli_images_per_s,
     folder_images_per_s,
     raw_images_per_s,
     warm_text_search,
@@ -88,7 +88,7 @@ def main() -> None:
                 by_folder, by_cli = [], []
                 for _ in range(args.rounds):
                     by_folder.append(folder_images_per_s(stack.api_url, folder, len(jpegs)))
-                    by_cli.append(cli_upload_images_per_s(stack.api_url, folder))
+                    by_cli.append(cli_images_per_s(stack.api_url, folder, upload=True))
             finally:
                 stack.stop()
             raw = raw_images_per_s(settings.model_copy(update={"onnx_threads": workers * threads}), RAW_BATCH)

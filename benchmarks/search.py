@@ -189,13 +189,17 @@ def main() -> None:
                 from weaviate.classes.query import MetadataQuery
 
                 def run() -> object:
-                    kwargs = {} if properties is None else {"return_properties": properties}
+                    metadata = MetadataQuery(distance=True)
+                    if properties is None:
+                        return store.collection.query.near_vector(
+                            near_vector=query, limit=LIMIT, filters=where, return_metadata=metadata
+                        )
                     return store.collection.query.near_vector(
                         near_vector=query,
                         limit=LIMIT,
                         filters=where,
-                        return_metadata=MetadataQuery(distance=True),
-                        **kwargs,  # type: ignore[arg-type]
+                        return_metadata=metadata,
+                        return_properties=properties,
                     )
 
                 return run
