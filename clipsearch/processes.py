@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import errno
@@ -9,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,11 +21,36 @@ LOOPBACK = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
 
 
+class _HandedPorts:
+    """The ports `free_port` handed out lately in this process. A port is only picked, not held, until
+    its server binds it, and the kernel may pick a closed port again: a 3-node cluster takes 18 ports
+    before any node binds one, so two of its listeners could be given the same port."""
+
+    def __init__(self, keep: int = 4096) -> None:
+        self.recent: collections.deque[int] = collections.deque(maxlen=keep)
+        self.lock = threading.Lock()
+
+    def claim(self, port: int) -> bool:
+        with self.lock:
+            if port in self.recent:
+                return False
+            self.recent.append(port)
+            return True
+
+
+_HANDED = _HandedPorts()
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """A port that is free on `host` right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port that is free on `host` right now (the kernel picks it), and not one this process handed
+    out lately."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if _HANDED.claim(port):
+            return port
+    raise StartupError(f"no free port on {host} that this process has not handed out already")
 
 
 def ensure_port_free(port: int, purpose: str, host: str = LOOPBACK) -> None:
