@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from types import SimpleNamespace
 
 import pytest
 
@@ -39,5 +40,6 @@ def test_a_port_the_kernel_picks_again_is_skipped(monkeypatch: pytest.MonkeyPatc
             return ("127.0.0.1", self.port)
 
     monkeypatch.setattr(processes, "_HANDED", processes._HandedPorts())
-    monkeypatch.setattr(socket, "socket", Kernel)
+    kernel = SimpleNamespace(socket=Kernel, AF_INET=socket.AF_INET, SOCK_STREAM=socket.SOCK_STREAM)
+    monkeypatch.setattr(processes, "socket", kernel)  # this module's sockets only
     assert [free_port(), free_port()] == [40001, 40002]
