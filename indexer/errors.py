@@ -257,6 +257,8 @@ def dependency_failure(exc: BaseException, retry_after_s: int = 5) -> Dependency
         import httpx
     except ImportError:  # pragma: no cover - weaviate-client depends on it
         return None
-    if isinstance(exc, httpx.ConnectError | httpx.TimeoutException):
+    # REST calls (the client's collection and schema calls): a connection refused, reset mid-answer
+    # (ReadError: a cluster node killed while it answered) or dropped before any answer
+    if isinstance(exc, httpx.NetworkError | httpx.TimeoutException | httpx.RemoteProtocolError):
         return down("weaviate")
     return None

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import botocore.exceptions as boto
+import httpx
 import kombu.exceptions
 import pytest
 import redis
@@ -64,6 +65,10 @@ def test_dependency_failures_are_told_apart_from_bugs() -> None:
         (boto.EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), "object store"),
         (boto.ConnectionClosedError(endpoint_url="http://127.0.0.1:9"), "object store"),
         (boto.ReadTimeoutError(endpoint_url="http://127.0.0.1:9"), "object store"),
+        (httpx.ConnectError("refused"), "weaviate"),
+        (httpx.ReadError("[Errno 104] Connection reset by peer"), "weaviate"),  # a node killed mid-answer
+        (httpx.RemoteProtocolError("Server disconnected without sending a response."), "weaviate"),
+        (httpx.ReadTimeout("slow"), "weaviate"),
     ]:
         down = dependency_failure(exc, retry_after_s=7)
         assert isinstance(down, DependencyUnavailable) and down.dependency == dependency, exc
@@ -75,6 +80,7 @@ def test_dependency_failures_are_told_apart_from_bugs() -> None:
         wvx.WeaviateBatchError("Query call with protocol GRPC batch failed: invalid vector length"),
         boto.ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject"),
         boto.NoCredentialsError(),
+        httpx.HTTPStatusError("400", request=httpx.Request("GET", "http://x"), response=httpx.Response(400)),
     ]:
         assert dependency_failure(exc) is None, exc
 
