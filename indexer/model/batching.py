@@ -62,6 +62,13 @@ def batch_sizes(n: int, *, lanes: int, batch_size: int) -> list[int]:
     return sizes
 
 
+def planned_size(plan: Sequence[int], handed: int, batch_size: int) -> int:
+    """The size of the batch after ``handed`` batches under ``plan`` (``batch_sizes``); full past its end
+    (a reader whose items fail or whose byte budget cuts batches short may hand more batches than
+    planned)."""
+    return plan[handed] if handed < len(plan) else batch_size
+
+
 def index_batches(n: int, size_after: Callable[[int], int]) -> Iterator[range]:
     """range(n) in consecutive batches, the k-th of ``size_after(k)`` items."""
     start, handed = 0, 0

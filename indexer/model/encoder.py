@@ -250,7 +250,7 @@ class ClipEncoder:
 
         results: list[ImageEmbedding] = []
         plan = self.batch_plan(n)
-        indexes = batching.index_batches(n, lambda k: plan[k] if k < len(plan) else self.batch_size)
+        indexes = batching.index_batches(n, lambda k: batching.planned_size(plan, k, self.batch_size))
         for batch, outcomes in self.embed_stream(indexes, prepare_item, normalize):
             for i, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, ClipsearchError):

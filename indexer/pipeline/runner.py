@@ -29,6 +29,7 @@ from indexer import metrics
 from indexer.errors import ClipsearchError, DependencyUnavailable, dependency_failure
 from indexer.jobs.kinds import FINAL_STEP_KINDS, JobKind
 from indexer.jobs.store import FINAL_STATES, ItemOutcome, JobState, Outcome
+from indexer.model.batching import planned_size
 from indexer.pipeline.chunk import Chunk, ChunkUseCase, IngestRuntime, Pending, VectorUseCase, record_outcome
 from indexer.pipeline.inflight import ByteBudget
 from indexer.pipeline.ingest import IngestUseCase
@@ -268,7 +269,7 @@ def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
     # batch end sooner or later than planned, and past the plan the batches are full.
     plan = rt.encoder.batch_plan(sum(1 for i in indexes if i not in already))
     handed = 0
-    size = _planned(plan, handed, rt.encoder.batch_size)
+    size = planned_size(plan, handed, rt.encoder.batch_size)
     batch: list[Pending] = []  # read and hashed, not yet claimed
     try:
         for index, raw in zip(indexes, items, strict=True):
@@ -295,7 +296,7 @@ def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
             if batch and not stages.budget.fits(len(data)):
                 _hand_on(chunk, stages, batch)  # the budget comes back only from items handed on
                 handed += 1
-                batch, size = [], _planned(plan, handed, rt.encoder.batch_size)
+                batch, size = [], planned_size(plan, handed, rt.encoder.batch_size)
             _take_budget(stages, len(data))
             sha = hashlib.sha256(data).hexdigest()
             _crash_hook(rt.settings, sha)
@@ -304,16 +305,12 @@ def _read_stage(chunk: Chunk, stages: _Stages, start: int, end: int) -> None:
             if len(batch) >= size:
                 _hand_on(chunk, stages, batch)
                 handed += 1
-                batch, size = [], _planned(plan, handed, rt.encoder.batch_size)
+                batch, size = [], planned_size(plan, handed, rt.encoder.batch_size)
         if batch:
             _hand_on(chunk, stages, batch)
     finally:
         reader.close()
     stages.put(stages.to_infer, None)
-
-
-def _planned(plan: list[int], handed: int, batch_size: int) -> int:
-    return plan[handed] if handed < len(plan) else batch_size
 
 
 def _take_budget(stages: _Stages, n: int) -> None:
