@@ -171,7 +171,7 @@ def _run_chunk(task: ChunkTask, kind: TaskKind, job_id: str, start: int, end: in
             ),
             job_id,
         )
-    except Exception as exc:
+    except Exception as exc:  # any client's error may be a lost quorum (_no_quorum decides); others re-raised
         lost = _no_quorum(exc)
         if lost is None:
             raise
